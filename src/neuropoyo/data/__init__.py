@@ -1,0 +1,6 @@
+"""Recordings in memory and on disk, splits, and the built-in simulator."""
+
+from neuropoyo.data.intervals import Intervals
+from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
+
+__all__ = ["Intervals", "Recording", "RecordingInfo", "Spikes", "TimeSeries", "Units"]
