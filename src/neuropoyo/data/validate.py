@@ -1,0 +1,124 @@
+"""Checks that a Recording is well formed, with errors that name the source, the field and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuropoyo.data.intervals import Intervals
+from neuropoyo.data.recording import Recording
+
+
+class InvalidRecordingError(ValueError):
+    """A recording (in memory or on disk) breaks the data model; the message lists every problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid recording ({len(problems)} problem(s)):\n{lines}")
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _check_times(times: np.ndarray, field: str, problems: list[str]) -> None:
+    """Times must be finite and sorted (non-decreasing)."""
+    bad = ~np.isfinite(times)
+    if bad.any():
+        problems.append(
+            f"{field}: {int(bad.sum())} non-finite value(s) (first at index {_first(bad)}); "
+            "remove NaN/inf timestamps"
+        )
+        return
+    back = np.diff(times) < 0
+    if back.any():
+        i = _first(back)
+        problems.append(
+            f"{field}: not sorted (index {i + 1} is {times[i + 1]!r} after {times[i]!r}); "
+            "sort by time (and reorder the paired arrays with the same permutation)"
+        )
+
+
+def _check_intervals(spans: Intervals, field: str, problems: list[str], disjoint: bool) -> None:
+    if not (np.all(np.isfinite(spans.start)) and np.all(np.isfinite(spans.end))):
+        problems.append(f"{field}: non-finite start/end; every interval needs finite bounds")
+        return
+    negative = spans.end < spans.start
+    if negative.any():
+        i = _first(negative)
+        problems.append(
+            f"{field}: {int(negative.sum())} interval(s) with negative duration (first: #{i}, "
+            f"start {spans.start[i]!r} > end {spans.end[i]!r}); swap or drop them"
+        )
+    if not spans.is_sorted():
+        problems.append(f"{field}: intervals not sorted by start time; sort them")
+    elif disjoint and not spans.is_disjoint():
+        i = _first(spans.start[1:] < spans.end[:-1])
+        problems.append(
+            f"{field}: intervals #{i} [{spans.start[i]}, {spans.end[i]}) and #{i + 1} "
+            f"[{spans.start[i + 1]}, {spans.end[i + 1]}) overlap; {field} must not overlap"
+        )
+
+
+def recording_problems(recording: Recording) -> list[str]:
+    """Every problem found in ``recording`` (empty when it is valid)."""
+    problems: list[str] = []
+    spikes, n_units = recording.spikes, len(recording.units)
+    _check_times(spikes.times, "spikes/times", problems)
+    if len(spikes):
+        out = (spikes.unit_index < 0) | (spikes.unit_index >= n_units)
+        if out.any():
+            i = _first(out)
+            problems.append(
+                f"spikes/unit_index: {int(out.sum())} index(es) outside the unit table of {n_units} "
+                f"units (first: spike #{i} -> {int(spikes.unit_index[i])}); "
+                "every spike must point to a row of units/ids"
+            )
+    if len(set(recording.units.ids.tolist())) != n_units:
+        problems.append("units/ids: duplicate unit ids; give every unit a distinct id")
+    for name, stream in recording.behavior.items():
+        field = f"behavior/{name}"
+        if stream.values.shape[0] != len(stream.timestamps):
+            problems.append(
+                f"{field}: {len(stream.timestamps)} timestamps but {stream.values.shape[0]} rows of "
+                "values; give exactly one row of values per timestamp"
+            )
+        _check_times(stream.timestamps, f"{field}/timestamps", problems)
+        if stream.values.ndim != 2:
+            problems.append(f"{field}/values: expected (N, D) values, got shape {stream.values.shape}")
+        elif np.issubdtype(stream.values.dtype, np.floating) and np.isnan(stream.values).any():
+            problems.append(
+                f"{field}/values: {int(np.isnan(stream.values).any(axis=1).sum())} row(s) with NaN; "
+                "drop those samples (and mark the span as a gap in the domain) instead"
+            )
+    _check_intervals(recording.domain, "domain", problems, disjoint=True)
+    _check_intervals(recording.trials, "trials", problems, disjoint=True)
+    for name, spans in recording.splits.items():
+        _check_intervals(spans, f"splits/{name}", problems, disjoint=True)
+    for name, spans in recording.intervals.items():
+        _check_intervals(spans, f"intervals/{name}", problems, disjoint=False)
+    names = sorted(recording.splits)
+    for a_i, a in enumerate(names):
+        for b in names[a_i + 1 :]:
+            first, second = recording.splits[a], recording.splits[b]
+            if first.is_disjoint() and second.is_disjoint() and len(first.intersect(second)):
+                problems.append(
+                    f"splits: {a} and {b} overlap; no time may belong to two splits "
+                    "(recompute them with neuropoyo.data.splits)"
+                )
+    if not problems and len(spikes):
+        outside = ~recording.domain.contains(spikes.times)
+        if outside.any():
+            problems.append(
+                f"spikes/times: {int(outside.sum())} spike(s) outside the recorded domain "
+                f"(first at {spikes.times[_first(outside)]!r} s); widen the domain or drop them"
+            )
+    return problems
+
+
+def validate_recording(recording: Recording, source: str = "<memory>") -> None:
+    """Raise :class:`InvalidRecordingError` naming ``source`` if ``recording`` has any problem."""
+    problems = recording_problems(recording)
+    if problems:
+        raise InvalidRecordingError(source, problems)
