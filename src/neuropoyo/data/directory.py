@@ -1,0 +1,48 @@
+"""Data directories: folders of ``<recording_id>.h5`` files, one recording per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from neuropoyo.data.recording import Recording
+from neuropoyo.data.splits import assign_splits
+from neuropoyo.data.store import write_recording
+
+RECORDING_SUFFIX = ".h5"
+
+
+def recording_path(out_dir: str | Path, recording_id: str) -> Path:
+    return Path(out_dir) / f"{recording_id}{RECORDING_SUFFIX}"
+
+
+def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
+    """Recording files named by ``paths`` (files, or folders searched one level deep), sorted."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(path.glob(f"*{RECORDING_SUFFIX}")))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder of recordings")
+    if not found:
+        raise FileNotFoundError(
+            f"no {RECORDING_SUFFIX} recordings in {', '.join(map(str, paths))}; "
+            "create some with `neuropoyo simulate --out DIR` or `neuropoyo prepare`"
+        )
+    return found
+
+
+def write_dataset(
+    recordings: Iterable[Recording], out_dir: str | Path, *, split_seed: int = 0
+) -> list[Path]:
+    """Assign splits (unless present) and write each recording atomically to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for recording in recordings:
+        if not recording.splits:
+            recording = assign_splits(recording, seed=split_seed)
+        paths.append(write_recording(recording, recording_path(out_dir, recording.recording_id)))
+    return paths

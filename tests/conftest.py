@@ -1,0 +1,62 @@
+"""Shared fixtures: a small hand-built recording whose every value is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
+
+
+def build_recording(seed: int = 0, *, duration: float = 20.0, n_units: int = 5) -> Recording:
+    """A 20 s recording with a gap at [9, 11), 5 units (one silent), two behavior streams,
+    6 trials with columns and 'reach' sub-intervals."""
+    rng = np.random.default_rng(seed)
+    domain = Intervals([0.0, 11.0], [9.0, duration])
+    times = np.sort(rng.uniform(0, duration, 400))
+    times = times[domain.contains(times)]
+    units = rng.integers(0, n_units - 1, times.size)  # the last unit never fires
+    slow_t = np.arange(0, duration, 0.01)
+    fast_t = np.arange(0, duration, 0.002)
+    slow_t, fast_t = slow_t[domain.contains(slow_t)], fast_t[domain.contains(fast_t)]
+    trials = Intervals(
+        [0.5, 3.0, 6.0, 11.5, 14.0, 17.0],
+        [2.5, 5.5, 8.5, 13.5, 16.5, 19.5],
+        {
+            "target_id": np.array([0, 1, 0, 1, 0, 1]),
+            "go_cue_time": np.array([1.0, 3.5, 6.5, 12.0, 14.5, 17.5]),
+            "success": np.array([True, True, False, True, True, True]),
+        },
+    )
+    return Recording(
+        info=RecordingInfo(
+            recording_id=f"test_rec_{seed}",
+            brainset="test_lab",
+            subject="monkey_t",
+            task="center_out",
+            species="macaca_mulatta",
+            brain_areas=("M1",),
+            extra={"note": "built in conftest"},
+        ),
+        spikes=Spikes(times, units),
+        units=Units(
+            [f"u{k}" for k in range(n_units)],
+            {"area": np.array(["M1"] * n_units), "electrode": np.arange(n_units)},
+        ),
+        behavior={
+            "hand_vel": TimeSeries(slow_t, rng.normal(size=(slow_t.size, 2)).astype(np.float32), "m/s"),
+            "emg": TimeSeries(fast_t, rng.normal(size=(fast_t.size, 3)), "mV"),
+        },
+        domain=domain,
+        trials=trials,
+        intervals={
+            "reach": Intervals(
+                trials.columns["go_cue_time"] + 0.3, trials.columns["go_cue_time"] + 0.9
+            )
+        },
+    )
+
+
+@pytest.fixture
+def recording() -> Recording:
+    return build_recording()

@@ -1,0 +1,77 @@
+"""In-memory validation names the field and the fix for every kind of bad recording."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import build_recording
+from neuropoyo.data import Intervals, Spikes, TimeSeries
+from neuropoyo.data.validate import InvalidRecordingError, recording_problems, validate_recording
+
+GOOD = build_recording()
+
+
+def problems_of(**changes) -> str:
+    return "\n".join(recording_problems(dataclasses.replace(GOOD, **changes)))
+
+
+def test_good_recording_has_no_problems():
+    assert recording_problems(GOOD) == []
+
+
+def test_unsorted_spike_times():
+    times = GOOD.spikes.times.copy()
+    times[[3, 4]] = times[[4, 3]]
+    assert "spikes/times: not sorted (index 4" in problems_of(spikes=Spikes(times, GOOD.spikes.unit_index))
+
+
+def test_nan_spike_times():
+    times = GOOD.spikes.times.copy()
+    times[7] = np.nan
+    assert "spikes/times: 1 non-finite" in problems_of(spikes=Spikes(times, GOOD.spikes.unit_index))
+
+
+def test_unit_index_out_of_range():
+    index = GOOD.spikes.unit_index.copy()
+    index[2] = 5
+    text = problems_of(spikes=Spikes(GOOD.spikes.times, index))
+    assert "spikes/unit_index: 1 index(es) outside the unit table of 5 units" in text
+
+
+def test_behavior_length_mismatch():
+    stream = GOOD.behavior["hand_vel"]
+    bad = TimeSeries(stream.timestamps[:-1], stream.values, stream.unit)
+    text = problems_of(behavior={**GOOD.behavior, "hand_vel": bad})
+    assert "behavior/hand_vel:" in text and "one row of values per timestamp" in text
+
+
+def test_overlapping_trials():
+    trials = Intervals([0.0, 2.0], [3.0, 4.0])
+    assert "trials: intervals #0 [0.0, 3.0) and #1 [2.0, 4.0) overlap" in problems_of(trials=trials)
+
+
+def test_negative_duration():
+    text = problems_of(intervals={"reach": Intervals([1.0, 5.0], [2.0, 4.0])})
+    assert "intervals/reach: 1 interval(s) with negative duration" in text
+
+
+def test_overlapping_splits():
+    splits = {"train": Intervals.single(0.0, 10.0), "test": Intervals.single(5.0, 6.0)}
+    assert "splits: test and train overlap" in problems_of(splits=splits)
+
+
+def test_spikes_outside_domain():
+    text = problems_of(domain=Intervals.single(0.0, 5.0))
+    assert "spike(s) outside the recorded domain" in text
+
+
+def test_validate_raises_with_source_and_every_problem():
+    times = GOOD.spikes.times.copy()
+    times[0] = np.nan
+    bad = dataclasses.replace(
+        GOOD, spikes=Spikes(times, GOOD.spikes.unit_index), trials=Intervals([0, 1], [2, 3])
+    )
+    with pytest.raises(InvalidRecordingError) as info:
+        validate_recording(bad, "my_file.h5")
+    assert str(info.value).startswith("my_file.h5: invalid recording (2 problem(s))")
