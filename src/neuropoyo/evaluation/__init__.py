@@ -1,0 +1,1 @@
+"""Evaluation: stitching overlapping window predictions, metrics, reports."""

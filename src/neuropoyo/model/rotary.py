@@ -1,0 +1,81 @@
+"""Rotary time embeddings: RoPE over continuous timestamps (paper appendix A.1).
+
+R(t) is block-diagonal with 2x2 rotations of angle 2*pi*t/T_i. Only the first ``rotate_dim`` dimensions
+of each head are rotated; the rest are identity blocks (the paper rotates half of each head). Since
+R(a)^T R(b) = R(b - a), dot products of rotated queries and keys depend only on time differences.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+def rotary_periods(*, rotate_dim: int, t_min: float, t_max: float) -> list[float]:
+    """Periods T_i = t_min * (t_max / t_min) ** (2i / D), i = 0 .. D/2 - 1, with D = rotate_dim.
+
+    Taking D as the number of rotated dimensions spreads the rotated blocks over the whole
+    [t_min, t_max) range: 1 ms .. ~3.1 s for the paper's 32 rotated dimensions.
+    """
+    if rotate_dim % 2:
+        raise ValueError(f"rotate_dim must be even, got {rotate_dim}")
+    if not 0 < t_min < t_max:
+        raise ValueError(f"need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
+    return [t_min * (t_max / t_min) ** (2 * i / rotate_dim) for i in range(rotate_dim // 2)]
+
+
+class Rotation(NamedTuple):
+    """R(t) for a set of tokens: cos and sin of the angles, each (..., tokens, rotate_dim // 2)."""
+
+    cos: Tensor
+    sin: Tensor
+
+    def inverse(self) -> Rotation:
+        """R(-t) = R(t)^T."""
+        return Rotation(self.cos, -self.sin)
+
+
+def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3) -> Tensor:
+    """Apply R(t) to every head of x; the unrotated dimensions are returned bit-identical.
+
+    x: (..., heads, tokens, head_dim) with head_axis=-3, or (..., tokens, heads, head_dim) with
+    head_axis=-2. rotation: cos/sin over (..., tokens, rotate_dim // 2). Pairs (2k, 2k+1) are rotated.
+    """
+    if head_axis not in (-3, -2):
+        raise ValueError(f"head_axis must be -3 (heads, tokens) or -2 (tokens, heads), got {head_axis}")
+    half = rotation.cos.shape[-1]
+    cos = rotation.cos.unsqueeze(head_axis).to(x.dtype)
+    sin = rotation.sin.unsqueeze(head_axis).to(x.dtype)
+    pairs = x[..., : 2 * half].unflatten(-1, (half, 2))
+    x1, x2 = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    return torch.cat((rotated, x[..., 2 * half :]), dim=-1)
+
+
+class RotaryTimeEmbedding(nn.Module):
+    """Timestamps (..., tokens) -> Rotation, angles computed in the timestamps' dtype."""
+
+    omega: Tensor
+
+    def __init__(
+        self, *, head_dim: int, rotate_fraction: float = 0.5, t_min: float = 1e-3, t_max: float = 4.0
+    ):
+        super().__init__()
+        rotate_dim = round(head_dim * rotate_fraction)
+        if not 0 <= rotate_dim <= head_dim or rotate_dim % 2:
+            raise ValueError(
+                f"head_dim * rotate_fraction = {head_dim} * {rotate_fraction} must be an even number "
+                f"of dimensions in [0, head_dim]"
+            )
+        self.head_dim = head_dim
+        self.rotate_dim = rotate_dim
+        self.periods = rotary_periods(rotate_dim=rotate_dim, t_min=t_min, t_max=t_max)
+        omega = torch.tensor([2 * math.pi / p for p in self.periods], dtype=torch.float64)
+        self.register_buffer("omega", omega, persistent=False)  # float64, derived from the config
+
+    def forward(self, timestamps: Tensor) -> Rotation:
+        angles = timestamps.unsqueeze(-1) * self.omega.to(timestamps.dtype)
+        return Rotation(angles.cos(), angles.sin())

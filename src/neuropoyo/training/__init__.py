@@ -1,0 +1,1 @@
+"""Training: optimiser, schedule, loss and the loop."""

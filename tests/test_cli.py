@@ -1,0 +1,80 @@
+"""The neuropoyo command: simulate -> inspect, the demo, and user-facing errors."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from neuropoyo.cli import main
+from neuropoyo.data.store import read_recording
+
+SMALL = ["--animals", "2", "--sessions", "1", "--trials", "16", "--duration", "30"]
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    assert main(["simulate", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_console_script_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "neuropoyo.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    for command in ("demo", "simulate", "inspect"):
+        assert command in result.stdout
+
+
+def test_simulate_writes_one_valid_file_per_session_with_splits(sim_dir):
+    files = sorted(sim_dir.glob("*.h5"))
+    assert len(files) == 4  # 2 animals x 1 day x 2 tasks
+    for path in files:
+        recording = read_recording(path)
+        assert set(recording.splits) == {"train", "valid", "test"}
+        assert path.stem == recording.recording_id
+
+
+def test_inspect_prints_a_summary_per_file(sim_dir, capsys):
+    assert main(["inspect", str(sim_dir)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("recording  ") == 4
+    assert "behavior hand_vel" in text and "split    test" in text
+
+
+def test_inspect_json_counts_match_the_file(sim_dir, capsys):
+    path = sorted(sim_dir.glob("*_co.h5"))[0]
+    assert main(["inspect", "--json", str(path)]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
+    recording = read_recording(path)
+    assert summary["spikes"] == len(recording.spikes)
+    assert summary["units"] == len(recording.units)
+    assert summary["trials"] == len(recording.trials) == 16
+
+
+def test_inspect_reports_a_bad_file_by_name_and_field(sim_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(sorted(sim_dir.glob("*.h5"))[0].read_bytes())
+    with h5py.File(bad, "r+") as f:
+        times = f["spikes/times"][...]
+        times[10] = np.nan
+        f["spikes/times"][...] = times
+    assert main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "spikes/times" in err and "non-finite" in err
+
+
+def test_inspect_missing_path(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "nope")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_demo_quick_simulates_and_summarises(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert len(list((tmp_path / "data").glob("*.h5"))) == 4
+    assert out.count("recording  ") == 4
