@@ -7,13 +7,11 @@ from typing import Iterable, Sequence
 
 from neuropoyo.data.recording import Recording
 from neuropoyo.data.splits import assign_splits
-from neuropoyo.data.store import write_recording
-
-RECORDING_SUFFIX = ".h5"
+from neuropoyo.data.store import SUFFIX, write_recording
 
 
 def recording_path(out_dir: str | Path, recording_id: str) -> Path:
-    return Path(out_dir) / f"{recording_id}{RECORDING_SUFFIX}"
+    return Path(out_dir) / f"{recording_id}{SUFFIX}"
 
 
 def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
@@ -21,14 +19,14 @@ def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(sorted(path.glob(f"*{RECORDING_SUFFIX}")))
+            found.extend(sorted(path.glob(f"*{SUFFIX}")))
         elif path.is_file():
             found.append(path)
         else:
             raise FileNotFoundError(f"{path}: no such file or folder of recordings")
     if not found:
         raise FileNotFoundError(
-            f"no {RECORDING_SUFFIX} recordings in {', '.join(map(str, paths))}; "
+            f"no {SUFFIX} recordings in {', '.join(map(str, paths))}; "
             "create some with `neuropoyo simulate --out DIR` or `neuropoyo prepare`"
         )
     return found

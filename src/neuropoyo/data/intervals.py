@@ -13,6 +13,13 @@ from typing import Mapping
 import numpy as np
 
 
+def arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exact equality, NaN equal to NaN (missing values in columns)."""
+    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+        return np.array_equal(a, b, equal_nan=True)
+    return np.array_equal(a, b)
+
+
 def _as_1d(values, dtype, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=dtype)
     if array.ndim != 1:
@@ -68,7 +75,7 @@ class Intervals:
             np.array_equal(self.start, other.start)
             and np.array_equal(self.end, other.end)
             and self.columns.keys() == other.columns.keys()
-            and all(np.array_equal(v, other.columns[k]) for k, v in self.columns.items())
+            and all(arrays_equal(v, other.columns[k]) for k, v in self.columns.items())
         )
 
     def __repr__(self) -> str:

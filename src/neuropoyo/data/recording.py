@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from neuropoyo.data.intervals import Intervals
+from neuropoyo.data.intervals import Intervals, arrays_equal
 
 SPLIT_NAMES = ("train", "valid", "test")
 
@@ -102,7 +102,7 @@ class TimeSeries:
             self.unit == other.unit
             and self.values.dtype == other.values.dtype
             and np.array_equal(self.timestamps, other.timestamps)
-            and np.array_equal(self.values, other.values)
+            and arrays_equal(self.values, other.values)
         )
 
     @property
@@ -151,7 +151,7 @@ class Units:
         return (
             np.array_equal(self.ids, other.ids)
             and self.columns.keys() == other.columns.keys()
-            and all(np.array_equal(v, other.columns[k]) for k, v in self.columns.items())
+            and all(arrays_equal(v, other.columns[k]) for k, v in self.columns.items())
         )
 
 

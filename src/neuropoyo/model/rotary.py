@@ -64,8 +64,8 @@ class RotaryTimeEmbedding(nn.Module):
         self, *, head_dim: int, rotate_fraction: float = 0.5, t_min: float = 1e-3, t_max: float = 4.0
     ):
         super().__init__()
-        rotate_dim = round(head_dim * rotate_fraction)
-        if not 0 <= rotate_dim <= head_dim or rotate_dim % 2:
+        rotate_dim = int(head_dim * rotate_fraction)
+        if not 0 <= rotate_dim <= head_dim or rotate_dim % 2 or rotate_dim != head_dim * rotate_fraction:
             raise ValueError(
                 f"head_dim * rotate_fraction = {head_dim} * {rotate_fraction} must be an even number "
                 f"of dimensions in [0, head_dim]"

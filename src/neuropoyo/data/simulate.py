@@ -1,0 +1,642 @@
+"""Synthetic motor-cortex recordings, so demos and tests need no download.
+
+Each :class:`Animal` owns a pool of neurons (M1- and PMd-like) with heterogeneous baseline rates and
+ground-truth tuning. Every recording day samples a drifting subset of that pool: preferred directions
+and gains take a small random walk from day to day, and neurons drop out or appear (about 85% of one
+day's units are recorded again the next day). Two tasks are simulated:
+
+* ``center_out``: center hold (target shown during its second part) -> go cue -> reaction time ->
+  minimum-jerk reach to one of 8 targets at 8 cm -> hold at target -> return to center.
+  About 10% of trials fail: the reach stops short and the hand comes back early.
+* ``random_target``: continuous self-paced minimum-jerk reaches between random targets in a
+  +-10 cm workspace, separated by short (sometimes long) pauses.
+
+Firing rates are log-linear in the kinematics 100 ms (per neuron 50-150 ms) in the future: a cosine
+velocity term scaled by speed, a pure speed term, a position term, target-dependent preparatory
+activity before movement (mostly PMd), a slow gain shared by the whole population, and long on/off
+states in about 10% of units; they saturate softly near each neuron's maximum rate. Spikes are drawn
+from the resulting inhomogeneous Poisson process with a 2 ms absolute refractory period. The rate ->
+velocity map is thus nonlinear, so a nonlinear decoder beats a linear one
+(see ``benchmarks/simulator_decoders.py``).
+
+Every session has one or two "bad segment" gaps without spikes or behavior. Everything is
+deterministic given the seed; each session draws from its own ``SeedSequence`` child, so any one
+session can be regenerated on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuropoyo.data.intervals import Intervals
+from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
+
+TASKS = ("center_out", "random_target")
+TASK_CODES = {"center_out": "co", "random_target": "rt"}
+SPECIES = "macaca_mulatta (simulated)"
+BRAIN_AREAS = ("M1", "PMd")
+
+REFRACTORY_S = 0.002  # absolute refractory period: no ISI below 2 ms
+RATE_DT_S = 0.002  # firing rates are piecewise constant on a 2 ms grid
+CHUNK_S = 30.0  # spikes are generated 30 s at a time: ~12 MB per (units x bins) array at 200 units
+N_TARGETS = 8
+REACH_RADIUS_M = 0.08
+WORKSPACE_M = 0.10  # random-target workspace is +-10 cm in x and y
+SPEED_REF_MPS = 0.3  # peak speed of a typical center-out reach; tuning reaches nominal depth there
+
+# Day-to-day drift of the recorded population.
+PRESENT_FRACTION = 0.75  # share of the pool recorded on a given day
+KEEP_PROB = 0.85  # a recorded neuron is recorded again the next day with this probability
+JOIN_PROB = PRESENT_FRACTION * (1 - KEEP_PROB) / (1 - PRESENT_FRACTION)  # keeps the share stationary
+DIRECTION_DRIFT_RAD = 0.12  # per-day random walk of preferred directions (~7 degrees)
+GAIN_DRIFT_LOG = 0.1  # per-day random walk of log gains
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Where recordings come from; each lab samples behavior at its own rate."""
+
+    name: str
+    behavior_rate_hz: float
+
+
+LABS = (Lab("sim_lab_a", 100.0), Lab("sim_lab_b", 500.0))
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronPool:
+    """Ground-truth parameters of an animal's N neurons on day 0; all fields are (N,) arrays.
+
+    direction, position_direction and prep_direction are radians (0 = +x, counter-clockwise).
+    Gains are in log-rate units: velocity_gain multiplies speed/0.3 m/s * cos(angle to direction),
+    speed_gain multiplies speed/0.3 m/s, position_gain multiplies the hand position along
+    position_direction / 10 cm, prep_gain multiplies cos(planned direction - prep_direction).
+    Untuned neurons have all gains 0.
+    """
+
+    area: np.ndarray
+    electrode: np.ndarray
+    baseline_hz: np.ndarray
+    max_rate_hz: np.ndarray
+    lag_s: np.ndarray
+    direction: np.ndarray
+    velocity_gain: np.ndarray
+    speed_gain: np.ndarray
+    position_gain: np.ndarray
+    position_direction: np.ndarray
+    prep_gain: np.ndarray
+    prep_direction: np.ndarray
+    has_silent_states: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.area.size)
+
+    @property
+    def tuned(self) -> np.ndarray:
+        return self.velocity_gain > 0
+
+
+@dataclass(frozen=True, eq=False)
+class Animal:
+    """One simulated animal: a name, the seed its neurons and their daily drift derive from, its pool."""
+
+    name: str
+    seed: int
+    neurons: NeuronPool
+
+    @property
+    def n_neurons(self) -> int:
+        return len(self.neurons)
+
+
+def _seed(root: int, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(root, spawn_key=key)
+
+
+def _int_seed(root: int, *key: int) -> int:
+    """A 64-bit integer seed for the child ``key`` of ``root``."""
+    return int(_seed(root, *key).generate_state(1, np.uint64)[0])
+
+
+def _make_pool(rng: np.random.Generator, n: int) -> NeuronPool:
+    """Draw N neurons: ~40% PMd, ~15% untuned, ~10% with long silent states."""
+    pmd = rng.random(n) < 0.4
+    tuned = rng.random(n) >= 0.15
+    prep = tuned & (rng.random(n) < np.where(pmd, 0.7, 0.15))
+    has_position = tuned & (rng.random(n) < 0.7)
+    # Log-normal baselines: median 6 Hz, mean ~8 Hz, clipped to 1-40 Hz.
+    baseline = np.clip(rng.lognormal(np.log(6.0), 0.7, n), 1.0, 40.0)
+    direction = rng.uniform(0, 2 * np.pi, n)
+    return NeuronPool(
+        area=np.where(pmd, "PMd", "M1"),
+        # Two 96-channel arrays: M1 on electrodes 0-95, PMd on 96-191.
+        electrode=rng.integers(0, 96, n) + np.where(pmd, 96, 0),
+        baseline_hz=baseline,
+        max_rate_hz=rng.uniform(80.0, 200.0, n),
+        lag_s=np.clip(rng.normal(0.1, 0.02, n), 0.05, 0.15),
+        direction=direction,
+        velocity_gain=np.where(tuned, rng.uniform(0.5, 1.5, n), 0.0),
+        speed_gain=np.where(tuned, rng.normal(0.4, 0.5, n), 0.0),
+        position_gain=np.where(has_position, rng.uniform(0.5, 1.5, n), 0.0),
+        position_direction=rng.uniform(0, 2 * np.pi, n),
+        prep_gain=np.where(prep, rng.uniform(1.0, 2.0, n), 0.0),
+        prep_direction=direction + rng.normal(0, 0.4, n),
+        has_silent_states=rng.random(n) < 0.1,
+    )
+
+
+def make_animal(name: str, *, n_neurons: int = 100, seed: int = 0) -> Animal:
+    """An animal with a pool of ``n_neurons`` neurons, about 75% of which are recorded each day."""
+    if n_neurons < 1:
+        raise ValueError(f"make_animal: n_neurons must be >= 1, got {n_neurons}")
+    if "/" in name or not name:
+        raise ValueError(f"make_animal: name {name!r} must be non-empty and contain no '/'")
+    return Animal(name, seed, _make_pool(np.random.default_rng(_seed(seed, 0)), n_neurons))
+
+
+@dataclass(frozen=True, eq=False)
+class _Day:
+    """The neurons recorded on one day: index (U,) into the pool, their drifted direction and log gain."""
+
+    index: np.ndarray
+    direction: np.ndarray
+    log_gain: np.ndarray
+
+
+def _day_state(animal: Animal, day: int) -> _Day:
+    """Walk the presence Markov chain and the tuning drift from day 0 to ``day``."""
+    n = animal.n_neurons
+    rng = np.random.default_rng(_seed(animal.seed, 1, 0))
+    present = rng.random(n) < PRESENT_FRACTION
+    direction = animal.neurons.direction.copy()
+    log_gain = np.zeros(n)
+    for d in range(1, day + 1):
+        rng = np.random.default_rng(_seed(animal.seed, 1, d))
+        stay, join = rng.random(n) < KEEP_PROB, rng.random(n) < JOIN_PROB
+        present = np.where(present, stay, join)
+        direction += rng.normal(0, DIRECTION_DRIFT_RAD, n)
+        log_gain += rng.normal(0, GAIN_DRIFT_LOG, n)
+    index = np.flatnonzero(present)
+    return _Day(index, np.mod(direction[index], 2 * np.pi), log_gain[index])
+
+
+# ---------------------------------------------------------------------------------------------
+# Behavior: minimum-jerk movements, preparatory plans, tasks.
+
+
+@dataclass(frozen=True, eq=False)
+class _Moves:
+    """M sorted, non-overlapping point-to-point movements plus a small postural sway.
+
+    start, end: (M,) s. origin, target: (M, 2) m. bend: (M,) lateral deviation at mid-reach as a
+    fraction of the distance. home: (2,) position before the first movement.
+    sway_freq: (K,) Hz, sway_amp / sway_phase: (K, 2) m / rad.
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    origin: np.ndarray
+    target: np.ndarray
+    bend: np.ndarray
+    home: np.ndarray
+    sway_freq: np.ndarray
+    sway_amp: np.ndarray
+    sway_phase: np.ndarray
+
+    def at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hand position (T, 2) m and velocity (T, 2) m/s at times t (T,)."""
+        k = np.searchsorted(self.start, t, side="right") - 1
+        moving = k >= 0
+        k = np.maximum(k, 0)
+        duration = self.end[k] - self.start[k]
+        s = np.clip((t - self.start[k]) / duration, 0.0, 1.0)[:, None]
+        delta = self.target[k] - self.origin[k]
+        normal = np.stack([-delta[:, 1], delta[:, 0]], axis=1) * self.bend[k, None]
+        # Minimum-jerk profile 10s^3 - 15s^4 + 6s^5 and a lateral bump 16 s^2 (1-s)^2, zero at both ends.
+        pos = self.origin[k] + delta * (s**3 * (10 - 15 * s + 6 * s**2)) + normal * 16 * (s * (1 - s)) ** 2
+        vel = (delta * 30 * (s * (1 - s)) ** 2 + normal * 32 * s * (1 - s) * (1 - 2 * s)) / duration[:, None]
+        pos = np.where(moving[:, None], pos, self.home)
+        vel = np.where(moving[:, None], vel, 0.0)
+        for freq, amp, phase in zip(self.sway_freq, self.sway_amp, self.sway_phase):
+            angle = 2 * np.pi * freq * t[:, None] + phase
+            pos = pos + amp * np.sin(angle)
+            vel = vel + amp * 2 * np.pi * freq * np.cos(angle)
+        return pos, vel
+
+
+def _sway(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Three slow postural oscillations per axis (0.3-2 Hz, ~0.3 mm, a few mm/s)."""
+    return dict(
+        sway_freq=rng.uniform(0.3, 2.0, 3),
+        sway_amp=rng.uniform(0.1e-3, 0.4e-3, (3, 2)),
+        sway_phase=rng.uniform(0, 2 * np.pi, (3, 2)),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Plans:
+    """P movement plans: target shown at cue (P,), movement starts at onset (P,) towards direction (P,) rad."""
+
+    cue: np.ndarray
+    onset: np.ndarray
+    direction: np.ndarray
+
+    def at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Preparatory envelope (T,) in [0, 1] and planned direction (T,) of the latest plan.
+
+        The envelope rises after the cue (100 ms time constant) and decays after onset (150 ms).
+        """
+        k = np.searchsorted(self.cue, t, side="right") - 1
+        active = k >= 0
+        k = np.maximum(k, 0)
+        rise = 1 - np.exp(-(np.minimum(t, self.onset[k]) - self.cue[k]) / 0.1)
+        decay = np.exp(-np.maximum(t - self.onset[k], 0.0) / 0.15)
+        return np.where(active, rise * decay, 0.0), self.direction[k]
+
+
+@dataclass(frozen=True, eq=False)
+class _Behavior:
+    """What the animal did in one session and where data were recorded."""
+
+    moves: _Moves
+    plans: _Plans
+    domain: Intervals
+    trials: Intervals
+    intervals: dict
+
+
+def _center_out(rng: np.random.Generator, n_trials: int) -> _Behavior:
+    """Center-out trials in blocks of 8 shuffled targets, with 1-2 gaps placed inside inter-trial intervals."""
+    n = n_trials
+    target_id = np.concatenate([rng.permutation(N_TARGETS) for _ in range(-(-n // N_TARGETS))])[:n]
+    target_angle = target_id * (2 * np.pi / N_TARGETS)
+    success = rng.random(n) >= 0.1
+    hold = rng.uniform(0.5, 1.0, n)
+    cue_lead = hold * rng.uniform(0.4, 0.8, n)  # target visible for the last 40-80% of the hold
+    reaction = rng.uniform(0.25, 0.35, n)
+    reach = rng.uniform(0.4, 0.7, n)
+    target_hold = np.where(success, rng.uniform(0.3, 0.5, n), rng.uniform(0.1, 0.3, n))
+    back = rng.uniform(0.5, 0.8, n)
+    iti = rng.uniform(0.5, 1.5, n + 1)
+    # Reach endpoints: ~3 degrees and ~5% radial scatter; failed reaches stop at 30-70% of the way.
+    reach_angle = target_angle + rng.normal(0, 0.05, n)
+    extent = REACH_RADIUS_M * (1 + rng.normal(0, 0.05, n)) * np.where(success, 1.0, rng.uniform(0.3, 0.7, n))
+    endpoint = extent[:, None] * np.stack([np.cos(reach_angle), np.sin(reach_angle)], axis=1)
+    homes = rng.normal(0, 0.002, (n + 1, 2))  # the hand comes back within ~2 mm of the center
+    bend = rng.normal(0, 0.08, (n, 2))
+
+    gap = np.zeros(n)
+    if n > 1:
+        after = rng.choice(n - 1, size=min(int(rng.integers(1, 3)), n - 1), replace=False)
+        gap[after] = rng.uniform(2.0, 6.0, after.size)
+    duration = hold + reaction + reach + target_hold + back + 0.2
+    step = duration + iti[1:] + gap
+    start = iti[0] + np.concatenate([[0.0], np.cumsum(step)[:-1]])
+    go = start + hold
+    onset = go + reaction
+    reach_end = onset + reach
+    back_start = reach_end + target_hold
+    back_end = back_start + back
+    end = start + duration
+    session_end = end[-1] + iti[-1]
+    gap_start = (end + iti[1:] / 2)[gap > 0]
+    gaps = Intervals(gap_start, gap_start + gap[gap > 0])
+
+    moves = _Moves(
+        start=np.stack([onset, back_start], axis=1).ravel(),
+        end=np.stack([reach_end, back_end], axis=1).ravel(),
+        origin=np.stack([homes[:-1], endpoint], axis=1).reshape(-1, 2),
+        target=np.stack([endpoint, homes[1:]], axis=1).reshape(-1, 2),
+        bend=bend.ravel(),
+        home=homes[0],
+        **_sway(rng),
+    )
+    trials = Intervals(
+        start,
+        end,
+        {
+            "target_id": target_id.astype(np.int64),
+            "target_angle": target_angle,
+            "target_on_time": go - cue_lead,
+            "go_cue_time": go,
+            "move_onset_time": onset,
+            "success": success,
+        },
+    )
+    return _Behavior(
+        moves=moves,
+        plans=_Plans(go - cue_lead, onset, reach_angle),
+        domain=Intervals.single(0.0, session_end).difference(gaps),
+        trials=trials,
+        intervals={
+            "hold": Intervals(start, go),
+            "reach": Intervals(onset, reach_end),
+            "return": Intervals(back_start, back_end),
+        },
+    )
+
+
+def _random_target(rng: np.random.Generator, duration_s: float) -> _Behavior:
+    """Self-paced reaches between uniform random targets; 1-2 gaps when the session is >= 30 s long."""
+    n = int(np.ceil(duration_s / 0.5)) + 1  # each cycle lasts >= 0.5 s, so n reaches always suffice
+    targets = rng.uniform(-WORKSPACE_M, WORKSPACE_M, (n, 2))
+    origins = np.concatenate([np.zeros((1, 2)), targets[:-1]])
+    distance = np.linalg.norm(targets - origins, axis=1)
+    # Bigger reaches take longer: ~0.35 s for 2 cm, ~0.6 s for 10 cm.
+    move = np.maximum(0.3 + 2.5 * distance + rng.normal(0, 0.05, n), 0.3)
+    show = rng.uniform(0.05, 0.15, n)  # the next target appears shortly after the last is reached
+    long_pause = rng.random(n) < 0.1
+    pause = np.where(long_pause, rng.uniform(1.0, 3.0, n), rng.uniform(0.15, 0.45, n))
+    cycle_end = np.cumsum(show + pause + move)
+    cue = cycle_end - move - pause
+    onset = cycle_end - move
+    keep = cycle_end < duration_s
+    moves = _Moves(
+        start=onset[keep],
+        end=cycle_end[keep],
+        origin=origins[keep],
+        target=targets[keep],
+        bend=rng.normal(0, 0.08, n)[keep],
+        home=np.zeros(2),
+        **_sway(rng),
+    )
+    delta = targets - origins
+    plans = _Plans(cue[keep], onset[keep], np.arctan2(delta[:, 1], delta[:, 0])[keep])
+    domain = Intervals.single(0.0, duration_s).difference(_random_gaps(rng, duration_s))
+    return _Behavior(
+        moves=moves,
+        plans=plans,
+        domain=domain,
+        trials=Intervals.empty(),
+        intervals={"reach": Intervals(moves.start, moves.end).intersect(domain)},
+    )
+
+
+def _random_gaps(rng: np.random.Generator, duration_s: float) -> Intervals:
+    """1-2 gaps of 2-6 s, each in the middle half of its own equal share of the session."""
+    if duration_s < 30.0:
+        return Intervals.empty()
+    n_gaps = int(rng.integers(1, 3))
+    share = duration_s / n_gaps
+    length = rng.uniform(2.0, 6.0, n_gaps)
+    start = share * np.arange(n_gaps) + share * rng.uniform(0.25, 0.75, n_gaps) - length / 2
+    return Intervals(start, start + length)
+
+
+# ---------------------------------------------------------------------------------------------
+# Neurons: firing rates and spikes.
+
+
+@dataclass(frozen=True, eq=False)
+class _Population:
+    """The U neurons recorded in one session with that day's tuning; arrays are (U,) unless noted."""
+
+    base_hz: np.ndarray
+    max_rate_hz: np.ndarray
+    lag_bins: np.ndarray  # lead of neural activity over movement, in RATE_DT_S bins
+    kinematic_weights: np.ndarray  # (U, 5) log-rate weights of _kinematic_features
+    prep_axis: np.ndarray  # (U, 2) prep_gain * prep-direction unit vector
+    silent_switches: list  # per silent-state unit: (unit, switch times (S,), starts on)
+
+
+def _unit_vectors(angle: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def _population(pool: NeuronPool, day: _Day, rng: np.random.Generator, end: float) -> _Population:
+    i = day.index
+    silent = np.flatnonzero(pool.has_silent_states[i])
+    return _Population(
+        base_hz=pool.baseline_hz[i] * np.exp(day.log_gain),
+        max_rate_hz=pool.max_rate_hz[i],
+        lag_bins=np.round(pool.lag_s[i] / RATE_DT_S).astype(np.int64),
+        kinematic_weights=np.column_stack(
+            [
+                pool.velocity_gain[i, None] * _unit_vectors(day.direction),
+                pool.speed_gain[i],
+                pool.position_gain[i, None] * _unit_vectors(pool.position_direction[i]),
+            ]
+        ),
+        # Preparatory tuning drifts along with the movement tuning.
+        prep_axis=pool.prep_gain[i, None]
+        * _unit_vectors(pool.prep_direction[i] + (day.direction - pool.direction[i])),
+        silent_switches=[(u, *_on_off_switches(rng, end)) for u in silent],
+    )
+
+
+def _on_off_switches(rng: np.random.Generator, end: float) -> tuple[np.ndarray, bool]:
+    """Switch times of an on/off process: on for 15 s + Exp(45 s), off for 10 s + Exp(20 s)."""
+    k = int(end / 10.0) + 2  # each on+off cycle lasts >= 25 s, so k cycles cover the session
+    on = 15.0 + rng.exponential(45.0, k)
+    off = 10.0 + rng.exponential(20.0, k)
+    starts_on = bool(rng.random() < 0.65)
+    first, second = (on, off) if starts_on else (off, on)
+    durations = np.stack([first, second], axis=1).ravel()
+    return np.cumsum(durations) - durations[0] * rng.random(), starts_on
+
+
+def _shared_log_gain(rng: np.random.Generator, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """A slow gain shared by all neurons: an AR(1) on a 0.25 s grid, std 0.2 (log), time constant 15 s."""
+    step, tau, std = 0.25, 10.0, 0.6
+    times = np.arange(0.0, end + 2 * step, step)
+    a = np.exp(-step / tau)
+    noise = rng.normal(0, std * np.sqrt(1 - a * a), times.size)
+    values = np.empty(times.size)
+    values[0] = rng.normal(0, std)
+    for k in range(1, times.size):
+        values[k] = a * values[k - 1] + noise[k]
+    return times, values
+
+
+def _kinematic_features(moves: _Moves, t: np.ndarray) -> np.ndarray:
+    """(T, 5) velocity (2) and speed (1) over 0.3 m/s, position (2) over 10 cm, at times t (T,)."""
+    pos, vel = moves.at(t)
+    speed = np.linalg.norm(vel, axis=1, keepdims=True)
+    return np.concatenate([vel / SPEED_REF_MPS, speed / SPEED_REF_MPS, pos / WORKSPACE_M], axis=1)
+
+
+def _rates(pop: _Population, behavior: _Behavior, gain: tuple, edges: np.ndarray) -> np.ndarray:
+    """Firing rates (U, T) in Hz on the bins ``edges`` (T+1,), evaluated at each bin's start."""
+    t = edges[:-1]
+    n_bins = t.size
+    future = edges[0] + RATE_DT_S * np.arange(n_bins + pop.lag_bins.max() + 1)
+    drive_ahead = pop.kinematic_weights @ _kinematic_features(behavior.moves, future).T
+    # Each unit sees the kinematics lag_bins ahead of now.
+    drive = np.take_along_axis(drive_ahead, np.arange(n_bins) + pop.lag_bins[:, None], axis=1)
+    envelope, planned = behavior.plans.at(t)
+    drive += (pop.prep_axis @ _unit_vectors(planned).T) * envelope
+    drive += np.interp(t, *gain)
+    raw = pop.base_hz[:, None] * np.exp(drive)
+    rates = pop.max_rate_hz[:, None] * -np.expm1(-raw / pop.max_rate_hz[:, None])  # soft saturation
+    for unit, switches, starts_on in pop.silent_switches:
+        on = (np.searchsorted(switches, t, side="right") % 2 == 0) == starts_on
+        rates[unit] *= on
+    return rates
+
+
+def _poisson(rng: np.random.Generator, rates: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes of independent Poisson processes with piecewise-constant rates (U, T) on bins edges (T+1,).
+
+    All units share one cumulative intensity (unit-major), so one sorted uniform draw and one binary
+    search place every spike; inverting the piecewise-linear cumulative gives continuous times.
+    Returns times (S,) and units (S,), grouped by unit and sorted by time within each unit.
+    """
+    widths = np.diff(edges)
+    mass = (rates * widths).ravel()
+    cumulative = np.cumsum(mass)
+    total = cumulative[-1]
+    x = np.sort(rng.uniform(0.0, total, rng.poisson(total)))
+    j = np.searchsorted(cumulative, x, side="right")  # flat (unit, bin) index of each spike
+    unit, b = np.divmod(j, widths.size)
+    frac = (x - (cumulative[j] - mass[j])) / mass[j]
+    return edges[b] + frac * widths[b], unit
+
+
+def _refractory(times: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop spikes less than REFRACTORY_S after their unit's previous spike; return them sorted by time.
+
+    ``times`` must be sorted within each unit. Measuring from the previous drawn spike (kept or not)
+    is vectorizable and still guarantees every kept ISI >= REFRACTORY_S.
+    """
+    order = np.argsort(units, kind="stable")
+    times, units = times[order], units[order]
+    first = np.diff(units, prepend=-1) != 0
+    keep = first | (np.diff(times, prepend=-np.inf) >= REFRACTORY_S)
+    times, units = times[keep], units[keep]
+    order = np.argsort(times, kind="stable")
+    return times[order], units[order]
+
+
+def _spikes(rng: np.random.Generator, pop: _Population, behavior: _Behavior, gain: tuple) -> Spikes:
+    """Spikes inside the recorded spans, generated CHUNK_S at a time."""
+    times, units = [], []
+    for span_start, span_end in zip(behavior.domain.start, behavior.domain.end):
+        for chunk_start in np.arange(span_start, span_end, CHUNK_S):
+            chunk_end = min(chunk_start + CHUNK_S, span_end)
+            n_bins = int(np.ceil((chunk_end - chunk_start) / RATE_DT_S))
+            edges = np.minimum(chunk_start + RATE_DT_S * np.arange(n_bins + 1), chunk_end)
+            t, u = _poisson(rng, _rates(pop, behavior, gain, edges), edges)
+            times.append(t)
+            units.append(u)
+    times, units = _refractory(np.concatenate(times), np.concatenate(units))
+    inside = behavior.domain.contains(times)  # rounding can put a spike exactly on a span's end
+    return Spikes(times[inside], units[inside].astype(np.int32))
+
+
+def _behavior_streams(behavior: _Behavior, rate_hz: float) -> dict[str, TimeSeries]:
+    """hand_pos (N, 2) m and hand_vel (N, 2) m/s, float32, on the lab's clock inside the domain."""
+    clock = np.arange(int(np.ceil(behavior.domain.end[-1] * rate_hz))) / rate_hz
+    clock = clock[behavior.domain.contains(clock)]
+    pos, vel = behavior.moves.at(clock)
+    return {
+        "hand_pos": TimeSeries(clock, pos.astype(np.float32), "m"),
+        "hand_vel": TimeSeries(clock, vel.astype(np.float32), "m/s"),
+    }
+
+
+def _units(animal: Animal, day: _Day) -> Units:
+    pool = animal.neurons
+    return Units(
+        np.array([f"{animal.name}/n{k:03d}" for k in day.index]),
+        {
+            "area": pool.area[day.index],
+            "electrode": pool.electrode[day.index].astype(np.int64),
+            "preferred_direction": np.where(pool.tuned[day.index], day.direction, np.nan),
+        },
+    )
+
+
+def simulate_session(
+    *,
+    animal: Animal,
+    day: int,
+    task: str,
+    lab: Lab,
+    n_trials: int = 100,
+    duration_s: float = 300.0,
+    seed: int = 0,
+) -> Recording:
+    """One recording of ``animal`` on ``day`` (>= 0) doing ``task`` in ``lab``.
+
+    center_out sessions have ``n_trials`` trials (~4.5 s each with inter-trial intervals);
+    random_target sessions last ``duration_s`` seconds. The recorded units and their tuning depend
+    only on (animal, day); behavior and spikes on ``seed``. Splits are left empty.
+    """
+    if task not in TASKS:
+        raise ValueError(f"simulate_session: unknown task {task!r}; use one of {list(TASKS)}")
+    if day < 0:
+        raise ValueError(f"simulate_session: day must be >= 0, got {day}")
+    if task == "center_out" and n_trials < 1:
+        raise ValueError(f"simulate_session: n_trials must be >= 1, got {n_trials}")
+    if task == "random_target" and duration_s < 5.0:
+        raise ValueError(f"simulate_session: duration_s must be >= 5 s, got {duration_s}")
+    behavior_rng, state_rng, spike_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
+    if task == "center_out":
+        behavior = _center_out(behavior_rng, n_trials)
+    else:
+        behavior = _random_target(behavior_rng, duration_s)
+    day_state = _day_state(animal, day)
+    end = float(behavior.domain.end[-1])
+    pop = _population(animal.neurons, day_state, state_rng, end)
+    gain = _shared_log_gain(state_rng, end)
+    info = RecordingInfo(
+        recording_id=f"{animal.name}_day{day}_{TASK_CODES[task]}",
+        brainset=lab.name,
+        subject=animal.name,
+        task=task,
+        species=SPECIES,
+        brain_areas=BRAIN_AREAS,
+        extra={"simulator": "neuropoyo", "seed": str(seed), "day": str(day)},
+    )
+    return Recording(
+        info=info,
+        spikes=_spikes(spike_rng, pop, behavior, gain),
+        units=_units(animal, day_state),
+        behavior=_behavior_streams(behavior, lab.behavior_rate_hz),
+        domain=behavior.domain,
+        trials=behavior.trials,
+        intervals=behavior.intervals,
+    )
+
+
+def simulate_dataset(
+    *,
+    n_animals: int = 2,
+    sessions_per_animal: int = 2,
+    tasks: tuple[str, ...] = TASKS,
+    n_trials: int = 100,
+    duration_s: float = 300.0,
+    seed: int = 0,
+) -> list[Recording]:
+    """Recordings of ``n_animals`` animals x ``sessions_per_animal`` days x ``tasks``.
+
+    Animal i (``sim_monkey{i}``, a pool of 60-160 neurons) belongs to lab i % 2: ``sim_lab_a``
+    samples behavior at 100 Hz, ``sim_lab_b`` at 500 Hz. Days 0, 1, ... record overlapping,
+    drifting subsets of the animal's pool; each task of a day records the same units.
+    """
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"simulate_dataset: unknown tasks {sorted(unknown)}; use {list(TASKS)}")
+    sizes = np.random.default_rng(_seed(seed, 0)).integers(60, 161, n_animals)
+    recordings = []
+    for a in range(n_animals):
+        animal = make_animal(f"sim_monkey{a}", n_neurons=int(sizes[a]), seed=_int_seed(seed, 1, a))
+        for day in range(sessions_per_animal):
+            for task in tasks:
+                session_seed = _int_seed(seed, 2, a, day, TASKS.index(task))
+                recordings.append(
+                    simulate_session(
+                        animal=animal,
+                        day=day,
+                        task=task,
+                        lab=LABS[a % len(LABS)],
+                        n_trials=n_trials,
+                        duration_s=duration_s,
+                        seed=session_seed,
+                    )
+                )
+    return recordings

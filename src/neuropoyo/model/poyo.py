@@ -1,0 +1,285 @@
+"""POYO (Azabou et al., NeurIPS 2023): spike tokens -> latents -> behavior queries.
+
+    spike/delimiter tokens --rotary cross-attn--> latent grid --self-attn x depth--> latents
+    session(+task) queries at output times --rotary cross-attn (no value rotation)--> readout heads
+
+Every token carries a timestamp that only enters through the rotary attention, so outputs depend
+on time differences alone: shifting all input, latent and output times by one offset changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from neuropoyo.model.attention import (
+    CrossAttentionBlock,
+    FeedForward,
+    RotaryCrossAttention,
+    RotarySelfAttention,
+    SelfAttentionBlock,
+)
+from neuropoyo.model.config import POYOConfig
+from neuropoyo.model.rotary import RotaryTimeEmbedding
+from neuropoyo.tokenizer import END, SPIKE, START, latent_grid
+
+TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward (grads w.r.t. activations and weights) ~ 3x forward
+
+
+class POYO(nn.Module):
+    """The POYO network, built from a POYOConfig."""
+
+    def __init__(self, config: POYOConfig):
+        super().__init__()
+        self.config = c = config
+        self.unit_emb = nn.Embedding(c.num_units, c.dim)
+        self.session_emb = nn.Embedding(c.num_sessions, c.dim)
+        # rows [x_start, x_end] (paper) or [spike, start, end] (token_type_embedding)
+        self.token_type_emb = nn.Embedding(3 if c.token_type_embedding else 2, c.dim)
+        self.latent_emb = nn.Embedding(c.latents_per_timestamp, c.dim)
+        self.task_emb = nn.Embedding(len(c.readouts), c.dim) if c.task_embedding else None
+        self.rotary = RotaryTimeEmbedding(
+            head_dim=c.head_dim, rotate_fraction=c.rotate_fraction, t_min=c.t_min, t_max=c.t_max
+        )
+        self.encoder = self._cross_block(rotate_value=c.rotate_value_encoder)
+        self.processor = nn.ModuleList(
+            SelfAttentionBlock(
+                attention=RotarySelfAttention(
+                    dim=c.dim,
+                    heads=c.num_heads,
+                    head_dim=c.head_dim,
+                    dropout=c.attention_dropout,
+                    rotate_value=c.rotate_value_self,
+                    qkv_bias=c.qkv_bias,
+                ),
+                feedforward=self._feedforward(),
+                dropout=c.linear_dropout,
+            )
+            for _ in range(c.depth)
+        )
+        self.decoder = self._cross_block(rotate_value=c.rotate_value_decoder)
+        self.readouts = nn.ModuleDict({name: nn.Linear(c.dim, out) for name, out in c.readouts.items()})
+        self.apply(self._init_weights)
+
+    def _feedforward(self) -> FeedForward:
+        c = self.config
+        return FeedForward(dim=c.dim, mult=c.ffn_mult, kind=c.ffn, dropout=c.ffn_dropout)
+
+    def _cross_block(self, *, rotate_value: bool) -> CrossAttentionBlock:
+        c = self.config
+        attention = RotaryCrossAttention(
+            dim=c.dim,
+            heads=c.cross_heads,
+            head_dim=c.head_dim,
+            dropout=c.attention_dropout,
+            rotate_value=rotate_value,
+            qkv_bias=c.qkv_bias,
+        )
+        return CrossAttentionBlock(attention=attention, feedforward=self._feedforward())
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def readout_names(self) -> tuple[str, ...]:
+        return self.config.readout_names
+
+    def embed_inputs(self, unit_index: Tensor, token_type: Tensor) -> Tensor:
+        """(B, M) unit and token-type indices -> (B, M, dim).
+
+        Spike: UnitEmbed(u); START/END: UnitEmbed(u) + x_start / x_end. With token_type_embedding,
+        every token adds the row of its type instead.
+        """
+        x = self.unit_emb(unit_index)
+        if self.config.token_type_embedding:
+            return x + self.token_type_emb(token_type)
+        delimiter = self.token_type_emb((token_type - START).clamp(min=0))
+        return x + torch.where((token_type != SPIKE).unsqueeze(-1), delimiter, 0.0)
+
+    def forward(
+        self,
+        *,
+        input_unit_index: Tensor,
+        input_timestamps: Tensor,
+        input_token_type: Tensor,
+        input_mask: Tensor | None = None,
+        latent_index: Tensor,
+        latent_timestamps: Tensor,
+        output_session_index: Tensor,
+        output_timestamps: Tensor,
+        output_decoder_index: Tensor | None = None,
+        output_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Decode a padded batch of B windows.
+
+        input_*: (B, M) tokens; unit index (long), time (float, s), type (0 spike, 1 start, 2 end),
+            mask (bool, True = real token; None = all real).
+        latent_*: (B, N) shared-embedding index (long) and time, e.g. from ``latent_grid``.
+        output_*: (B, P) session index (long), time, readout index into ``readout_names`` (long, needed
+            with task_embedding) and mask (bool, True = real query; None = all real).
+        Returns {readout name: (B, P, out_dim)}, computed at every query; padded queries hold 0.
+        """
+        inputs = self.embed_inputs(input_unit_index, input_token_type)
+        latents = self.latent_emb(latent_index)
+        queries = self.session_emb(output_session_index)
+        if self.task_emb is not None:
+            if output_decoder_index is None:
+                raise ValueError("output_decoder_index is required when task_embedding is enabled")
+            queries = queries + self.task_emb(output_decoder_index)
+
+        input_rotation = self.rotary(input_timestamps)
+        latent_rotation = self.rotary(latent_timestamps)
+        output_rotation = self.rotary(output_timestamps)
+
+        latents = self.encoder(
+            latents,
+            inputs,
+            x_rotation=latent_rotation,
+            context_rotation=input_rotation,
+            context_mask=input_mask,
+        )
+        for block in self.processor:
+            latents = block(latents, rotation=latent_rotation)
+        outputs = self.decoder(
+            queries, latents, x_rotation=output_rotation, context_rotation=latent_rotation
+        )
+
+        predictions = {name: head(outputs) for name, head in self.readouts.items()}
+        if output_mask is not None:
+            padded = ~output_mask.unsqueeze(-1)
+            predictions = {name: y.masked_fill(padded, 0.0) for name, y in predictions.items()}
+        return predictions
+
+    def latent_grid(self, window_length: float | None = None) -> tuple[Tensor, Tensor]:
+        """latent_index (N,), latent_timestamps (N,) for a window (default: context_length_s)."""
+        c = self.config
+        index, times = latent_grid(
+            num_latent_timestamps=c.num_latent_timestamps,
+            latents_per_timestamp=c.latents_per_timestamp,
+            context_length_s=c.context_length_s if window_length is None else window_length,
+            timing=c.latent_timing,
+        )
+        return torch.from_numpy(index), torch.from_numpy(times)
+
+    def grow_units(self, n_new: int) -> range:
+        """Append n_new randomly initialised unit rows (unit identification); returns their indices."""
+        rows = _grow_embedding(self.unit_emb, n_new, std=self.config.init_std)
+        self.config = dataclasses.replace(self.config, num_units=self.unit_emb.num_embeddings)
+        return rows
+
+    def grow_sessions(self, n_new: int) -> range:
+        """Append n_new randomly initialised session rows; returns their indices."""
+        rows = _grow_embedding(self.session_emb, n_new, std=self.config.init_std)
+        self.config = dataclasses.replace(self.config, num_sessions=self.session_emb.num_embeddings)
+        return rows
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def parameter_groups(self) -> dict[str, int]:
+        """Parameter counts: unit, session, other embeddings; transformer (encoder to decoder); readout."""
+        groups = {
+            "unit_embedding": ("unit_emb",),
+            "session_embedding": ("session_emb",),
+            "other_embeddings": ("token_type_emb", "latent_emb", "task_emb"),
+            "transformer": ("encoder", "processor", "decoder"),
+            "readout": ("readouts",),
+        }
+        counts = dict.fromkeys(groups, 0)
+        for name, p in self.named_parameters():
+            top = name.split(".")[0]
+            counts[next(g for g, tops in groups.items() if top in tops)] += p.numel()
+        return counts
+
+    def flops_per_step(self, num_input_tokens: int, num_outputs: int, batch_size: int) -> int:
+        """Matmul FLOPs of one training step: 3 x forward (backward ~ 2 x forward) x batch_size.
+
+        num_input_tokens and num_outputs are the (padded) M and P of each window.
+        """
+        forward = forward_flops(self.config, num_input_tokens=num_input_tokens, num_outputs=num_outputs)
+        return TRAIN_FLOPS_PER_FORWARD * batch_size * forward
+
+
+def _grow_embedding(embedding: nn.Embedding, n_new: int, *, std: float) -> range:
+    """Append n_new N(0, std) rows to an embedding table; existing rows stay bit-identical.
+
+    The weight becomes a new Parameter: build optimizers after growing.
+    """
+    if n_new < 0:
+        raise ValueError(f"cannot grow a vocabulary by {n_new} rows")
+    old = embedding.weight
+    new_rows = torch.empty(n_new, old.shape[1], dtype=old.dtype, device=old.device).normal_(std=std)
+    embedding.weight = nn.Parameter(torch.cat([old.detach(), new_rows]), requires_grad=old.requires_grad)
+    embedding.num_embeddings = old.shape[0] + n_new
+    return range(old.shape[0], old.shape[0] + n_new)
+
+
+def forward_flops(config: POYOConfig, *, num_input_tokens: int, num_outputs: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one window's forward pass.
+
+    Counts the linear layers and the two attention matmuls (QK^T, AV); norms, softmax, rotations,
+    GELUs and embedding lookups are elementwise and left out. M = num_input_tokens (padding included),
+    N = latents, P = num_outputs.
+    """
+    c = config
+    d, m, n, p = c.dim, num_input_tokens, c.num_latents, num_outputs
+    cross, self_inner = c.cross_heads * c.head_dim, c.num_heads * c.head_dim
+    hidden = c.ffn_mult * d
+
+    def linear(tokens: int, fan_in: int, fan_out: int) -> int:
+        return 2 * tokens * fan_in * fan_out
+
+    def feedforward(tokens: int) -> int:
+        first = 2 * hidden if c.ffn == "geglu" else hidden
+        return linear(tokens, d, first) + linear(tokens, hidden, d)
+
+    def attention(queries: int, keys: int, inner: int) -> int:
+        return 2 * 2 * queries * keys * inner
+
+    def cross_block(queries: int, keys: int) -> int:
+        projections = linear(queries, d, cross) + linear(keys, d, 2 * cross) + linear(queries, cross, d)
+        return projections + attention(queries, keys, cross) + feedforward(queries)
+
+    self_block = linear(n, d, 3 * self_inner) + attention(n, n, self_inner) + linear(n, self_inner, d)
+    self_block += feedforward(n)
+    readout = linear(p, d, sum(c.readouts.values()))
+    return cross_block(n, m) + c.depth * self_block + cross_block(p, n) + readout
+
+
+def model_info(config: POYOConfig, window_tokens: int, num_outputs: int, batch_size: int) -> dict:
+    """Parameter counts per group, forward FLOPs per window and training FLOPs per step.
+
+    window_tokens: input tokens per window (spikes + 2 delimiters per unit); num_outputs: queries per window.
+    """
+    with torch.device("meta"):  # shapes only, no memory
+        model = POYO(config)
+    groups = model.parameter_groups()
+    embeddings = groups["unit_embedding"] + groups["session_embedding"] + groups["other_embeddings"]
+    forward = forward_flops(config, num_input_tokens=window_tokens, num_outputs=num_outputs)
+    return {
+        "unit_embedding_params": groups["unit_embedding"],
+        "session_embedding_params": groups["session_embedding"],
+        "other_embedding_params": groups["other_embeddings"],
+        "embedding_params": embeddings,
+        "transformer_params": groups["transformer"],
+        "readout_params": groups["readout"],
+        "total_params": embeddings + groups["transformer"] + groups["readout"],
+        "num_latents": config.num_latents,
+        "paper_depth_L": config.depth + 2,
+        "window_tokens": window_tokens,
+        "num_outputs": num_outputs,
+        "batch_size": batch_size,
+        "forward_flops_per_window": forward,
+        "train_flops_per_step": model.flops_per_step(window_tokens, num_outputs, batch_size),
+    }
+
+
+def format_model_info(info: dict) -> str:
+    """model_info as aligned 'key  value' lines (thousands separated)."""
+    width = max(map(len, info))
+    return "\n".join(f"{key:<{width}}  {value:,}" for key, value in info.items())

@@ -1,0 +1,334 @@
+"""POYO network: invariances of the whole model (float64, eval mode), vocabulary growth, config, sizes."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from neuropoyo.model import END, POYO, SPIKE, START, POYOConfig, forward_flops, model_info
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PAPER_PARAMS = {"poyo_mp_L6": 3.8e6, "poyo_mp_L14": 7.4e6, "poyo_mp_L26": 13e6}
+
+
+def tiny_config(**overrides) -> POYOConfig:
+    """A small model whose outputs are O(1) (init_std 0.1), so invariance tests are not trivially tiny."""
+    fields = dict(
+        num_units=12,
+        num_sessions=3,
+        readouts={"hand_vel": 2, "cursor_pos": 3},
+        dim=32,
+        head_dim=16,
+        num_heads=2,
+        cross_heads=2,
+        depth=2,
+        ffn="geglu",
+        num_latent_timestamps=4,
+        latents_per_timestamp=3,
+        ffn_dropout=0.3,
+        linear_dropout=0.3,
+        attention_dropout=0.3,
+        task_embedding=True,
+        init_std=0.1,
+    )
+    return POYOConfig(**(fields | overrides))
+
+
+def make_model(**overrides) -> POYO:
+    torch.manual_seed(0)
+    return POYO(tiny_config(**overrides)).double().eval()
+
+
+def make_window(gen, *, units, session, num_outputs=6, start=0.0, length=1.0, silent=(), rate=5):
+    """One window's tokens: START/END per unit at start / start + length, spikes for non-silent units."""
+    unit, time, kind = [], [], []
+    for u in units:
+        n = 0 if u in silent else int(torch.randint(1, 2 * rate, (1,), generator=gen))
+        spikes = (start + length * torch.rand(n, generator=gen, dtype=torch.float64)).tolist()
+        unit += [u] * (n + 2)
+        time += [start, start + length] + spikes
+        kind += [START, END] + [SPIKE] * n
+    return dict(
+        unit=torch.tensor(unit),
+        time=torch.tensor(time, dtype=torch.float64),
+        type=torch.tensor(kind),
+        start=start,
+        length=length,
+        session=session,
+        out_time=start + length * torch.rand(num_outputs, generator=gen, dtype=torch.float64),
+        decoder=torch.randint(0, 2, (num_outputs,), generator=gen),
+    )
+
+
+def collate(model, windows, gen, *, extra_inputs=0, extra_outputs=0):
+    """Pad windows to one batch; padded slots get random garbage so that only the masks can hide them."""
+    m = max(len(w["unit"]) for w in windows) + extra_inputs
+    p = max(len(w["out_time"]) for w in windows) + extra_outputs
+    b = len(windows)
+    batch = dict(
+        input_unit_index=torch.randint(0, model.config.num_units, (b, m), generator=gen),
+        input_timestamps=5 * torch.rand(b, m, generator=gen, dtype=torch.float64),
+        input_token_type=torch.randint(0, 3, (b, m), generator=gen),
+        input_mask=torch.zeros(b, m, dtype=torch.bool),
+        output_session_index=torch.randint(0, model.config.num_sessions, (b, p), generator=gen),
+        output_timestamps=5 * torch.rand(b, p, generator=gen, dtype=torch.float64),
+        output_decoder_index=torch.randint(0, 2, (b, p), generator=gen),
+        output_mask=torch.zeros(b, p, dtype=torch.bool),
+    )
+    latents, times = [], []
+    for i, w in enumerate(windows):
+        n, q = len(w["unit"]), len(w["out_time"])
+        batch["input_unit_index"][i, :n] = w["unit"]
+        batch["input_timestamps"][i, :n] = w["time"]
+        batch["input_token_type"][i, :n] = w["type"]
+        batch["input_mask"][i, :n] = True
+        batch["output_session_index"][i, :q] = w["session"]
+        batch["output_timestamps"][i, :q] = w["out_time"]
+        batch["output_decoder_index"][i, :q] = w["decoder"]
+        batch["output_mask"][i, :q] = True
+        index, grid = model.latent_grid(w["length"])
+        latents.append(index)
+        times.append(grid + w["start"])
+    batch["latent_index"] = torch.stack(latents)
+    batch["latent_timestamps"] = torch.stack(times)
+    return batch
+
+
+def shifted(window, offset):
+    return window | dict(
+        time=window["time"] + offset, start=window["start"] + offset, out_time=window["out_time"] + offset
+    )
+
+
+def assert_outputs_close(a, b, atol):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=atol)
+
+
+def max_difference(a, b):
+    return max((a[name] - b[name]).abs().max().item() for name in a)
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1)
+
+
+@pytest.fixture
+def model():
+    return make_model()
+
+
+@pytest.mark.parametrize("token_type_embedding", [False, True])
+def test_whole_model_is_time_shift_invariant(gen, token_type_embedding):
+    model = make_model(token_type_embedding=token_type_embedding)
+    windows = [make_window(gen, units=[0, 3, 5], session=1), make_window(gen, units=[2, 7], session=2)]
+    with torch.no_grad():
+        out = model(**collate(model, windows, torch.Generator().manual_seed(9)))
+        moved = [shifted(w, 123.456) for w in windows]
+        out_moved = model(**collate(model, moved, torch.Generator().manual_seed(9)))
+        inputs_only = [w | dict(time=w["time"] + 0.05) for w in windows]
+        out_inputs_only = model(**collate(model, inputs_only, torch.Generator().manual_seed(9)))
+    assert max(y.abs().max().item() for y in out.values()) > 0.1  # outputs are O(1)
+    assert_outputs_close(out_moved, out, atol=1e-10)
+    assert max_difference(out_inputs_only, out) > 1e-3  # relative timing does matter
+
+
+def test_spike_token_order_does_not_matter(gen, model):
+    window = make_window(gen, units=[1, 4, 6, 9], session=0)
+    perm = torch.randperm(len(window["unit"]), generator=gen)
+    permuted = window | {key: window[key][perm] for key in ("unit", "time", "type")}
+    with torch.no_grad():
+        out = model(**collate(model, [window], gen))
+        out_permuted = model(**collate(model, [permuted], gen))
+    assert_outputs_close(out_permuted, out, atol=1e-12)
+
+
+def test_padding_does_not_change_outputs(gen, model):
+    window = make_window(gen, units=[0, 2], session=1, num_outputs=4)
+    longer = make_window(gen, units=[1, 3, 5, 7, 9, 11], session=2, num_outputs=9, rate=20)
+    with torch.no_grad():
+        alone = model(**collate(model, [window], gen))
+        padded = model(**collate(model, [longer, window], gen, extra_inputs=7, extra_outputs=3))
+    assert padded["hand_vel"].shape[1] == 12
+    for name, y in alone.items():
+        torch.testing.assert_close(padded[name][1, :4], y[0], rtol=0, atol=1e-12)
+        assert torch.equal(padded[name][1, 4:], torch.zeros_like(padded[name][1, 4:]))  # padded queries
+        assert torch.equal(padded[name][0, 9:], torch.zeros_like(padded[name][0, 9:]))
+
+
+def test_delimiters_of_a_silent_unit_change_the_output(gen, model):
+    window = make_window(gen, units=[0, 1, 2], session=0, silent=(2,))
+    assert (window["unit"] == 2).sum() == 2  # only its START and END tokens
+    keep = window["unit"] != 2
+    without = window | {key: window[key][keep] for key in ("unit", "time", "type")}
+    with torch.no_grad():
+        out = model(**collate(model, [window], gen))
+        out_without = model(**collate(model, [without], gen))
+    assert max_difference(out, out_without) > 1e-3
+
+
+def test_token_embeddings_follow_the_paper(model):
+    unit = torch.tensor([[4, 4, 4]])
+    kind = torch.tensor([[SPIKE, START, END]])
+    x = model.embed_inputs(unit, kind)[0]
+    unit_row = model.unit_emb.weight[4]
+    start_row, end_row = model.token_type_emb.weight
+    assert torch.equal(x[0], unit_row)  # spike token = unit embedding
+    assert torch.equal(x[1], unit_row + start_row) and torch.equal(x[2], unit_row + end_row)
+
+    variant = make_model(token_type_embedding=True)
+    x = variant.embed_inputs(unit, kind)[0]
+    assert variant.token_type_emb.num_embeddings == 3
+    assert torch.equal(x, variant.unit_emb.weight[4] + variant.token_type_emb.weight)
+
+
+def test_value_rotation_flags_reach_the_layers(model):
+    assert model.encoder.attention.rotate_value
+    assert all(block.attention.rotate_value for block in model.processor)
+    assert not model.decoder.attention.rotate_value
+
+
+def test_vocabulary_growth_keeps_old_rows_and_outputs(gen, model):
+    window = make_window(gen, units=[0, 5, 11], session=2)
+    batch = collate(model, [window], gen)
+    old_units = model.unit_emb.weight.detach().clone()
+    old_sessions = model.session_emb.weight.detach().clone()
+    with torch.no_grad():
+        before = model(**batch)
+    assert model.grow_units(5) == range(12, 17)
+    assert model.grow_sessions(2) == range(3, 5)
+    assert model.config.num_units == 17 and model.config.num_sessions == 5
+    assert model.unit_emb.weight.shape == (17, 32) and model.unit_emb.weight.dtype == torch.float64
+    assert model.unit_emb.weight.requires_grad
+    assert torch.equal(model.unit_emb.weight[:12], old_units)
+    assert torch.equal(model.session_emb.weight[:3], old_sessions)
+    assert model.unit_emb.weight[12:].abs().sum() > 0
+    with torch.no_grad():
+        assert_outputs_close(model(**batch), before, atol=0)
+        new = make_window(gen, units=[12, 16], session=4)
+        assert model(**collate(model, [new], gen))["hand_vel"].isfinite().all()
+
+
+def test_task_embedding_needs_the_decoder_index(gen, model):
+    batch = collate(model, [make_window(gen, units=[1], session=0)], gen)
+    del batch["output_decoder_index"]
+    with pytest.raises(ValueError, match="output_decoder_index"):
+        model(**batch)
+    plain = make_model(task_embedding=False, token_type_embedding=True)
+    assert set(plain(**batch)) == {"cursor_pos", "hand_vel"}
+
+
+def test_dropout_is_active_only_in_training(gen, model):
+    batch = collate(model, [make_window(gen, units=[1, 2], session=0)], gen)
+    with torch.no_grad():
+        assert_outputs_close(model(**batch), model(**batch), atol=0)
+        model.train()
+        assert max_difference(model(**batch), model(**batch)) > 0
+
+
+def test_backward_reaches_every_parameter(gen, model):
+    model.train()
+    out = model(**collate(model, [make_window(gen, units=[0, 1], session=0)], gen))
+    sum(y.square().sum() for y in out.values()).backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None]
+    assert unused == []
+
+
+def test_model_latent_grid_follows_its_config():
+    model = make_model(latent_timing="bin_centers")
+    index, times = model.latent_grid()
+    assert len(index) == model.config.num_latents == 12
+    torch.testing.assert_close(times[::3], torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("ffn", ["gelu", "geglu"])
+def test_flops_match_a_measured_count(gen, ffn):
+    model = make_model(ffn=ffn)
+    batch = collate(model, [make_window(gen, units=[0, 1, 2, 3], session=0, num_outputs=7)], gen)
+    m, p = batch["input_unit_index"].shape[1], batch["output_timestamps"].shape[1]
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(**batch)
+    assert forward_flops(model.config, num_input_tokens=m, num_outputs=p) == counter.get_total_flops()
+    assert model.flops_per_step(m, p, 16) == 3 * 16 * counter.get_total_flops()
+
+
+def test_parameter_groups_add_up():
+    config = tiny_config()
+    model = POYO(config)
+    info = model_info(config, window_tokens=100, num_outputs=10, batch_size=4)
+    assert info["total_params"] == model.parameter_count() == sum(model.parameter_groups().values())
+    assert info["unit_embedding_params"] == 12 * 32 and info["readout_params"] == 32 * 5 + 5
+    assert info["train_flops_per_step"] == 3 * 4 * info["forward_flops_per_window"]
+
+
+def test_preset_parameter_counts(capsys):
+    """Prints each preset's size; POYO-mp sizes land within 2% of the paper's 3.8M / 7.4M / 13M."""
+    lines = []
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        config = POYOConfig.from_yaml(path)
+        info = model_info(config, window_tokens=4000, num_outputs=100, batch_size=128)
+        paper = PAPER_PARAMS.get(path.stem)
+        lines.append(
+            f"{path.stem:22s} L={config.depth + 2:2d} params={info['total_params']:>11,} "
+            f"(units {info['unit_embedding_params']:,}, transformer {info['transformer_params']:,})"
+            + (f" paper {paper / 1e6:.1f}M" if paper else "")
+        )
+        if paper:
+            assert abs(info["total_params"] / paper - 1) < 0.02
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    assert {"poyo_single_session", "demo", *PAPER_PARAMS} <= {p.stem for p in CONFIGS.glob("*.yaml")}
+
+
+def test_single_session_preset_is_table_4():
+    config = POYOConfig.from_yaml(CONFIGS / "poyo_single_session.yaml")
+    sizes = (config.dim, config.head_dim, config.num_latents, config.depth, config.num_heads)
+    assert sizes == (128, 64, 128, 6, 8)
+    assert config.ffn_dropout == config.linear_dropout == config.attention_dropout == 0.3
+    assert (config.t_min, config.t_max, config.rotate_fraction) == (0.001, 4.0, 0.5)
+    mp = POYOConfig.from_yaml(CONFIGS / "poyo_mp_L26.yaml")
+    assert (mp.num_latents, mp.dim, mp.depth, mp.num_units, mp.num_sessions) == (512, 128, 24, 9789, 100)
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dim: 64\nnum_layers: 3\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*unknown model config key 'num_layers'"):
+        POYOConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="unknown model config key 'depht'"):
+        POYOConfig.from_dict({"depht": 2})
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"t_min": "1e-3"}, "t_min must be float"),
+        ({"depth": 2.5}, "depth must be int"),
+        ({"ffn": "relu"}, "ffn must be one of"),
+        ({"rotate_fraction": 0.3}, "rotate_fraction"),
+        ({"readouts": {}}, "readouts"),
+        ({"t_min": 5.0}, "t_min < t_max"),
+        ({"attention_dropout": 1.0}, "attention_dropout"),
+    ],
+)
+def test_config_rejects_bad_values(tmp_path, bad, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(bad))  # JSON is YAML
+    with pytest.raises(ValueError, match=message) as error:
+        POYOConfig.from_yaml(path)
+    assert "bad.yaml" in str(error.value)
+
+
+def test_config_round_trips_through_json():
+    config = tiny_config(latent_timing="bin_centers", qkv_bias=True)
+    restored = POYOConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored == config
+    assert config.readout_names == ("cursor_pos", "hand_vel")  # sorted: output_decoder_index order
+    assert POYOConfig.from_dict({"t_max": 4}).t_max == 4.0
+    assert dataclasses.replace(config, depth=3).depth == 3
