@@ -9,6 +9,7 @@ from conftest import build_recording
 from hypothesis import given
 from hypothesis import strategies as st
 
+import neuropoyo.io
 from neuropoyo import vocab as vocab_module
 from neuropoyo.vocab import (
     Vocabulary,
@@ -89,7 +90,7 @@ def test_failed_save_leaves_the_old_file_untouched(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(vocab_module.os, "replace", broken_replace)
+    monkeypatch.setattr(neuropoyo.io.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         Vocabulary(["a", "b", "c"]).save(path)
     assert path.read_bytes() == old

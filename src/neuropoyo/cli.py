@@ -6,6 +6,7 @@ Every subcommand is a thin wrapper around a library call, so scripts can do the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -20,6 +21,12 @@ from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import read_recording
 from neuropoyo.data.summary import format_summary, summarize
 from neuropoyo.data.validate import InvalidRecordingError
+from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.evaluation.evaluate import evaluate
+from neuropoyo.evaluation.report import format_table
+from neuropoyo.model.poyo import format_model_info, model_info
+from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
+from neuropoyo.training.loop import train
 
 TASKS = ("center_out", "random_target")
 
@@ -76,15 +83,67 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print("\n\n".join(format_summary(s) for s in summaries))
 
 
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """The --config file with the command line's --max-steps / --epochs / --seed applied."""
+    config = RunConfig.from_yaml(args.config)
+    overrides = {
+        key: value
+        for key, value in (("max_steps", args.max_steps), ("epochs", args.epochs), ("seed", args.seed))
+        if value is not None
+    }
+    if args.epochs is not None and args.max_steps is None:
+        overrides["max_steps"] = None
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
+
+
+def _print_training(result) -> None:
+    minutes, seconds = divmod(result.seconds, 60)
+    print(
+        f"trained {result.steps} steps in {int(minutes)} min {seconds:.0f} s, final loss "
+        f"{result.final_loss:.4f}; model in {result.run_dir / 'model'}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    result = train(_run_config(args), args.data, args.out, resume=args.resume, device=args.device)
+    _print_training(result)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    summary = evaluate(args.model, args.data, args.out, split=args.split, device=args.device)
+    print(format_table(summary))
+    print(f"report in {args.out} (metrics.json, predictions/, figures/)")
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    config = RunConfig.from_yaml(args.config).model
+    info = model_info(config, args.tokens, args.outputs, args.batch_size)
+    print(f"{args.config}: {args.tokens} input tokens and {args.outputs} outputs per window, "
+          f"batch {args.batch_size}")
+    print(format_model_info(info))
+
+
+DEMO_STEPS = {"quick": 150, "full": 1500}
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="neuropoyo-demo-"))
     data_dir = out / "data"
     print(f"neuropoyo {__version__} demo: simulating recordings into {data_dir}")
     paths = simulate_to(data_dir, args)
     for path in paths:
-        print()
-        print(format_summary(summarize(read_recording(path))))
-    print(f"\n{len(paths)} recordings in {data_dir}; inspect them with `neuropoyo inspect {data_dir}`")
+        print(format_summary(summarize(read_recording(path))), end="\n\n")
+    steps = DEMO_STEPS["quick" if args.quick else "full"]
+    config = RunConfig(
+        model=RunConfig.from_yaml(PRESET_DIR / "demo.yaml").model,
+        training=TrainConfig(batch_size=32, lr=2e-3, max_steps=steps, checkpoint_every=steps),
+    )
+    print(f"training a small POYO ({PRESET_DIR / 'demo.yaml'}) for {steps} steps")
+    result = train(config, [data_dir], out / "run")
+    _print_training(result)
+    summary = evaluate(result.run_dir, [data_dir], out / "eval")
+    print(format_table(summary))
+    print(f"\nrun directory {out / 'run'}; evaluation report in {out / 'eval'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="simulate a small multi-animal dataset and summarise it (no download)"
+        "demo", help="simulate a multi-animal dataset, train a small POYO, print test R2 (no download)"
     )
     demo.add_argument("--out", help="folder for the demo's files (default: a new temp folder)")
     demo.add_argument("--quick", action="store_true", help="a smaller dataset, for smoke tests")
@@ -111,6 +170,33 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("files", nargs="+", help="recording files or folders of them")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(func=cmd_inspect)
+
+    trainer = commands.add_parser("train", help="train POYO on the training splits of recordings")
+    trainer.add_argument("--config", required=True, help="run config or model preset (configs/*.yaml)")
+    trainer.add_argument("--data", nargs="+", required=True, help="recording files or folders")
+    trainer.add_argument("--out", required=True, help="run directory (model, checkpoint, logs)")
+    length = trainer.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=int, help="optimisation steps (overrides the config)")
+    length.add_argument("--epochs", type=int, help="passes over the training data")
+    trainer.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    trainer.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    trainer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    trainer.set_defaults(func=cmd_train)
+
+    evaluator = commands.add_parser("evaluate", help="score a trained model (R2 per recording)")
+    evaluator.add_argument("--model", required=True, help="run directory or model directory")
+    evaluator.add_argument("--data", nargs="+", required=True, help="recording files or folders")
+    evaluator.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    evaluator.add_argument("--out", required=True, help="folder for metrics.json, predictions, figures")
+    evaluator.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    evaluator.set_defaults(func=cmd_evaluate)
+
+    info = commands.add_parser("model-info", help="parameter counts and FLOPs of a config")
+    info.add_argument("--config", required=True, help="run config or model preset (configs/*.yaml)")
+    info.add_argument("--tokens", type=int, default=2000, help="input tokens per window (default 2000)")
+    info.add_argument("--outputs", type=int, default=100, help="output queries per window (default 100)")
+    info.add_argument("--batch-size", type=int, default=128, help="windows per step (default 128)")
+    info.set_defaults(func=cmd_model_info)
     return parser
 
 
@@ -126,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _demo_defaults(args)
     try:
         args.func(args)
-    except (CommandError, InvalidRecordingError, FileNotFoundError) as error:
+    except (CommandError, InvalidRecordingError, FileNotFoundError, ConfigError, DataError) as error:
         print(f"neuropoyo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

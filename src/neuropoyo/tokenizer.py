@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from neuropoyo.errors import MissingKeyError
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, TimeSeries
 
@@ -126,7 +127,7 @@ def successful_trials(window: Recording) -> Intervals:
     """The window's trials whose ``success`` column is truthy."""
     trials = window.trials
     if "success" not in trials.columns:
-        raise KeyError(
+        raise MissingKeyError(
             f"{window.recording_id}: trials have no 'success' column (columns: "
             f"{sorted(trials.columns)}); use eval_successful_only=False for this recording"
         )

@@ -10,14 +10,14 @@ Ids are built by the key helpers: ``brainset/recording_id`` for a session and
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from neuropoyo.errors import MissingKeyError
 from neuropoyo.data.recording import Recording
+from neuropoyo.io import write_text_atomic
 
 FORMAT = "neuropoyo.vocabulary"
 MAX_IDS_IN_ERROR = 5
@@ -86,7 +86,7 @@ class Vocabulary:
         ids = _as_ids(ids)
         unknown = self.new_ids(ids)
         if unknown:
-            raise KeyError(
+            raise MissingKeyError(
                 f"vocabulary: {len(unknown)} unknown ids ({_describe(unknown)}); "
                 "grow the vocabulary with Vocabulary.extend(ids) before indexing them"
             )
@@ -115,7 +115,7 @@ class Vocabulary:
         """Write JSON atomically: a temp file in the same folder, then os.replace."""
         path = Path(path)
         text = json.dumps({"format": FORMAT, "ids": self.to_list()}, indent=1)
-        _write_atomic(path, text)
+        write_text_atomic(path, text)
         return path
 
     @classmethod
@@ -135,17 +135,3 @@ class Vocabulary:
         if len(set(ids)) != len(ids):
             raise ValueError(f"{path}: vocabulary file lists some ids more than once")
         return cls(ids)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so readers see the old or the new file, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -44,6 +44,7 @@ CHUNK_S = 30.0  # spikes are generated 30 s at a time: ~12 MB per (units x bins)
 N_TARGETS = 8
 REACH_RADIUS_M = 0.08
 WORKSPACE_M = 0.10  # random-target workspace is +-10 cm in x and y
+SHOULDER_DISTANCE_M = 0.25  # the shoulder sits 25 cm behind the workspace center
 SPEED_REF_MPS = 0.3  # peak speed of a typical center-out reach; tuning reaches nominal depth there
 
 # Day-to-day drift of the recorded population.
@@ -52,6 +53,7 @@ KEEP_PROB = 0.85  # a recorded neuron is recorded again the next day with this p
 JOIN_PROB = PRESENT_FRACTION * (1 - KEEP_PROB) / (1 - PRESENT_FRACTION)  # keeps the share stationary
 DIRECTION_DRIFT_RAD = 0.12  # per-day random walk of preferred directions (~7 degrees)
 GAIN_DRIFT_LOG = 0.1  # per-day random walk of log gains
+LATENT_DIMS = 4  # movement-unrelated shared latent factors
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,11 @@ class NeuronPool:
     """Ground-truth parameters of an animal's N neurons on day 0; all fields are (N,) arrays.
 
     direction, position_direction and prep_direction are radians (0 = +x, counter-clockwise).
-    Gains are in log-rate units: velocity_gain multiplies speed/0.3 m/s * cos(angle to direction),
-    speed_gain multiplies speed/0.3 m/s, position_gain multiplies the hand position along
-    position_direction / 10 cm, prep_gain multiplies cos(planned direction - prep_direction).
-    Untuned neurons have all gains 0.
+    The log rate holds velocity_gain * speed/0.3 m/s * cos(movement angle - direction -
+    posture_rotation * shoulder angle) (preferred directions turn with the arm, as in Caminiti et
+    al. 1991; the shoulder angle is 0 at the workspace center), speed_gain * speed/0.3 m/s,
+    position_gain * hand position along position_direction / 10 cm and, before movements,
+    prep_gain * cos(planned angle - prep_direction). Untuned neurons have all gains 0.
     """
 
     area: np.ndarray
@@ -86,8 +89,10 @@ class NeuronPool:
     speed_gain: np.ndarray
     position_gain: np.ndarray
     position_direction: np.ndarray
+    posture_rotation: np.ndarray
     prep_gain: np.ndarray
     prep_direction: np.ndarray
+    latent_loading: np.ndarray  # (N, LATENT_DIMS) weights of movement-unrelated latent factors
     has_silent_states: np.ndarray
 
     def __len__(self) -> int:
@@ -141,8 +146,10 @@ def _make_pool(rng: np.random.Generator, n: int) -> NeuronPool:
         speed_gain=np.where(tuned, rng.normal(0.4, 0.5, n), 0.0),
         position_gain=np.where(has_position, rng.uniform(0.5, 1.5, n), 0.0),
         position_direction=rng.uniform(0, 2 * np.pi, n),
+        posture_rotation=np.where(tuned, rng.normal(1.0, 0.4, n), 0.0),
         prep_gain=np.where(prep, rng.uniform(1.0, 2.0, n), 0.0),
         prep_direction=direction + rng.normal(0, 0.4, n),
+        latent_loading=rng.normal(0, 0.2, (n, LATENT_DIMS)),
         has_silent_states=rng.random(n) < 0.1,
     )
 
@@ -396,8 +403,14 @@ class _Population:
     base_hz: np.ndarray
     max_rate_hz: np.ndarray
     lag_bins: np.ndarray  # lead of neural activity over movement, in RATE_DT_S bins
-    kinematic_weights: np.ndarray  # (U, 5) log-rate weights of _kinematic_features
+    direction: np.ndarray
+    velocity_gain: np.ndarray
+    speed_gain: np.ndarray
+    position_gain: np.ndarray
+    position_axis: np.ndarray  # (U, 2) position-direction unit vector
+    posture_rotation: np.ndarray
     prep_axis: np.ndarray  # (U, 2) prep_gain * prep-direction unit vector
+    fluctuation_loading: np.ndarray  # (U, 1 + LATENT_DIMS) weights of _shared_fluctuations
     silent_switches: list  # per silent-state unit: (unit, switch times (S,), starts on)
 
 
@@ -412,16 +425,16 @@ def _population(pool: NeuronPool, day: _Day, rng: np.random.Generator, end: floa
         base_hz=pool.baseline_hz[i] * np.exp(day.log_gain),
         max_rate_hz=pool.max_rate_hz[i],
         lag_bins=np.round(pool.lag_s[i] / RATE_DT_S).astype(np.int64),
-        kinematic_weights=np.column_stack(
-            [
-                pool.velocity_gain[i, None] * _unit_vectors(day.direction),
-                pool.speed_gain[i],
-                pool.position_gain[i, None] * _unit_vectors(pool.position_direction[i]),
-            ]
-        ),
+        direction=day.direction,
+        velocity_gain=pool.velocity_gain[i],
+        speed_gain=pool.speed_gain[i],
+        position_gain=pool.position_gain[i],
+        position_axis=_unit_vectors(pool.position_direction[i]),
+        posture_rotation=pool.posture_rotation[i],
         # Preparatory tuning drifts along with the movement tuning.
         prep_axis=pool.prep_gain[i, None]
         * _unit_vectors(pool.prep_direction[i] + (day.direction - pool.direction[i])),
+        fluctuation_loading=np.column_stack([np.ones(i.size), pool.latent_loading[i]]),
         silent_switches=[(u, *_on_off_switches(rng, end)) for u in silent],
     )
 
@@ -437,37 +450,54 @@ def _on_off_switches(rng: np.random.Generator, end: float) -> tuple[np.ndarray, 
     return np.cumsum(durations) - durations[0] * rng.random(), starts_on
 
 
-def _shared_log_gain(rng: np.random.Generator, end: float) -> tuple[np.ndarray, np.ndarray]:
-    """A slow gain shared by all neurons: an AR(1) on a 0.25 s grid, std 0.2 (log), time constant 15 s."""
-    step, tau, std = 0.25, 10.0, 0.6
+def _shared_fluctuations(rng: np.random.Generator, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Movement-unrelated log-rate signals shared across neurons, on a 50 ms grid up to ``end``.
+
+    Returns times (C,) and values (C, 1 + LATENT_DIMS): column 0 is a slow global gain
+    (std 0.6, time constant 10 s: arousal, satiety), the others are faster latent factors
+    (std 1, 0.5 s) that each neuron reads through its own loadings.
+    """
+    step = 0.05
     times = np.arange(0.0, end + 2 * step, step)
+    tau = np.array([10.0] + [0.5] * LATENT_DIMS)
+    std = np.array([0.6] + [1.0] * LATENT_DIMS)
     a = np.exp(-step / tau)
-    noise = rng.normal(0, std * np.sqrt(1 - a * a), times.size)
-    values = np.empty(times.size)
-    values[0] = rng.normal(0, std)
+    values = rng.normal(0, 1, (times.size, tau.size)) * std * np.sqrt(1 - a * a)
+    values[0] = rng.normal(0, 1, tau.size) * std  # start in the stationary distribution
     for k in range(1, times.size):
-        values[k] = a * values[k - 1] + noise[k]
+        values[k] += a * values[k - 1]
     return times, values
 
 
-def _kinematic_features(moves: _Moves, t: np.ndarray) -> np.ndarray:
-    """(T, 5) velocity (2) and speed (1) over 0.3 m/s, position (2) over 10 cm, at times t (T,)."""
+def _kinematic_drive(pop: _Population, moves: _Moves, t: np.ndarray) -> np.ndarray:
+    """Log-rate contribution (U, T) of the hand kinematics at times t (T,)."""
     pos, vel = moves.at(t)
-    speed = np.linalg.norm(vel, axis=1, keepdims=True)
-    return np.concatenate([vel / SPEED_REF_MPS, speed / SPEED_REF_MPS, pos / WORKSPACE_M], axis=1)
+    vel = vel / SPEED_REF_MPS
+    # Shoulder angle: direction of the hand seen from the shoulder, 0 at the workspace center.
+    shoulder = np.arctan2(pos[:, 1] + SHOULDER_DISTANCE_M, pos[:, 0]) - np.pi / 2
+    angle = pop.direction[:, None] + pop.posture_rotation[:, None] * shoulder
+    along = vel[:, 0] * np.cos(angle) + vel[:, 1] * np.sin(angle)  # speed * cos(angle to PD)
+    speed = np.linalg.norm(vel, axis=1)
+    return (
+        pop.velocity_gain[:, None] * along
+        + pop.speed_gain[:, None] * speed
+        + pop.position_gain[:, None] * (pop.position_axis @ pos.T) / WORKSPACE_M
+    )
 
 
-def _rates(pop: _Population, behavior: _Behavior, gain: tuple, edges: np.ndarray) -> np.ndarray:
+def _rates(pop: _Population, behavior: _Behavior, fluctuations: tuple, edges: np.ndarray) -> np.ndarray:
     """Firing rates (U, T) in Hz on the bins ``edges`` (T+1,), evaluated at each bin's start."""
     t = edges[:-1]
     n_bins = t.size
     future = edges[0] + RATE_DT_S * np.arange(n_bins + pop.lag_bins.max() + 1)
-    drive_ahead = pop.kinematic_weights @ _kinematic_features(behavior.moves, future).T
+    drive_ahead = _kinematic_drive(pop, behavior.moves, future)
     # Each unit sees the kinematics lag_bins ahead of now.
     drive = np.take_along_axis(drive_ahead, np.arange(n_bins) + pop.lag_bins[:, None], axis=1)
     envelope, planned = behavior.plans.at(t)
     drive += (pop.prep_axis @ _unit_vectors(planned).T) * envelope
-    drive += np.interp(t, *gain)
+    times, values = fluctuations
+    shared = np.stack([np.interp(t, times, v) for v in values.T])  # (1 + LATENT_DIMS, T)
+    drive += pop.fluctuation_loading @ shared
     raw = pop.base_hz[:, None] * np.exp(drive)
     rates = pop.max_rate_hz[:, None] * -np.expm1(-raw / pop.max_rate_hz[:, None])  # soft saturation
     for unit, switches, starts_on in pop.silent_switches:
@@ -509,7 +539,7 @@ def _refractory(times: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.nd
     return times[order], units[order]
 
 
-def _spikes(rng: np.random.Generator, pop: _Population, behavior: _Behavior, gain: tuple) -> Spikes:
+def _spikes(rng: np.random.Generator, pop: _Population, behavior: _Behavior, fluctuations: tuple) -> Spikes:
     """Spikes inside the recorded spans, generated CHUNK_S at a time."""
     times, units = [], []
     for span_start, span_end in zip(behavior.domain.start, behavior.domain.end):
@@ -517,7 +547,7 @@ def _spikes(rng: np.random.Generator, pop: _Population, behavior: _Behavior, gai
             chunk_end = min(chunk_start + CHUNK_S, span_end)
             n_bins = int(np.ceil((chunk_end - chunk_start) / RATE_DT_S))
             edges = np.minimum(chunk_start + RATE_DT_S * np.arange(n_bins + 1), chunk_end)
-            t, u = _poisson(rng, _rates(pop, behavior, gain, edges), edges)
+            t, u = _poisson(rng, _rates(pop, behavior, fluctuations, edges), edges)
             times.append(t)
             units.append(u)
     times, units = _refractory(np.concatenate(times), np.concatenate(units))
@@ -582,7 +612,7 @@ def simulate_session(
     day_state = _day_state(animal, day)
     end = float(behavior.domain.end[-1])
     pop = _population(animal.neurons, day_state, state_rng, end)
-    gain = _shared_log_gain(state_rng, end)
+    fluctuations = _shared_fluctuations(state_rng, end)
     info = RecordingInfo(
         recording_id=f"{animal.name}_day{day}_{TASK_CODES[task]}",
         brainset=lab.name,
@@ -594,7 +624,7 @@ def simulate_session(
     )
     return Recording(
         info=info,
-        spikes=_spikes(spike_rng, pop, behavior, gain),
+        spikes=_spikes(spike_rng, pop, behavior, fluctuations),
         units=_units(animal, day_state),
         behavior=_behavior_streams(behavior, lab.behavior_rate_hz),
         domain=behavior.domain,

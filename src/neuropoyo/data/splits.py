@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuropoyo.errors import MissingKeyError
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 
@@ -26,7 +27,7 @@ def _condition(trials: Intervals, stratify_by: str | None) -> np.ndarray:
     if stratify_by is None:
         return np.zeros(len(trials), dtype=np.int64)
     if stratify_by not in trials.columns:
-        raise KeyError(
+        raise MissingKeyError(
             f"splits: no trial column {stratify_by!r} to stratify by; "
             f"trial columns are {sorted(trials.columns)} (pass stratify_by=None to not stratify)"
         )

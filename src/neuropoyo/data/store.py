@@ -39,6 +39,7 @@ from typing import Callable, Mapping, NamedTuple
 import h5py
 import numpy as np
 
+from neuropoyo.errors import MissingKeyError
 from neuropoyo import __version__
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import (
@@ -564,6 +565,14 @@ class RecordingFile:
         )
         validate_recording(recording, source=str(self.path))
         return recording
+
+    def stream(self, name: str) -> TimeSeries:
+        """The whole behavior stream ``name`` (absolute times), without reading any spike."""
+        if name not in self._stream_units:
+            raise MissingKeyError(
+                f"{self.path}: no behavior stream {name!r}; found {sorted(self._stream_units)}"
+            )
+        return self._stream(name, slice(None), 0.0)
 
     def close(self) -> None:
         """Release the file; a later read opens it again."""

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from neuropoyo.errors import ConfigError
+
 FFN_KINDS = ("gelu", "geglu")
 LATENT_TIMINGS = ("linspace", "bin_centers")
 
@@ -65,27 +67,27 @@ class POYOConfig:
         positive += ("num_latent_timestamps", "latents_per_timestamp", "context_length_s", "init_std")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.depth < 0:
-            raise ValueError(f"depth must be >= 0, got {self.depth}")
+            raise ConfigError(f"depth must be >= 0, got {self.depth}")
         if not self.readouts:
-            raise ValueError("readouts must name at least one output, e.g. {hand_vel: 2}")
+            raise ConfigError("readouts must name at least one output, e.g. {hand_vel: 2}")
         for name, out_dim in self.readouts.items():
             if not name or "." in name or out_dim <= 0:
-                raise ValueError(f"readout {name!r}: need a non-empty name without '.' and a dim > 0")
+                raise ConfigError(f"readout {name!r}: need a non-empty name without '.' and a dim > 0")
         _check_choice("ffn", self.ffn, FFN_KINDS)
         _check_choice("latent_timing", self.latent_timing, LATENT_TIMINGS)
         if not 0 < self.t_min < self.t_max:
-            raise ValueError(f"need 0 < t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}")
+            raise ConfigError(f"need 0 < t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}")
         rotate_dim = self.head_dim * self.rotate_fraction
         if not 0 <= self.rotate_fraction <= 1 or rotate_dim != round(rotate_dim) or round(rotate_dim) % 2:
-            raise ValueError(
+            raise ConfigError(
                 f"rotate_fraction={self.rotate_fraction} must give an even number of rotated dims "
                 f"out of head_dim={self.head_dim}"
             )
         for name in ("ffn_dropout", "linear_dropout", "attention_dropout"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     @property
     def num_latents(self) -> int:
@@ -104,11 +106,11 @@ class POYOConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str = "config dict") -> POYOConfig:
         """Build from a mapping; unknown keys and bad values raise ValueError naming ``source``."""
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of model config keys, got {type(data).__name__}")
+            raise ConfigError(f"{source}: expected a mapping of model config keys, got {type(data).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = [key for key in data if key not in known]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: unknown model config key {unknown[0]!r}"
                 + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
                 + f"; known keys: {', '.join(known)}"
@@ -116,7 +118,7 @@ class POYOConfig:
         try:
             return cls(**data)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{source}: {error}") from None
+            raise ConfigError(f"{source}: {error}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> POYOConfig:
@@ -128,7 +130,7 @@ class POYOConfig:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _check_type(name: str, value: Any, hint: Any) -> Any:
@@ -138,11 +140,11 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
     if hint in (int, float, str, bool):
         if type(value) is not hint:
             extra = " (YAML reads 1e-3 as a string; write 1.0e-3)" if isinstance(value, str) else ""
-            raise ValueError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}{extra}")
+            raise ConfigError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}{extra}")
         return value
     # dict[str, int]
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and type(v) is int for k, v in value.items()
     ):
-        raise ValueError(f"{name} must map names to integer dims, got {value!r}")
+        raise ConfigError(f"{name} must map names to integer dims, got {value!r}")
     return dict(value)

@@ -1,0 +1,138 @@
+"""Model directories and training checkpoints, written atomically, loaded without running code.
+
+A model directory holds::
+
+    model.safetensors   weights
+    config.json         {"model": POYOConfig, "data": DataConfig, "neuropoyo_version": ...}
+    units.json          unit vocabulary (row i = unit id i)
+    sessions.json       session vocabulary
+    normalizer.json     behavior scale per brainset and stream
+
+A training checkpoint is a model directory plus ``trainer.pt`` (optimizer state, step, random
+states) — only tensors, numbers and strings, read back with ``torch.load(weights_only=True)``.
+Directories are written under a temporary name and renamed into place, so a reader never sees a
+half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from neuropoyo import __version__
+from neuropoyo.data.dataset import DataConfig
+from neuropoyo.data.normalize import Normalizer
+from neuropoyo.model.config import POYOConfig
+from neuropoyo.model.poyo import POYO
+from neuropoyo.vocab import Vocabulary
+
+MODEL_FILES = ("model.safetensors", "config.json", "units.json", "sessions.json", "normalizer.json")
+TRAINER_FILE = "trainer.pt"
+
+
+@dataclass
+class TrainedModel:
+    """A POYO network with everything needed to feed it: vocabularies, behavior scales, data config."""
+
+    model: POYO
+    data: DataConfig
+    unit_vocab: Vocabulary
+    session_vocab: Vocabulary
+    normalizer: Normalizer
+
+
+def _write_model_files(folder: Path, trained: TrainedModel) -> None:
+    state = {k: v.detach().contiguous().cpu() for k, v in trained.model.state_dict().items()}
+    save_file(state, folder / "model.safetensors")
+    config = {
+        "model": trained.model.config.to_dict(),
+        "data": trained.data.to_dict(),
+        "neuropoyo_version": __version__,
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    trained.unit_vocab.save(folder / "units.json")
+    trained.session_vocab.save(folder / "sessions.json")
+    (folder / "normalizer.json").write_text(json.dumps(trained.normalizer.to_dict(), indent=2))
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, replacing an older one."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+
+
+def _atomic_dir(final: Path, write) -> Path:
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        write(tmp)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def save_model(trained: TrainedModel, folder: str | Path) -> Path:
+    """Write ``trained`` as a model directory at ``folder`` (atomically)."""
+    return _atomic_dir(Path(folder), lambda tmp: _write_model_files(tmp, trained))
+
+
+def save_checkpoint(trained: TrainedModel, trainer_state: dict, folder: str | Path) -> Path:
+    """A model directory plus ``trainer.pt`` (optimizer state, step, random states)."""
+
+    def write(tmp: Path) -> None:
+        _write_model_files(tmp, trained)
+        torch.save(trainer_state, tmp / TRAINER_FILE)
+
+    return _atomic_dir(Path(folder), write)
+
+
+def model_dir(path: str | Path) -> Path:
+    """The model directory of ``path``: itself, or ``path/model`` for a run directory."""
+    path = Path(path)
+    for folder in (path, path / "model"):
+        if (folder / "model.safetensors").is_file():
+            return folder
+    raise FileNotFoundError(
+        f"{path}: no model here (expected model.safetensors in it or in {path / 'model'}); "
+        "train one with `neuropoyo train`"
+    )
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> TrainedModel:
+    """Read a model directory (or a run directory holding ``model/``)."""
+    folder = model_dir(path)
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: incomplete model directory, missing {missing}")
+    config = json.loads((folder / "config.json").read_text())
+    source = str(folder / "config.json")
+    model = POYO(POYOConfig.from_dict(config["model"], source=source))
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    return TrainedModel(
+        model=model.to(device),
+        data=DataConfig.from_dict(config["data"], source=source),
+        unit_vocab=Vocabulary.load(folder / "units.json"),
+        session_vocab=Vocabulary.load(folder / "sessions.json"),
+        normalizer=Normalizer.from_dict(json.loads((folder / "normalizer.json").read_text())),
+    )
+
+
+def load_trainer_state(folder: str | Path) -> dict:
+    """The ``trainer.pt`` of a checkpoint, read without executing code."""
+    return torch.load(Path(folder) / TRAINER_FILE, weights_only=True)
