@@ -104,9 +104,13 @@ def test_extreme_acceleration_spans_cover_the_glitch_only():
     t = np.arange(0, 10, 0.01)
     values = np.stack([np.sin(t), np.cos(t)], axis=1)
     values[500] += 5.0  # a one-sample glitch
-    spans = extreme_acceleration_spans(TimeSeries(t, values), threshold_mad=10.0)
-    assert spans.contains(t).sum() >= 1 and spans.contains(np.array([5.0]))[0]
+    spans = extreme_acceleration_spans(TimeSeries(t, values), factor=2.0)
+    assert spans.contains(np.array([5.0]))[0]
     assert spans.total_duration() < 0.1
+    # A smooth bell-shaped reach (peak acceleration far above the median) is never excluded.
+    reach = np.exp(-((t - 5.0) ** 2) / 0.02)
+    smooth = TimeSeries(t, np.stack([reach, 0 * reach], axis=1))
+    assert len(extreme_acceleration_spans(smooth, factor=2.0)) == 0
 
 
 def _run_config(steps: int, checkpoint_every: int) -> RunConfig:

@@ -42,7 +42,8 @@ class DataConfig:
         default_factory=lambda: {"center_out": ("reach",)}
     )
     eval_successful_only: bool = True  # where trials have a `success` column
-    exclude_acceleration_mad: float | None = 10.0  # None keeps every sample in the loss
+    # samples whose acceleration exceeds this many times its 99th percentile leave the loss (B.1)
+    exclude_acceleration_factor: float | None = 2.0  # None keeps every sample
     unit_dropout_min: int = 30
     output_samples: int = 100
 
@@ -158,13 +159,13 @@ class RecordingSet:
         return Normalizer.fit(samples)
 
     def _excluded_spans(self, f: RecordingFile) -> Intervals:
-        threshold = self.config.exclude_acceleration_mad
+        threshold = self.config.exclude_acceleration_factor
         spans = Intervals.empty()
         if threshold is None:
             return spans
         for name in self.readouts:
             if name in f.behavior_names:
-                spans = spans.union(extreme_acceleration_spans(f.stream(name), threshold_mad=threshold))
+                spans = spans.union(extreme_acceleration_spans(f.stream(name), factor=threshold))
         return spans
 
     def _tokenizer(

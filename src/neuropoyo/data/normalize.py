@@ -89,24 +89,23 @@ class Normalizer:
 
 
 def extreme_acceleration_spans(
-    stream: TimeSeries, *, threshold_mad: float, pad_s: float = 0.0
+    stream: TimeSeries, *, factor: float, quantile: float = 0.99, pad_s: float = 0.0
 ) -> Intervals:
     """Spans around samples whose acceleration is extreme, to be left out of the training loss.
 
     Acceleration is the finite difference of the velocity stream over consecutive samples; a sample
-    is extreme when the norm of its acceleration exceeds median + threshold_mad * 1.4826 * MAD
-    (a robust threshold in standard deviations). Each extreme sample gives a span of +- pad_s (at
-    least half a sample step).
+    is extreme when the norm of its acceleration exceeds ``factor`` times its ``quantile`` over the
+    stream (default: twice the 99th percentile), which flags glitches and artefacts but never the
+    ordinary peaks of a reach. Each extreme step gives a span of +- max(pad_s, step) around it.
     """
     if len(stream) < 3:
         return Intervals.empty()
     dt = np.diff(stream.timestamps)
     accel = np.linalg.norm(np.diff(stream.values.astype(np.float64), axis=0), axis=1) / dt
-    median = np.median(accel)
-    sigma = 1.4826 * np.median(np.abs(accel - median))
-    if sigma == 0:
+    threshold = factor * np.quantile(accel, quantile)
+    if threshold <= 0:
         return Intervals.empty()
-    extreme = np.flatnonzero(accel > median + threshold_mad * sigma)
+    extreme = np.flatnonzero(accel > threshold)
     centers = 0.5 * (stream.timestamps[extreme] + stream.timestamps[extreme + 1])
     half = np.maximum(pad_s, dt[extreme])
     return Intervals(centers - half, centers + half).merged()
