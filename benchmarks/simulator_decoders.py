@@ -40,7 +40,7 @@ def bin_recording(recording) -> tuple[np.ndarray, np.ndarray]:
         windows = sliding_window_view(counts, HISTORY, axis=1)  # (U, B, HISTORY)
         features.append(windows.transpose(1, 0, 2).reshape(-1, n_units * HISTORY))
         t = start + BIN_S * np.arange(HISTORY, n_bins + 1)
-        targets.append(np.stack([np.interp(t, vel.timestamps, vel.values[:, d]) for d in (0, 1)], 1))
+        targets.append(np.stack([np.interp(t, vel.timestamps, v) for v in vel.values.T], 1))
     return np.concatenate(features).astype(np.float32), np.concatenate(targets).astype(np.float32)
 
 
@@ -94,22 +94,24 @@ def mlp_r2(x_train, y_train, x_test, y_test, epochs: int = 30) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(2)
     animal = make_animal("sim_monkey0", n_neurons=150, seed=SEED)
+    common = dict(animal=animal, day=0, lab=LABS[0])
     sessions = [
-        simulate_session(animal=animal, day=0, task="center_out", lab=LABS[0], n_trials=200, seed=1),
-        simulate_session(animal=animal, day=0, task="random_target", lab=LABS[0], duration_s=900.0, seed=2),
+        simulate_session(**common, task="center_out", n_trials=200, seed=1),
+        simulate_session(**common, task="random_target", duration_s=900.0, seed=2),
     ]
     print("command: python benchmarks/simulator_decoders.py")
-    print(f"bins {BIN_S * 1000:.0f} ms x {HISTORY} history, train first 80% / test last 20% of each session\n")
-    print(f"{'session':<22}{'units':>6}{'test bins':>10}{'ridge R2':>10}{'MLP R2':>9}{'seconds':>9}")
+    print(f"{BIN_S * 1000:.0f} ms bins x {HISTORY} of history; train on the first 80% of each")
+    print("session, test on the last 20%; R2 of hand velocity (x and y averaged)\n")
+    header = ("session", "units", "test bins", "ridge R2", "MLP R2", "seconds")
+    print(f"{header[0]:<22}" + "".join(f"{h:>10}" for h in header[1:]))
     for recording in sessions:
         start = time.perf_counter()
         data = split(*bin_recording(recording))
         linear, nonlinear = ridge_r2(*data), mlp_r2(*data)
         print(
-            f"{recording.recording_id:<22}{len(recording.units):>6}{len(data[2]):>10}"
-            f"{linear:>10.3f}{nonlinear:>9.3f}{time.perf_counter() - start:>9.1f}"
+            f"{recording.recording_id:<22}{len(recording.units):>10}{len(data[2]):>10}"
+            f"{linear:>10.3f}{nonlinear:>10.3f}{time.perf_counter() - start:>10.1f}"
         )
 
 

@@ -73,8 +73,13 @@ def test_inspect_missing_path(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
 
 
-def test_demo_quick_simulates_and_summarises(tmp_path, capsys):
+def test_demo_quick_trains_and_decodes_held_out_data(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert len(list((tmp_path / "data").glob("*.h5"))) == 4
-    assert out.count("recording  ") == 4
+    assert out.count("  units    ") == 4  # one summary per simulated recording
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and len(metrics["recordings"]) == 4
+    assert f"{metrics['mean_r2']:.4f}" in out
+    assert metrics["mean_r2"] > 0.2  # held-out test trials/blocks, never seen in training
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

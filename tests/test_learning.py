@@ -10,7 +10,7 @@ from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.simulate import Lab, make_animal, simulate_session
 from neuropoyo.evaluation.evaluate import evaluate
-from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
+from neuropoyo.training.config import PRESET_DIR, RunConfig
 from neuropoyo.training.loop import train
 
 STEPS = 300
@@ -27,9 +27,9 @@ def block_shuffled(stream: TimeSeries, block_s: float, rng: np.random.Generator)
 def run(tmp_path, name, recording):
     data = tmp_path / name / "data"
     write_dataset([recording], data)
-    config = RunConfig(
-        model=RunConfig.from_yaml(PRESET_DIR / "demo.yaml").model,
-        training=TrainConfig(batch_size=32, lr=1e-2, max_steps=STEPS, checkpoint_every=STEPS),
+    config = RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
+    config = dataclasses.replace(
+        config, training=dataclasses.replace(config.training, max_steps=STEPS)
     )
     result = train(config, [data], tmp_path / name / "run", progress=False)
     return evaluate(result.run_dir, [data], tmp_path / name / "eval")["mean_r2"]

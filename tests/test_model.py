@@ -9,6 +9,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from neuropoyo.training.config import RunConfig
 from neuropoyo.model import END, POYO, SPIKE, START, POYOConfig, forward_flops, model_info
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -271,7 +272,7 @@ def test_preset_parameter_counts(capsys):
     """Prints each preset's size; POYO-mp sizes land within 2% of the paper's 3.8M / 7.4M / 13M."""
     lines = []
     for path in sorted(CONFIGS.glob("*.yaml")):
-        config = POYOConfig.from_yaml(path)
+        config = RunConfig.from_yaml(path).model  # model presets and run files alike
         info = model_info(config, window_tokens=4000, num_outputs=100, batch_size=128)
         paper = PAPER_PARAMS.get(path.stem)
         lines.append(

@@ -22,12 +22,13 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from neuropoyo import __version__
-from neuropoyo.data.dataset import DataConfig
+from neuropoyo.data.dataset import DataConfig, RecordingSet, recording_set_for
 from neuropoyo.data.normalize import Normalizer
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
@@ -46,6 +47,18 @@ class TrainedModel:
     unit_vocab: Vocabulary
     session_vocab: Vocabulary
     normalizer: Normalizer
+
+    def recordings(self, paths: Sequence[str | Path]) -> RecordingSet:
+        """``paths`` read with this model's vocabularies and scales (their ids must be known)."""
+        return recording_set_for(
+            paths,
+            model_config=self.model.config,
+            data_config=self.data,
+            unit_vocab=self.unit_vocab,
+            session_vocab=self.session_vocab,
+            normalizer=self.normalizer,
+            grow=False,
+        )
 
 
 def _write_model_files(folder: Path, trained: TrainedModel) -> None:

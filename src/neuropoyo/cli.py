@@ -25,7 +25,7 @@ from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.evaluate import evaluate
 from neuropoyo.evaluation.report import format_table
 from neuropoyo.model.poyo import format_model_info, model_info
-from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
+from neuropoyo.training.config import PRESET_DIR, RunConfig
 from neuropoyo.training.loop import train
 
 TASKS = ("center_out", "random_target")
@@ -123,7 +123,7 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(format_model_info(info))
 
 
-DEMO_STEPS = {"quick": 150, "full": 1500}
+DEMO_QUICK_STEPS = 350
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -133,12 +133,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     paths = simulate_to(data_dir, args)
     for path in paths:
         print(format_summary(summarize(read_recording(path))), end="\n\n")
-    steps = DEMO_STEPS["quick" if args.quick else "full"]
-    config = RunConfig(
-        model=RunConfig.from_yaml(PRESET_DIR / "demo.yaml").model,
-        training=TrainConfig(batch_size=32, lr=2e-3, max_steps=steps, checkpoint_every=steps),
-    )
-    print(f"training a small POYO ({PRESET_DIR / 'demo.yaml'}) for {steps} steps")
+    config = RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
+    if args.quick:
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, max_steps=DEMO_QUICK_STEPS)
+        )
+    print(f"training a small POYO ({PRESET_DIR / 'demo_run.yaml'}) for {config.training.max_steps} steps")
     result = train(config, [data_dir], out / "run")
     _print_training(result)
     summary = evaluate(result.run_dir, [data_dir], out / "eval")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo_defaults(args: argparse.Namespace) -> None:
     """The demo simulates two animals, one session each per task; --quick makes them short."""
     args.animals, args.sessions, args.tasks, args.seed = 2, 1, TASKS, 0
-    args.trials, args.duration = (24, 60.0) if args.quick else (120, 300.0)
+    args.trials, args.duration = (40, 120.0) if args.quick else (120, 300.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """Synthetic motor-cortex recordings, so demos and tests need no download.
 
-Each :class:`Animal` owns a pool of neurons (M1- and PMd-like) with heterogeneous baseline rates and
-ground-truth tuning. Every recording day samples a drifting subset of that pool: preferred directions
-and gains take a small random walk from day to day, and neurons drop out or appear (about 85% of one
-day's units are recorded again the next day). Two tasks are simulated:
+Each :class:`Animal` owns a pool of neurons (M1- and PMd-like) with heterogeneous baseline rates
+and ground-truth tuning. Every recording day samples a drifting subset of that pool: preferred
+directions and gains take a small random walk from day to day, and neurons drop out or appear
+(about 85% of one day's units are recorded again the next day). Two tasks are simulated:
 
 * ``center_out``: center hold (target shown during its second part) -> go cue -> reaction time ->
   minimum-jerk reach to one of 8 targets at 8 cm -> hold at target -> return to center.
@@ -46,7 +46,7 @@ BRAIN_AREAS = ("M1", "PMd")
 
 REFRACTORY_S = 0.002  # absolute refractory period: no ISI below 2 ms
 RATE_DT_S = 0.005  # firing rates are piecewise constant on a 5 ms grid
-CHUNK_S = 30.0  # spikes are generated 30 s at a time: ~12 MB per (units x bins) array at 200 units
+CHUNK_S = 30.0  # spikes are made 30 s at a time: ~5 MB per float32 (units x bins) array, 200 units
 N_TARGETS = 8
 REACH_RADIUS_M = 0.08
 WORKSPACE_M = 0.10  # random-target workspace is +-10 cm in x and y
@@ -56,7 +56,8 @@ SPEED_REF_MPS = 0.3  # peak speed of a typical center-out reach; tuning reaches 
 # Day-to-day drift of the recorded population.
 PRESENT_FRACTION = 0.75  # share of the pool recorded on a given day
 KEEP_PROB = 0.85  # a recorded neuron is recorded again the next day with this probability
-JOIN_PROB = PRESENT_FRACTION * (1 - KEEP_PROB) / (1 - PRESENT_FRACTION)  # keeps the share stationary
+# An absent neuron appears the next day with the probability that keeps the share stationary (0.45).
+JOIN_PROB = PRESENT_FRACTION * (1 - KEEP_PROB) / (1 - PRESENT_FRACTION)
 DIRECTION_DRIFT_RAD = 0.12  # per-day random walk of preferred directions (~7 degrees)
 GAIN_DRIFT_LOG = 0.1  # per-day random walk of log gains
 LATENT_DIMS = 4  # movement-unrelated shared latent factors
@@ -75,7 +76,7 @@ LABS = (Lab("sim_lab_a", 100.0), Lab("sim_lab_b", 500.0))
 
 @dataclass(frozen=True, eq=False)
 class NeuronPool:
-    """Ground-truth parameters of an animal's N neurons on day 0; fields are (N,) arrays unless noted.
+    """Ground truth of an animal's N neurons on day 0; fields are (N,) arrays unless noted.
 
     direction, position_direction and prep_direction are radians (0 = +x, counter-clockwise).
     The log rate holds velocity_gain * speed/0.3 m/s * cos(movement angle - direction -
@@ -111,7 +112,7 @@ class NeuronPool:
 
 @dataclass(frozen=True, eq=False)
 class Animal:
-    """One simulated animal: a name, the seed its neurons and their daily drift derive from, its pool."""
+    """A simulated animal: its name, the seed of its neurons and their daily drift, its pool."""
 
     name: str
     seed: int
@@ -171,7 +172,7 @@ def make_animal(name: str, *, n_neurons: int = 100, seed: int = 0) -> Animal:
 
 @dataclass(frozen=True, eq=False)
 class _Day:
-    """The neurons recorded on one day: index (U,) into the pool, their drifted direction and log gain."""
+    """Neurons recorded on one day: pool index (U,), drifted direction (U,) and log gain (U,)."""
 
     index: np.ndarray
     direction: np.ndarray
@@ -227,9 +228,12 @@ class _Moves:
         s = np.clip((t - self.start[k]) / duration, 0.0, 1.0)[:, None]
         delta = self.target[k] - self.origin[k]
         normal = np.stack([-delta[:, 1], delta[:, 0]], axis=1) * self.bend[k, None]
-        # Minimum-jerk profile 10s^3 - 15s^4 + 6s^5 and a lateral bump 16 s^2 (1-s)^2, zero at both ends.
-        pos = self.origin[k] + delta * (s**3 * (10 - 15 * s + 6 * s**2)) + normal * 16 * (s * (1 - s)) ** 2
-        vel = (delta * 30 * (s * (1 - s)) ** 2 + normal * 32 * s * (1 - s) * (1 - 2 * s)) / duration[:, None]
+        # Minimum-jerk profile 10s^3 - 15s^4 + 6s^5 plus a lateral bump 16 s^2 (1-s)^2, zero at
+        # both ends; velocities are their exact derivatives.
+        bump = 16 * (s * (1 - s)) ** 2
+        pos = self.origin[k] + delta * (s**3 * (10 - 15 * s + 6 * s**2)) + normal * bump
+        vel = delta * 30 * (s * (1 - s)) ** 2 + normal * 32 * s * (1 - s) * (1 - 2 * s)
+        vel = vel / duration[:, None]
         pos = np.where(moving[:, None], pos, self.home)
         vel = np.where(moving[:, None], vel, 0.0)
         for freq, amp, phase in zip(self.sway_freq, self.sway_amp, self.sway_phase):
@@ -250,7 +254,7 @@ def _sway(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)
 class _Plans:
-    """P movement plans: target shown at cue (P,), movement starts at onset (P,) towards direction (P,) rad."""
+    """P movement plans: target shown at cue (P,), moving from onset (P,) towards direction (P,)."""
 
     cue: np.ndarray
     onset: np.ndarray
@@ -281,7 +285,7 @@ class _Behavior:
 
 
 def _center_out(rng: np.random.Generator, n_trials: int) -> _Behavior:
-    """Center-out trials in blocks of 8 shuffled targets, with 1-2 gaps placed inside inter-trial intervals."""
+    """Center-out trials in blocks of 8 shuffled targets; 1-2 gaps inside inter-trial intervals."""
     n = n_trials
     target_id = np.concatenate([rng.permutation(N_TARGETS) for _ in range(-(-n // N_TARGETS))])[:n]
     target_angle = target_id * (2 * np.pi / N_TARGETS)
@@ -293,9 +297,10 @@ def _center_out(rng: np.random.Generator, n_trials: int) -> _Behavior:
     target_hold = np.where(success, rng.uniform(0.3, 0.5, n), rng.uniform(0.1, 0.3, n))
     back = rng.uniform(0.5, 0.8, n)
     iti = rng.uniform(0.5, 1.5, n + 1)
-    # Reach endpoints: ~3 degrees and ~5% radial scatter; failed reaches stop at 30-70% of the way.
+    # Reach endpoints scatter by ~3 degrees and ~2.4 mm; failed reaches stop 30-70% of the way.
     reach_angle = target_angle + rng.normal(0, 0.05, n)
-    extent = REACH_RADIUS_M * (1 + rng.normal(0, 0.05, n)) * np.where(success, 1.0, rng.uniform(0.3, 0.7, n))
+    shortfall = np.where(success, 1.0, rng.uniform(0.3, 0.7, n))
+    extent = REACH_RADIUS_M * (1 + rng.normal(0, 0.03, n)) * shortfall
     endpoint = extent[:, None] * np.stack([np.cos(reach_angle), np.sin(reach_angle)], axis=1)
     homes = rng.normal(0, 0.002, (n + 1, 2))  # the hand comes back within ~2 mm of the center
     bend = rng.normal(0, 0.08, (n, 2))
@@ -352,7 +357,7 @@ def _center_out(rng: np.random.Generator, n_trials: int) -> _Behavior:
 
 
 def _random_target(rng: np.random.Generator, duration_s: float) -> _Behavior:
-    """Self-paced reaches between uniform random targets; 1-2 gaps when the session is >= 30 s long."""
+    """Self-paced reaches between uniform random targets; 1-2 gaps in sessions >= 30 s long."""
     n = int(np.ceil(duration_s / 0.5)) + 1  # each cycle lasts >= 0.5 s, so n reaches always suffice
     targets = rng.uniform(-WORKSPACE_M, WORKSPACE_M, (n, 2))
     origins = np.concatenate([np.zeros((1, 2)), targets[:-1]])
@@ -496,8 +501,10 @@ def _kinematic_drive(pop: _Population, moves: _Moves, t: np.ndarray) -> np.ndarr
     return drive
 
 
-def _rates(pop: _Population, behavior: _Behavior, fluctuations: tuple, edges: np.ndarray) -> np.ndarray:
-    """Firing rates (U, T) in Hz, float32, on the bins ``edges`` (T+1,), evaluated at each bin's start."""
+def _rates(
+    pop: _Population, behavior: _Behavior, fluctuations: tuple, edges: np.ndarray
+) -> np.ndarray:
+    """Firing rates (U, T) float32 in Hz on the bins ``edges`` (T+1,), taken at each bin's start."""
     t = edges[:-1]
     n_bins = t.size
     future = edges[0] + RATE_DT_S * np.arange(n_bins + pop.lag_bins.max() + 1)
@@ -509,7 +516,7 @@ def _rates(pop: _Population, behavior: _Behavior, fluctuations: tuple, edges: np
     times, values = fluctuations
     shared = np.stack([np.interp(t, times, v) for v in values.T])  # (1 + LATENT_DIMS, T)
     drive += pop.fluctuation_loading @ shared.astype(np.float32)
-    # rate = base * exp(drive), softly saturated as max_rate * (1 - exp(-rate / max_rate)); in place.
+    # rate = base * exp(drive), saturating softly: max_rate * (1 - exp(-rate / max_rate)); in place.
     rates = np.exp(drive, out=drive)
     rates *= pop.base_hz[:, None] / -pop.max_rate_hz[:, None]
     np.expm1(rates, out=rates)
@@ -520,8 +527,10 @@ def _rates(pop: _Population, behavior: _Behavior, fluctuations: tuple, edges: np
     return rates
 
 
-def _poisson(rng: np.random.Generator, rates: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spikes of independent Poisson processes with piecewise-constant rates (U, T) on bins edges (T+1,).
+def _poisson(
+    rng: np.random.Generator, rates: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes of independent Poisson processes with rates (U, T) constant in bins ``edges`` (T+1,).
 
     All units share one cumulative intensity (unit-major), so one sorted uniform draw and one binary
     search place every spike; inverting the piecewise-linear cumulative gives continuous times.
@@ -538,33 +547,43 @@ def _poisson(rng: np.random.Generator, rates: np.ndarray, edges: np.ndarray) -> 
     return edges[b] + frac * widths[b], unit.astype(np.int32)
 
 
-def _refractory(times: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop spikes less than REFRACTORY_S after their unit's previous spike; return them sorted by time.
+def _refractory(
+    times: np.ndarray, units: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop spikes closer than REFRACTORY_S to their unit's previous spike; return them time-sorted.
 
-    ``times`` must be sorted within each unit. Measuring from the previous drawn spike (kept or not)
-    is vectorizable and still guarantees every kept ISI >= REFRACTORY_S.
+    ``times`` (S,) are grouped by unit and sorted within each unit, as ``_poisson`` returns them.
+    ``last`` (U,) holds each unit's latest spike time before these (-inf for none) and is updated in
+    place. Measuring from the previous drawn spike, kept or not, is vectorizable and still
+    guarantees every kept ISI >= REFRACTORY_S.
     """
-    order = np.argsort(units, kind="stable")
-    times, units = times[order], units[order]
-    first = np.diff(units, prepend=-1) != 0
-    keep = first | (np.diff(times, prepend=-np.inf) >= REFRACTORY_S)
+    first = np.diff(units, prepend=-1) != 0  # first spike of its unit in this batch
+    previous = np.roll(times, 1)
+    previous[first] = last[units[first]]
+    keep = times - previous >= REFRACTORY_S
+    final = np.diff(units, append=-1) != 0  # last spike of its unit in this batch
+    last[units[final]] = times[final]
     times, units = times[keep], units[keep]
     order = np.argsort(times, kind="stable")
     return times[order], units[order]
 
 
-def _spikes(rng: np.random.Generator, pop: _Population, behavior: _Behavior, fluctuations: tuple) -> Spikes:
-    """Spikes inside the recorded spans, generated CHUNK_S at a time."""
+def _spikes(
+    rng: np.random.Generator, pop: _Population, behavior: _Behavior, fluctuations: tuple
+) -> Spikes:
+    """Spikes inside the recorded spans, generated CHUNK_S at a time (so in time order)."""
     times, units = [], []
+    last = np.full(pop.base_hz.size, -np.inf)
     for span_start, span_end in zip(behavior.domain.start, behavior.domain.end):
         for chunk_start in np.arange(span_start, span_end, CHUNK_S):
             chunk_end = min(chunk_start + CHUNK_S, span_end)
             n_bins = int(np.ceil((chunk_end - chunk_start) / RATE_DT_S))
             edges = np.minimum(chunk_start + RATE_DT_S * np.arange(n_bins + 1), chunk_end)
             t, u = _poisson(rng, _rates(pop, behavior, fluctuations, edges), edges)
+            t, u = _refractory(t, u, last)
             times.append(t)
             units.append(u)
-    times, units = _refractory(np.concatenate(times), np.concatenate(units))
+    times, units = np.concatenate(times), np.concatenate(units)
     inside = behavior.domain.contains(times)  # rounding can put a spike exactly on a span's end
     return Spikes(times[inside], units[inside])
 
@@ -573,11 +592,11 @@ def _behavior_streams(behavior: _Behavior, rate_hz: float) -> dict[str, TimeSeri
     """hand_pos (N, 2) m and hand_vel (N, 2) m/s, float32, on the lab's clock inside the domain."""
     clock = np.arange(int(np.ceil(behavior.domain.end[-1] * rate_hz))) / rate_hz
     clock = clock[behavior.domain.contains(clock)]
-    pos, vel = behavior.moves.at(clock)
-    return {
-        "hand_pos": TimeSeries(clock, pos.astype(np.float32), "m"),
-        "hand_vel": TimeSeries(clock, vel.astype(np.float32), "m/s"),
-    }
+    pos, vel = np.empty((clock.size, 2), np.float32), np.empty((clock.size, 2), np.float32)
+    for piece in range(0, clock.size, 2**17):  # pieces bound the float64 temporaries (~2 MB each)
+        where = slice(piece, piece + 2**17)
+        pos[where], vel[where] = behavior.moves.at(clock[where])
+    return {"hand_pos": TimeSeries(clock, pos, "m"), "hand_vel": TimeSeries(clock, vel, "m/s")}
 
 
 def _units(animal: Animal, day: _Day) -> Units:
@@ -604,7 +623,7 @@ def simulate_session(
 ) -> Recording:
     """One recording of ``animal`` on ``day`` (>= 0) doing ``task`` in ``lab``.
 
-    center_out sessions have ``n_trials`` trials (~4.5 s each with inter-trial intervals);
+    center_out sessions have ``n_trials`` trials (~3.8 s each including the inter-trial interval);
     random_target sessions last ``duration_s`` seconds. The recorded units and their tuning depend
     only on (animal, day); behavior and spikes on ``seed``. Splits are left empty.
     """

@@ -10,7 +10,7 @@ import torch
 
 from neuropoyo.batching import collate
 from neuropoyo.checkpoint import TrainedModel, load_model
-from neuropoyo.data.dataset import RecordingSet, recording_set_for
+from neuropoyo.data.dataset import RecordingSet
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.errors import DataError
 from neuropoyo.evaluation.report import RecordingResult, write_report
@@ -118,15 +118,7 @@ def evaluate(
     Returns the summary written to ``out_dir/metrics.json``.
     """
     trained = model if isinstance(model, TrainedModel) else load_model(model, device=device)
-    recordings = recording_set_for(
-        find_recordings(data),
-        model_config=trained.model.config,
-        data_config=trained.data,
-        unit_vocab=trained.unit_vocab,
-        session_vocab=trained.session_vocab,
-        normalizer=trained.normalizer,
-        grow=False,
-    )
+    recordings = trained.recordings(find_recordings(data))
     results = predict(trained, recordings, split=split, batch_size=batch_size, device=device)
     empty = [r.recording_id for r in results if len(r.timestamps) < 2]
     if empty:

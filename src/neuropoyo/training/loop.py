@@ -136,16 +136,7 @@ def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, de
     checkpoint = run_dir / CHECKPOINT_DIR
     if resume and checkpoint.is_dir():
         trained = load_model(checkpoint, device=device)
-        recordings = recording_set_for(
-            paths,
-            model_config=trained.model.config,
-            data_config=trained.data,
-            unit_vocab=trained.unit_vocab,
-            session_vocab=trained.session_vocab,
-            normalizer=trained.normalizer,
-            grow=False,
-        )
-        return trained, recordings, load_trainer_state(checkpoint)
+        return trained, trained.recordings(paths), load_trainer_state(checkpoint)
     if resume:
         raise FileNotFoundError(f"{checkpoint}: no checkpoint to resume from")
     recordings = recording_set_for(paths, model_config=config.model, data_config=config.data)
