@@ -174,6 +174,9 @@ def test_run_config_rejects_unknown_keys(tmp_path):
     path.write_text("model: demo.yaml\ntraining: {batch_sise: 3}\n")
     with pytest.raises(ValueError, match="unknown training option.*batch_sise"):
         RunConfig.from_yaml(path)
+    path.write_text("model: demo.yaml\ntraining: {lr: 1e-3}\n")
+    with pytest.raises(ValueError, match="training.lr must be float.*write 1.0e-3"):
+        RunConfig.from_yaml(path)
     path.write_text("model: demo.yaml\ntraining: {max_steps: 7}\n")
     config = RunConfig.from_yaml(path)
     assert config.training.max_steps == 7 and config.model.dim == 64

@@ -13,6 +13,7 @@ training then take their defaults (paper Table 4 / Appendix A). Unknown keys are
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,15 +50,26 @@ class TrainConfig:
         return _build(cls, data, source, "training")
 
 
+def _checked(name: str, value: Any, hint: Any, source: str) -> Any:
+    """``value`` if it fits a scalar field type (int for float accepted), else a ConfigError."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return value
+    if float in allowed and type(value) is int:
+        return float(value)
+    if type(value) not in allowed:
+        hint_text = " (YAML reads 1e-3 as text; write 1.0e-3)" if isinstance(value, str) else ""
+        hint_name = hint.__name__ if isinstance(hint, type) else str(hint)
+        raise ConfigError(f"{source}: {name} must be {hint_name}, got {value!r}{hint_text}")
+    return value
+
+
 def _build(cls, data: Mapping, source: str, section: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
     if unknown:
-        raise ConfigError(f"{source}: unknown {section} option(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**data)
-    except TypeError as error:
-        raise ConfigError(f"{source}: {section}: {error}") from None
+        raise ConfigError(f"{source}: unknown {section} option(s) {unknown}; known: {sorted(hints)}")
+    return cls(**{k: _checked(f"{section}.{k}", v, hints[k], source) for k, v in data.items()})
 
 
 @dataclass(frozen=True)
