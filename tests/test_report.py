@@ -125,7 +125,7 @@ def test_write_report_files(results, tmp_path):
 
 def test_missing_matplotlib_skips_figures(results, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.warns(UserWarning, match="bench"):
+    with pytest.warns(UserWarning, match="pip install matplotlib"):
         summary = write_report(results, tmp_path, split="test")
     assert not (tmp_path / "figures").exists()
     assert json.loads((tmp_path / "metrics.json").read_text()) == summary

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from neuropoyo import __version__
 from neuropoyo.data.directory import find_recordings, write_dataset
+from neuropoyo.data.nwb import DOMAIN_SOURCES, prepare_nwb
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import read_recording
 from neuropoyo.data.summary import format_summary, summarize
@@ -73,6 +74,22 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     for path in paths:
         print(path)
     print(f"wrote {len(paths)} simulated recordings to {args.out}")
+
+
+def cmd_prepare_nwb(args: argparse.Namespace) -> None:
+    paths = prepare_nwb(
+        args.files,
+        args.out,
+        behavior=args.behavior or ("hand_vel",),
+        behavior_location=args.behavior_location,
+        brainset=args.brainset,
+        task=args.task,
+        domain=args.domain,
+        split_seed=args.split_seed,
+    )
+    for path in paths:
+        print(path)
+    print(f"wrote {len(paths)} recording(s) to {args.out}; check them with `neuropoyo inspect {args.out}`")
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -165,6 +182,29 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", required=True, help="folder to write <recording_id>.h5 files to")
     _add_simulation_options(simulate, trials=100, duration=300.0)
     simulate.set_defaults(func=cmd_simulate)
+
+    prepare = commands.add_parser("prepare", help="import recordings from other formats")
+    sources = prepare.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    nwb = sources.add_parser("nwb", help="import NWB 2.x files (Neural Latents Benchmark layout)")
+    nwb.add_argument("files", nargs="+", type=Path, metavar="FILES")
+    nwb.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the .h5 files")
+    nwb.add_argument(
+        "--behavior", action="append", metavar="NAME",
+        help="behavior series to load; repeat for several (default: hand_vel)",
+    )
+    nwb.add_argument(
+        "--behavior-location", metavar="PATH",
+        help="group holding the series (default processing/behavior), e.g. "
+        "acquisition/CompassDirection, or one series' full path",
+    )
+    nwb.add_argument("--brainset", metavar="NAME", help="default: the file name's first '_' word")
+    nwb.add_argument("--task", metavar="NAME", help="e.g. center_out (default: the session description)")
+    nwb.add_argument(
+        "--domain", choices=("auto", *DOMAIN_SOURCES), default="auto",
+        help="where the recorded spans come from (default: the first of these the file has)",
+    )
+    nwb.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test split")
+    nwb.set_defaults(func=cmd_prepare_nwb)
 
     inspect = commands.add_parser("inspect", help="validate recordings and print a summary")
     inspect.add_argument("files", nargs="+", help="recording files or folders of them")

@@ -7,7 +7,7 @@
     figures/r2_per_recording.png      R2 bars coloured by task
     figures/traces_<recording id>.png true vs predicted over the first evaluation segments
 
-Figures need matplotlib (the ``bench`` extra); it is imported only when figures are drawn.
+Figures need matplotlib (a core dependency); it is imported only when figures are drawn.
 """
 
 from __future__ import annotations
@@ -205,8 +205,7 @@ def write_figures(results: Sequence[RecordingResult], summary: dict, folder: Pat
         import matplotlib  # noqa: F401
     except ImportError:
         warnings.warn(
-            "matplotlib is not installed: skipping report figures "
-            "(install the 'bench' extra: pip install 'neuropoyo[bench]')",
+            "matplotlib is not installed: skipping report figures (pip install matplotlib)",
             stacklevel=3,
         )
         return []
