@@ -181,3 +181,13 @@ def test_run_config_rejects_unknown_keys(tmp_path):
     config = RunConfig.from_yaml(path)
     assert config.training.max_steps == 7 and config.model.dim == 64
     assert dataclasses.asdict(RunConfig.from_dict(config.to_dict()).training) == dataclasses.asdict(config.training)
+
+
+def test_a_model_refuses_recordings_it_was_not_trained_on(sim_data, tmp_path):
+    loop_module.train(_run_config(1, 1), [sim_data], tmp_path / "run", progress=False)
+    other = write_dataset(
+        simulate_dataset(n_animals=2, sessions_per_animal=1, n_trials=8, duration_s=20.0, seed=1)[2:3],
+        tmp_path / "other",
+    )
+    with pytest.raises(KeyError, match="unknown to the model.*sim_monkey1"):
+        checkpoint_module.load_model(tmp_path / "run").recordings(other)

@@ -134,6 +134,13 @@ class RecordingSet:
         if grow:
             self.unit_vocab.extend(keys)
             self.session_vocab.extend(sessions)
+        unknown = self.session_vocab.new_ids(sessions) or self.unit_vocab.new_ids(keys)
+        if unknown:
+            raise MissingKeyError(
+                f"recordings: {len(unknown)} session/unit id(s) unknown to the model, e.g. "
+                f"{unknown[0]!r}; a model decodes the sessions it was trained on — train on these "
+                "recordings or adapt the model to them first"
+            )
         self.unit_rows = [self.unit_vocab.index(unit_keys(f)) for f in self.files]
         self.session_rows = [int(self.session_vocab.index([session_key_of(f)])[0]) for f in self.files]
 
