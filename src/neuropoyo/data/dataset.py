@@ -70,11 +70,11 @@ class DataConfig:
 class RecordingSet:
     """Recording files with their vocabulary rows, behavior scales and tokenizers.
 
-    paths: recording files. config: DataConfig. latent_*, context_length_s: the model's latent grid and
-    window length. readouts: behavior stream name -> (decoder index in
-    the model, dim); every recording must hold at least one of the streams. unit_vocab / session_vocab: the model's vocabularies;
-    ids of these recordings missing from them are appended (``grow``) or refused. normalizer: fitted
-    on the training splits when not given.
+    paths: recording files. config: DataConfig. latent_index, latent_timestamps (N,) and
+    context_length_s: the model's latent grid and window length. readouts: behavior stream name ->
+    (decoder index in the model, dim); every recording must hold at least one of the streams.
+    unit_vocab / session_vocab: the model's vocabularies; ids of these recordings missing from them
+    are appended (``grow``) or refused. normalizer: fitted on the training splits when not given.
     """
 
     def __init__(
