@@ -20,7 +20,7 @@ from neuropoyo.errors import ConfigError, DataError, MissingKeyError
 from neuropoyo.batching import output_sampling
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
-from neuropoyo.data.recording import Recording
+from neuropoyo.data.recording import Recording, TimeSeries
 from neuropoyo.data.store import RecordingFile, open_recording
 from neuropoyo.sampling import Window
 from neuropoyo.model.config import POYOConfig
@@ -102,8 +102,9 @@ class RecordingSet:
         self.unit_vocab = unit_vocab if unit_vocab is not None else Vocabulary()
         self.session_vocab = session_vocab if session_vocab is not None else Vocabulary()
         self._register(grow)
-        self.normalizer = normalizer or self._fit_normalizer()
-        self.excluded = [self._excluded_spans(f) for f in self.files]
+        streams = [self._readout_streams(f) for f in self.files]  # read once, used twice
+        self.normalizer = normalizer or self._fit_normalizer(streams)
+        self.excluded = [self._excluded_spans(s) for s in streams]
         self.tokenizers = [
             self._tokenizer(f, latent_index, latent_timestamps, context_length_s) for f in self.files
         ]
@@ -154,25 +155,24 @@ class RecordingSet:
                 )
         return [f.splits[split] for f in self.files]
 
-    def _fit_normalizer(self) -> Normalizer:
+    def _readout_streams(self, f: RecordingFile) -> dict[str, TimeSeries]:
+        """The whole readout streams ``f`` holds (absolute times)."""
+        return {name: f.stream(name) for name in self.readouts if name in f.behavior_names}
+
+    def _fit_normalizer(self, streams: list[dict[str, TimeSeries]]) -> Normalizer:
         samples: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
-        for f, spans in zip(self.files, self.split_spans("train")):
-            for name in self.readouts:
-                if name in f.behavior_names:
-                    stream = f.stream(name)
-                    samples[(f.info.brainset, name)].append(
-                        stream.values[spans.contains(stream.timestamps)]
-                    )
+        for f, spans, held in zip(self.files, self.split_spans("train"), streams):
+            for name, stream in held.items():
+                samples[(f.info.brainset, name)].append(stream.values[spans.contains(stream.timestamps)])
         return Normalizer.fit(samples)
 
-    def _excluded_spans(self, f: RecordingFile) -> Intervals:
+    def _excluded_spans(self, streams: dict[str, TimeSeries]) -> Intervals:
         threshold = self.config.exclude_acceleration_factor
         spans = Intervals.empty()
         if threshold is None:
             return spans
-        for name in self.readouts:
-            if name in f.behavior_names:
-                spans = spans.union(extreme_acceleration_spans(f.stream(name), factor=threshold))
+        for stream in streams.values():
+            spans = spans.union(extreme_acceleration_spans(stream, factor=threshold))
         return spans
 
     def _tokenizer(
