@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from neuropoyo.batching import collate
 from neuropoyo.checkpoint import TrainedModel, load_model
@@ -65,7 +66,8 @@ def predict(
     }
     stitchers = {key: Stitcher(len(s), s.dim) for key, s in streams.items()}
     evaluated = {key: np.zeros(len(s), dtype=bool) for key, s in streams.items()}
-    for first in range(0, len(windows), batch_size):
+    starts = range(0, len(windows), batch_size)
+    for first in tqdm(starts, desc=f"evaluating ({split})", unit="batch", disable=None):
         chunk = windows[first : first + batch_size]
         tokens, times = zip(*(_window_queries(recordings, w, split) for w in chunk))
         batch = {k: v.to(device) for k, v in collate(list(tokens)).items()}
@@ -99,6 +101,7 @@ def predict(
                 true=stream.values[keep].astype(np.float64),
                 predicted=predicted,
                 segment=np.searchsorted(spans[r].start, times_kept, side="right") - 1,
+                units=stream.unit,
             )
         )
     return results
