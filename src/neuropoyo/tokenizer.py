@@ -139,6 +139,27 @@ def eval_spans(window: Recording, name: str) -> Intervals | None:
     return window.trials if name == TRIALS else window.intervals.get(name)
 
 
+def evaluation_mask(
+    recording: Recording,
+    times: np.ndarray,
+    *,
+    eval_intervals: tuple[str, ...] | None,
+    successful_only: bool,
+) -> np.ndarray:
+    """(P,) bool: whether each time (in the recording's frame) counts for evaluation: inside any of
+    the named ``eval_intervals`` (everywhere when None) and, with ``successful_only``, inside a
+    successful trial. POYO and the baselines score exactly these samples."""
+    if eval_intervals is None:
+        mask = np.ones(times.shape, dtype=bool)
+    else:
+        mask = np.zeros(times.shape, dtype=bool)
+        for name in eval_intervals:
+            mask |= in_spans(times, eval_spans(recording, name))
+    if successful_only:
+        mask &= in_spans(times, successful_trials(recording))
+    return mask
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Tokenizer:
     """Tokenizes windows of recordings for the POYO model.
@@ -242,12 +263,9 @@ class Tokenizer:
 
     def eval_mask(self, window: Recording, times: np.ndarray) -> np.ndarray:
         """(P,) bool: whether each output time counts for evaluation."""
-        if self.eval_intervals is None:
-            mask = np.ones(times.shape, dtype=bool)
-        else:
-            mask = np.zeros(times.shape, dtype=bool)
-            for name in self.eval_intervals:
-                mask |= in_spans(times, eval_spans(window, name))
-        if self.eval_successful_only:
-            mask &= in_spans(times, successful_trials(window))
-        return mask
+        return evaluation_mask(
+            window,
+            times,
+            eval_intervals=self.eval_intervals,
+            successful_only=self.eval_successful_only,
+        )

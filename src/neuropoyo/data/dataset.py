@@ -53,6 +53,12 @@ class DataConfig:
             self, "eval_intervals", {k: tuple(v) for k, v in self.eval_intervals.items()}
         )
 
+    def evaluation(self, task: str, trials: Intervals) -> tuple[tuple[str, ...] | None, bool]:
+        """(interval names that count for evaluation or None for all, successful trials only?)
+        for a recording of ``task`` with these ``trials``."""
+        successful = self.eval_successful_only and "success" in trials.columns
+        return self.eval_intervals.get(task), successful
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["eval_intervals"] = {k: list(v) for k, v in self.eval_intervals.items()}
@@ -179,14 +185,14 @@ class RecordingSet:
         self, f: RecordingFile, latent_index, latent_timestamps, context_length_s
     ) -> Tokenizer:
         c = self.config
-        successful = c.eval_successful_only and "success" in f.trials.columns
+        eval_intervals, successful = c.evaluation(f.info.task, f.trials)
         return Tokenizer(
             readouts={name: index for name, (index, _) in self.readouts.items()},
             latent_index=latent_index,
             latent_timestamps=latent_timestamps,
             context_length_s=context_length_s,
             interval_weights={**c.interval_weights, EXCLUDED: 0.0},
-            eval_intervals=c.eval_intervals.get(f.info.task),
+            eval_intervals=eval_intervals,
             eval_successful_only=successful,
         )
 
