@@ -23,7 +23,9 @@ from neuropoyo.data.store import read_recording
 from neuropoyo.data.summary import format_summary, summarize
 from neuropoyo.data.validate import InvalidRecordingError
 from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.evaluation.compare import comparison, find_metrics, format_markdown, plot_comparison
 from neuropoyo.evaluation.evaluate import evaluate
+from neuropoyo.io import write_text_atomic
 from neuropoyo.evaluation.report import format_table
 from neuropoyo.model.poyo import format_model_info, model_info
 from neuropoyo.training.config import PRESET_DIR, RunConfig
@@ -140,6 +142,18 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(format_model_info(info))
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    table = comparison(find_metrics(args.runs), group_by=args.group_by)
+    text = format_markdown(table)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "comparison.md", text + "\n")
+        plot_comparison(table, out / "comparison.png")
+        print(f"wrote {out / 'comparison.md'} and {out / 'comparison.png'}")
+
+
 DEMO_QUICK_STEPS = 350
 
 
@@ -230,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--out", required=True, help="folder for metrics.json, predictions, figures")
     evaluator.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     evaluator.set_defaults(func=cmd_evaluate)
+
+    compare = commands.add_parser("compare", help="table of R2 per method and dataset group")
+    compare.add_argument("runs", nargs="+", help="evaluation folders or metrics.json files")
+    compare.add_argument("--group-by", default="task", choices=("task", "brainset"))
+    compare.add_argument("--out", help="folder for comparison.md and comparison.png")
+    compare.set_defaults(func=cmd_compare)
 
     info = commands.add_parser("model-info", help="parameter counts and FLOPs of a config")
     info.add_argument("--config", required=True, help="run config or model preset (configs/*.yaml)")

@@ -216,7 +216,7 @@ def write_figures(results: Sequence[RecordingResult], summary: dict, folder: Pat
     return paths
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
     """A matplotlib Figure drawn by the Agg canvas, without touching pyplot's global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -240,7 +240,7 @@ def plot_r2_per_recording(summary: dict):
     recordings = summary["recordings"]
     ids = list(recordings)
     colours = {task: f"C{k % 10}" for k, task in enumerate(summary["tasks"])}
-    figure = _new_figure(7.0, 1.5 + 0.3 * len(ids))
+    figure = new_figure(7.0, 1.5 + 0.3 * len(ids))
     axes = figure.add_subplot()
     rows = np.arange(len(ids))
     scores = [recordings[i]["r2"] for i in ids]
@@ -279,7 +279,7 @@ def plot_traces(result: RecordingResult, *, max_segments: int = MAX_TRACE_SEGMEN
     true, predicted = np.asarray(result.true), np.asarray(result.predicted)
     layout = segment_layout(timestamps, segment, max_segments)
     n_dims = true.shape[1]
-    figure = _new_figure(max(6.0, 1.8 * len(layout)), 0.8 + 1.6 * n_dims)
+    figure = new_figure(max(6.0, 1.8 * len(layout)), 0.8 + 1.6 * n_dims)
     axes = figure.subplots(n_dims, 1, sharex=True, squeeze=False)[:, 0]
     unit_label = f" ({result.units})" if result.units else ""
     for d, ax in enumerate(axes):

@@ -1,0 +1,118 @@
+"""Method comparison in the shape of the paper's Tables 2 and 3.
+
+Rows are methods (POYO, Wiener filter, MLP, GRU, ...), columns are dataset groups (task or
+brainset), cells are the mean +- std of R2 over the recordings of the group. Inputs are the
+``metrics.json`` files written by ``neuropoyo evaluate`` and ``neuropoyo baselines``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from neuropoyo.errors import DataError
+from neuropoyo.evaluation.report import new_figure, save_png
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float
+    std: float  # population std over the recordings of the group (0 for one recording)
+    n: int
+
+
+def find_metrics(paths: Sequence[str | Path]) -> dict[str, dict]:
+    """method name -> metrics summary, from metrics.json files or folders.
+
+    A folder holding metrics.json is one method named after the folder (or the file's "method"
+    field); a folder whose subfolders hold metrics.json gives one method per subfolder.
+    """
+    found: dict[str, dict] = {}
+    for path in map(Path, paths):
+        files = (
+            [path]
+            if path.is_file()
+            else [path / METRICS_FILE]
+            if (path / METRICS_FILE).is_file()
+            else sorted(path.glob(f"*/{METRICS_FILE}"))
+        )
+        if not files:
+            raise FileNotFoundError(
+                f"{path}: no {METRICS_FILE} in it or its subfolders; run `neuropoyo evaluate` or "
+                "`neuropoyo baselines` first"
+            )
+        for file in files:
+            summary = json.loads(file.read_text())
+            method = summary.get("method") or file.parent.name
+            if method in found:
+                raise DataError(f"{file}: method {method!r} appears twice; rename one folder")
+            found[method] = summary
+    return found
+
+
+def comparison(metrics: Mapping[str, dict], *, group_by: str = "task") -> dict[str, dict[str, Cell]]:
+    """method -> group -> Cell of R2 over the recordings of that group."""
+    table: dict[str, dict[str, Cell]] = {}
+    for method, summary in metrics.items():
+        groups: dict[str, list[float]] = {}
+        for record in summary["recordings"].values():
+            groups.setdefault(str(record.get(group_by, "all")), []).append(record["r2"])
+        table[method] = {
+            group: Cell(float(np.mean(r2)), float(np.std(r2)), len(r2))
+            for group, r2 in sorted(groups.items())
+        }
+    return table
+
+
+def _groups(table: Mapping[str, Mapping[str, Cell]]) -> list[str]:
+    return sorted({group for cells in table.values() for group in cells})
+
+
+def format_markdown(table: Mapping[str, Mapping[str, Cell]]) -> str:
+    """A markdown table; the best mean of each column is in bold."""
+    groups = _groups(table)
+    best = {
+        g: max((cells[g].mean for cells in table.values() if g in cells), default=np.nan)
+        for g in groups
+    }
+    lines = [
+        "| method | " + " | ".join(f"{g} (n)" for g in groups) + " |",
+        "|---|" + "---:|" * len(groups),
+    ]
+    for method, cells in table.items():
+        row = []
+        for g in groups:
+            if g not in cells:
+                row.append("-")
+                continue
+            text = f"{cells[g].mean:.4f} +- {cells[g].std:.4f} ({cells[g].n})"
+            row.append(f"**{text}**" if cells[g].mean == best[g] else text)
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def plot_comparison(table: Mapping[str, Mapping[str, Cell]], path: str | Path) -> Path:
+    """Grouped bar chart of mean R2 (+- std) per method and group, saved as PNG."""
+    groups, methods = _groups(table), list(table)
+    figure = new_figure(1.5 + 1.6 * len(groups), 3.5)
+    axes = figure.add_subplot()
+    width = 0.8 / max(len(methods), 1)
+    for i, method in enumerate(methods):
+        cells = [table[method].get(g) for g in groups]
+        axes.bar(
+            np.arange(len(groups)) + i * width,
+            [c.mean if c else np.nan for c in cells],
+            width,
+            yerr=[c.std if c else 0.0 for c in cells],
+            label=method,
+        )
+    axes.set_xticks(np.arange(len(groups)) + width * (len(methods) - 1) / 2, groups)
+    axes.set_ylabel("R2 (mean +- std over recordings)")
+    axes.legend(fontsize="small", loc="lower right")
+    return save_png(figure, Path(path))
