@@ -16,6 +16,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from neuropoyo import __version__
+from neuropoyo.baselines.run import run_baselines
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.nwb import DOMAIN_SOURCES, prepare_nwb
 from neuropoyo.data.simulate import simulate_dataset
@@ -142,6 +143,15 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(format_model_info(info))
 
 
+def cmd_baselines(args: argparse.Namespace) -> None:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    summaries = run_baselines(args.data, args.out, methods=methods, stream=args.stream, seed=args.seed)
+    for method, summary in summaries.items():
+        print(f"== {method}")
+        print(format_table(summary))
+    print(f"reports in {args.out}/<method>; compare with POYO: neuropoyo compare EVAL {args.out}")
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     table = comparison(find_metrics(args.runs), group_by=args.group_by)
     text = format_markdown(table)
@@ -244,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--out", required=True, help="folder for metrics.json, predictions, figures")
     evaluator.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     evaluator.set_defaults(func=cmd_evaluate)
+
+    baselines = commands.add_parser(
+        "baselines", help="Wiener filter, MLP and GRU per recording, scored like POYO"
+    )
+    baselines.add_argument("--data", nargs="+", required=True, help="recording files or folders")
+    baselines.add_argument("--out", required=True, help="folder; one report per method inside")
+    baselines.add_argument("--methods", default="wiener,mlp,gru", help="comma list (default all)")
+    baselines.add_argument("--stream", default="hand_vel", help="behavior stream to decode")
+    baselines.add_argument("--seed", type=int, default=0, help="seed of the MLP and GRU")
+    baselines.set_defaults(func=cmd_baselines)
 
     compare = commands.add_parser("compare", help="table of R2 per method and dataset group")
     compare.add_argument("runs", nargs="+", help="evaluation folders or metrics.json files")

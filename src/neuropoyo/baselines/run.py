@@ -1,0 +1,89 @@
+"""Fit the classic decoders on each recording's training split and score them like POYO.
+
+Each recording gets its own decoder trained from scratch (as the paper's baselines are), with the
+validation split choosing the ridge penalty or stopping the networks, and the same test split and
+evaluation intervals as ``neuropoyo evaluate``; reports go to ``OUT/<method>/`` in the same format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from neuropoyo.baselines.binning import BIN_S, N_LAGS, design
+from neuropoyo.baselines.decoders import GRUDecoder, MLPDecoder, WienerFilter
+from neuropoyo.data.dataset import DataConfig
+from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.recording import Recording
+from neuropoyo.data.store import read_recording
+from neuropoyo.errors import ConfigError
+from neuropoyo.evaluation.report import RecordingResult, write_report
+from neuropoyo.tokenizer import evaluation_mask
+
+METHODS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
+
+
+def _decoder(method: str, seed: int):
+    if method not in METHODS:
+        raise ConfigError(f"baselines: unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method]() if method == "wiener" else METHODS[method](seed=seed)
+
+
+def _test_design(recording: Recording, stream: str, config: DataConfig, bin_s: float, n_lags: int):
+    """Test samples that count for evaluation: (X, y, times, segment index)."""
+    test_spans = recording.splits["test"]
+    X, y, times = design(recording, stream, test_spans, bin_s=bin_s, n_lags=n_lags)
+    eval_intervals, successful = config.evaluation(recording.info.task, recording.trials)
+    keep = evaluation_mask(
+        recording.restrict(test_spans), times, eval_intervals=eval_intervals, successful_only=successful
+    )
+    segment = np.searchsorted(test_spans.start, times[keep], side="right") - 1
+    return X[keep], y[keep], times[keep], segment
+
+
+def run_baselines(
+    data: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    methods: Sequence[str] = tuple(METHODS),
+    stream: str = "hand_vel",
+    config: DataConfig | None = None,
+    bin_s: float = BIN_S,
+    n_lags: int = N_LAGS,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Fit every method on every recording of ``data``; returns method -> summary (metrics.json)."""
+    config = config or DataConfig()
+    for method in methods:
+        _decoder(method, seed)  # fail on an unknown method before any work
+    results: dict[str, list[RecordingResult]] = {method: [] for method in methods}
+    for path in find_recordings(data):
+        recording = read_recording(path)
+        splits = {
+            name: design(recording, stream, recording.splits[name], bin_s=bin_s, n_lags=n_lags)
+            for name in ("train", "valid")
+        }
+        X_test, y_test, times, segment = _test_design(recording, stream, config, bin_s, n_lags)
+        for method in methods:
+            decoder = _decoder(method, seed)
+            decoder.fit(splits["train"][0], splits["train"][1], splits["valid"][0], splits["valid"][1])
+            results[method].append(
+                RecordingResult(
+                    recording_id=recording.recording_id,
+                    task=recording.info.task,
+                    brainset=recording.info.brainset,
+                    stream=stream,
+                    timestamps=times,
+                    true=y_test,
+                    predicted=decoder.predict(X_test),
+                    segment=segment,
+                    units=recording.behavior[stream].unit,
+                )
+            )
+    out_dir = Path(out_dir)
+    return {
+        method: write_report(method_results, out_dir / method, split="test")
+        for method, method_results in results.items()
+    }

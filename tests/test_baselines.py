@@ -1,0 +1,219 @@
+"""Classic decoders: exact binning, causal lag alignment, ridge recovery, learned networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from neuropoyo.baselines import (
+    GRUDecoder,
+    MLPDecoder,
+    WienerFilter,
+    bin_spikes,
+    design,
+    lagged_counts,
+)
+from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, Units
+from neuropoyo.data.simulate import Lab, make_animal, simulate_session
+from neuropoyo.data.splits import assign_splits
+from neuropoyo.evaluation.metrics import r2_score
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+def make_recording(times, units, n_units, domain=Intervals.single(0.0, 10.0)) -> Recording:
+    times, units = np.asarray(times, dtype=np.float64), np.asarray(units, dtype=np.int32)
+    order = np.argsort(times, kind="stable")
+    return Recording(
+        info=RecordingInfo("r"),
+        spikes=Spikes(times[order], units[order]),
+        units=Units(np.array([f"u{k}" for k in range(n_units)])),
+        behavior={},
+        domain=domain,
+    )
+
+
+spike_lists = st.lists(
+    st.tuples(st.floats(0.0, 10.0, allow_nan=False), st.integers(0, 3)), max_size=40
+)
+
+
+@SETTINGS
+@given(
+    spike_lists,
+    st.lists(st.floats(-1.0, 11.0, allow_nan=False), min_size=2, max_size=12, unique=True),
+)
+def test_bin_spikes_matches_brute_force(spikes, edges):
+    times = np.array([s for s, _ in spikes], dtype=np.float64)
+    units = np.array([u for _, u in spikes], dtype=np.int64)
+    edges = np.sort(edges)
+    expected = np.zeros((edges.size - 1, 4), dtype=np.int64)
+    for s, u in zip(times, units):
+        for k in range(edges.size - 1):
+            if edges[k] <= s < edges[k + 1]:
+                expected[k, u] += 1
+    np.testing.assert_array_equal(bin_spikes(times, units, 4, edges), expected)
+
+
+@SETTINGS
+@given(
+    spike_lists,
+    st.lists(st.floats(0.0, 10.0, allow_nan=False), min_size=1, max_size=6),
+    st.sampled_from([0.005, 0.01, 0.05, 0.3]),
+    st.integers(1, 6),
+)
+def test_lagged_counts_match_brute_force(spikes, times, bin_s, n_lags):
+    rec = make_recording([s for s, _ in spikes], [u for _, u in spikes], 4)
+    counts, _ = lagged_counts(rec, np.array(times), bin_s=bin_s, n_lags=n_lags)
+    assert counts.shape == (len(times), n_lags, 4)
+    for i, t in enumerate(times):
+        for k in range(n_lags):
+            lo, hi = t - bin_s * (k + 1), t - bin_s * k
+            for u in range(4):
+                expected = sum(1 for s, v in spikes if v == u and lo <= s < hi)
+                assert counts[i, k, u] == expected
+
+
+@SETTINGS
+@given(
+    st.floats(3.0, 9.0),
+    st.integers(0, 9),
+    st.floats(0.05, 0.95),
+    st.lists(st.floats(0.0, 1.0), max_size=5),
+)
+def test_spike_lands_in_its_lag_and_future_spikes_never_count(t, k, fraction, future_offsets):
+    bin_s = 0.01
+    s = t - (k + fraction) * bin_s
+    future = [t + d for d in future_offsets]  # at t itself or later
+    rec = make_recording([s, *future], [0] * (1 + len(future)), 1)
+    counts, valid = lagged_counts(rec, np.array([t]), bin_s=bin_s, n_lags=10)
+    expected = np.zeros((1, 10, 1), dtype=np.float32)
+    expected[0, int(np.floor((t - s) / bin_s)), 0] = 1
+    assert int(np.floor((t - s) / bin_s)) == k
+    np.testing.assert_array_equal(counts, expected)
+    assert valid.all()
+
+
+def test_history_crossing_a_gap_or_the_start_is_invalid():
+    rec = make_recording([], [], 2, Intervals([0.0, 6.0], [5.0, 10.0]))
+    times = np.array([0.5, 1.0, 5.0, 5.25, 6.75, 7.0, 10.0])
+    _, valid = lagged_counts(rec, times, bin_s=0.25, n_lags=4)  # 1 s of history
+    np.testing.assert_array_equal(valid, [False, True, True, False, False, True, True])
+
+
+def test_design_keeps_samples_with_full_history_inside_the_spans(session):
+    spans = session.splits["test"]
+    X, y, times = design(session, "hand_vel", spans, bin_s=0.02, n_lags=10)
+    assert X.shape == (times.size, 10, len(session.units)) and y.shape == (times.size, 2)
+    spans = spans.merged()
+    k = np.searchsorted(spans.start, times - 0.2, side="right") - 1  # span holding each history
+    assert np.all(k >= 0) and np.all(times <= spans.end[k]) and spans.contains(times).all()
+
+
+def test_wiener_filter_recovers_a_noise_free_linear_system():
+    rng = np.random.default_rng(0)
+    X = rng.poisson(2.0, size=(600, 3, 4)).astype(np.float64)
+    coef = rng.normal(size=(3, 4, 2))
+    intercept = np.array([0.5, -1.5])
+
+    def target(x):
+        return x.reshape(len(x), -1) @ coef.reshape(-1, 2) + intercept
+
+    train, valid = (X[:400], target(X[:400])), (X[400:], target(X[400:]))
+    model = WienerFilter(alphas=(1e3, 1.0, 1e-9)).fit(*train, *valid)
+    assert model.alpha_ == 1e-9
+    np.testing.assert_allclose(model.coef_, coef, atol=1e-6)
+    np.testing.assert_allclose(model.intercept_, intercept, atol=1e-6)
+    assert r2_score(target(X), model.predict(X)) > 1 - 1e-9
+    assert WienerFilter().fit(*train, *valid).alpha_ == 1e-2  # the smallest default penalty
+
+
+@pytest.fixture(scope="module")
+def session() -> Recording:
+    animal = make_animal("m", n_neurons=60, seed=1)
+    return assign_splits(
+        simulate_session(
+            animal=animal, day=0, task="center_out", lab=Lab("a", 100.0), n_trials=80, seed=2
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def splits(session):
+    return {
+        name: design(session, "hand_vel", session.splits[name], bin_s=0.02, n_lags=10)[:2]
+        for name in ("train", "valid", "test")
+    }
+
+
+@pytest.mark.parametrize(
+    "make, threshold",
+    [
+        (lambda: WienerFilter(), 0.35),
+        (lambda: MLPDecoder(max_epochs=8), 0.45),
+        (lambda: GRUDecoder(max_epochs=8), 0.45),
+    ],
+    ids=["wiener", "mlp", "gru"],
+)
+def test_decoders_learn_a_simulated_center_out_session(splits, make, threshold):
+    model = make().fit(*splits["train"], *splits["valid"])
+    score = r2_score(splits["test"][1], model.predict(splits["test"][0]))
+    print(f"{type(model).__name__}: test R2 = {score:.3f}")
+    assert score > threshold
+
+
+@pytest.mark.parametrize("cls", [MLPDecoder, GRUDecoder])
+def test_networks_are_seeded_and_leave_the_global_rng_alone(cls):
+    rng = np.random.default_rng(3)
+    X = rng.poisson(1.0, size=(200, 4, 5)).astype(np.float32)
+    y = X.sum(axis=1)[:, :2] + rng.normal(size=(200, 2))
+    state = torch.get_rng_state()
+    first = cls(max_epochs=3, seed=7).fit(X[:150], y[:150], X[150:], y[150:]).predict(X)
+    again = cls(max_epochs=3, seed=7).fit(X[:150], y[:150], X[150:], y[150:]).predict(X)
+    other = cls(max_epochs=3, seed=8).fit(X[:150], y[:150], X[150:], y[150:]).predict(X)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("cls", [WienerFilter, MLPDecoder, GRUDecoder])
+def test_inputs_are_validated(cls):
+    X, y = np.ones((10, 2, 3)), np.ones((10, 1))
+    with pytest.raises(RuntimeError, match="fit before predict"):
+        cls().predict(X)
+    with pytest.raises(ValueError, match="10 samples but y has 9"):
+        cls().fit(X, y[:9], X, y)
+    with pytest.raises(ValueError, match=r"\(N, n_lags, U\)"):
+        cls().fit(X[:, 0], y, X, y)
+    with pytest.raises(ValueError, match="validation shapes"):
+        cls().fit(X, y, X[:, :1], y)
+
+
+def test_run_baselines_scores_the_evaluation_samples_of_poyo(tmp_path):
+    from neuropoyo.baselines.run import run_baselines
+    from neuropoyo.data.dataset import DataConfig
+    from neuropoyo.data.directory import write_dataset
+    from neuropoyo.data.simulate import simulate_dataset
+    from neuropoyo.data.store import read_recording
+    from neuropoyo.tokenizer import evaluation_mask
+
+    paths = write_dataset(
+        simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=30, duration_s=40.0), tmp_path / "d"
+    )
+    (summary,) = run_baselines([tmp_path / "d"], tmp_path / "out", methods=["wiener"]).values()
+    assert set(summary["recordings"]) == {p.stem for p in paths}
+    for path in paths:
+        recording = read_recording(path)
+        test = recording.restrict(recording.splits["test"])
+        stream = test.behavior["hand_vel"]
+        intervals, successful = DataConfig().evaluation(recording.info.task, recording.trials)
+        poyo_samples = stream.timestamps[
+            evaluation_mask(test, stream.timestamps, eval_intervals=intervals, successful_only=successful)
+        ]
+        rows = np.loadtxt(tmp_path / "out" / "wiener" / "predictions" / f"{path.stem}.csv", delimiter=",", skiprows=1)
+        # Every scored sample is one POYO scores too (baselines drop the first 200 ms of history only).
+        assert np.isin(rows[:, 0], poyo_samples).all()
+        assert len(rows) >= 0.8 * len(poyo_samples)
+        assert summary["recordings"][path.stem]["r2"] > 0.3
