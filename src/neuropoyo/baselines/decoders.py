@@ -9,6 +9,7 @@ fitted attributes end with an underscore.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -175,19 +176,22 @@ def _forward(network: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch
         return torch.cat([network(chunk) for chunk in inputs.split(batch_size)])
 
 
-class _NetworkDecoder:
+class _NetworkDecoder(ABC):
     """fit / predict for torch decoders: z-scored inputs and targets, seeded training with early
     stopping (see :func:`train_network`). Subclasses build the network for (n_lags, U) -> D."""
 
-    def __init__(self, *, lr, batch_size, max_epochs, patience, seed):
+    def __init__(self, hidden, dropout, *, lr=1e-3, batch_size=128, max_epochs=100, patience=5, seed=0):
+        self.hidden = hidden
+        self.dropout = dropout
         self.lr = lr
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
         self.seed = seed
 
+    @abstractmethod
     def _build(self, n_lags: int, n_units: int, n_outputs: int) -> nn.Module:
-        raise NotImplementedError
+        """The untrained network mapping (B, n_lags, U) to (B, D)."""
 
     def fit(self, X, y, X_valid, y_valid):
         X, y, X_valid, y_valid = _check_valid(X, y, X_valid, y_valid)
@@ -231,13 +235,8 @@ class _NetworkDecoder:
 class MLPDecoder(_NetworkDecoder):
     """Fully connected network on the flattened lags: hidden layers with ReLU and dropout."""
 
-    def __init__(self, hidden=(256, 256), dropout=0.25, *, lr=1e-3, batch_size=128,
-                 max_epochs=100, patience=5, seed=0):
-        super().__init__(
-            lr=lr, batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed
-        )
-        self.hidden = hidden
-        self.dropout = dropout
+    def __init__(self, hidden=(256, 256), dropout=0.25, **training):
+        super().__init__(hidden, dropout, **training)
 
     def _build(self, n_lags, n_units, n_outputs):
         layers, width = [nn.Flatten()], n_lags * n_units
@@ -264,13 +263,8 @@ class _GRUNetwork(nn.Module):
 class GRUDecoder(_NetworkDecoder):
     """GRU reading the lag bins in time order; its last state is read out linearly."""
 
-    def __init__(self, hidden=128, dropout=0.25, *, lr=1e-3, batch_size=128,
-                 max_epochs=100, patience=5, seed=0):
-        super().__init__(
-            lr=lr, batch_size=batch_size, max_epochs=max_epochs, patience=patience, seed=seed
-        )
-        self.hidden = hidden
-        self.dropout = dropout
+    def __init__(self, hidden=128, dropout=0.25, **training):
+        super().__init__(hidden, dropout, **training)
 
     def _build(self, n_lags, n_units, n_outputs):
         return _GRUNetwork(n_units, self.hidden, self.dropout, n_outputs)
