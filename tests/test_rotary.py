@@ -1,10 +1,14 @@
 """Rotary time embedding and rotary attention: exact properties in float64."""
 
+import dataclasses
+import json
 import math
 
 import pytest
 import torch
 
+from neuropoyo.errors import ConfigError
+from neuropoyo.model import POYO, POYOConfig
 from neuropoyo.model.attention import rotary_attention
 from neuropoyo.model.rotary import RotaryTimeEmbedding, Rotation, rotary_periods, rotate
 
@@ -163,3 +167,49 @@ def test_attention_without_value_rotation_is_softmax_of_rotated_scores(gen):
     out = rotary_attention(q, k, v, q_rotation=emb(tq), k_rotation=emb(tk))
     scores = rotate(q, emb(tq)) @ rotate(k, emb(tk)).transpose(-1, -2) / math.sqrt(8)
     torch.testing.assert_close(out, scores.softmax(-1) @ v, rtol=0, atol=1e-12)
+
+
+def test_inclusive_spacing_hits_both_ends_exactly_and_is_log_uniform():
+    periods = rotary_periods(rotate_dim=32, t_min=1e-4, t_max=2.0627, spacing="inclusive")
+    assert len(periods) == 16 and periods[0] == 1e-4 and periods[-1] == 2.0627
+    ratios = [b / a for a, b in zip(periods, periods[1:])]
+    assert max(ratios) - min(ratios) < 1e-12  # a constant ratio: log-uniform
+    assert rotary_periods(rotate_dim=10, t_min=0.5, t_max=8.0, spacing="inclusive") == pytest.approx(
+        [0.5, 1.0, 2.0, 4.0, 8.0], rel=1e-15
+    )
+    assert rotary_periods(rotate_dim=2, t_min=0.5, t_max=8.0, spacing="inclusive") == [0.5]
+    with pytest.raises(ValueError, match="spacing"):
+        rotary_periods(rotate_dim=8, t_min=0.5, t_max=8.0, spacing="linear")
+
+
+def test_default_spacing_is_the_half_open_formula():
+    emb = RotaryTimeEmbedding(head_dim=64, t_min=1e-3, t_max=4.0)
+    half_open = RotaryTimeEmbedding(head_dim=64, t_min=1e-3, t_max=4.0, spacing="half_open")
+    assert emb.periods == half_open.periods == [1e-3 * 4000.0 ** (2 * i / 32) for i in range(16)]
+    inclusive = RotaryTimeEmbedding(head_dim=64, t_min=1e-3, t_max=4.0, spacing="inclusive")
+    assert inclusive.periods[-1] == 4.0 > emb.periods[-1]
+
+
+def test_explicit_periods_replace_the_formula():
+    emb = RotaryTimeEmbedding(head_dim=8, periods=[0.25, 3.0])
+    assert emb.periods == [0.25, 3.0]
+    assert torch.equal(emb.omega, torch.tensor([2 * math.pi / 0.25, 2 * math.pi / 3.0], dtype=DTYPE))
+    for bad in ([1.0], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="2 positive"):
+            RotaryTimeEmbedding(head_dim=8, periods=bad)
+
+
+def test_rotary_options_round_trip_through_the_config():
+    default = POYOConfig()
+    assert default.rotary_spacing == "half_open" and default.rotary_periods_s == []
+    config = POYOConfig(
+        head_dim=8, t_min=1e-4, t_max=2.0627, rotary_spacing="inclusive", rotary_periods_s=[1e-4, 2]
+    )
+    assert POYOConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.rotary_periods_s == [1e-4, 2.0]  # ints become floats
+    assert POYO(config).rotary.periods == [1e-4, 2.0]
+    assert POYO(dataclasses.replace(config, rotary_periods_s=[])).rotary.periods == [1e-4, 2.0627]
+    with pytest.raises(ConfigError, match="rotary_spacing"):
+        POYOConfig(rotary_spacing="both")
+    with pytest.raises(ConfigError, match="rotary_periods_s must list 16"):
+        POYOConfig(rotary_periods_s=[1.0, 2.0])

@@ -17,15 +17,17 @@ from tqdm.auto import tqdm
 
 from neuropoyo import __version__
 from neuropoyo.baselines.run import run_baselines
+from neuropoyo.data.brainsets import prepare_brainsets
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.nwb import DOMAIN_SOURCES, prepare_nwb
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import read_recording
 from neuropoyo.data.summary import format_summary, summarize
 from neuropoyo.data.validate import InvalidRecordingError
-from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.errors import CheckpointError, ConfigError, DataError
 from neuropoyo.evaluation.compare import comparison, find_metrics, format_markdown, plot_comparison
 from neuropoyo.evaluation.evaluate import evaluate
+from neuropoyo.interop.torch_brain_checkpoint import DEFAULT_READOUT, import_checkpoint
 from neuropoyo.io import write_text_atomic
 from neuropoyo.evaluation.report import format_table
 from neuropoyo.model.poyo import format_model_info, model_info
@@ -90,9 +92,25 @@ def cmd_prepare_nwb(args: argparse.Namespace) -> None:
         domain=args.domain,
         split_seed=args.split_seed,
     )
+    _print_prepared(paths, args.out)
+
+
+def cmd_prepare_brainsets(args: argparse.Namespace) -> None:
+    paths = prepare_brainsets(
+        args.files,
+        args.out,
+        behavior=args.behavior,
+        brainset=args.brainset,
+        task=args.task,
+        split_seed=args.split_seed,
+    )
+    _print_prepared(paths, args.out)
+
+
+def _print_prepared(paths: list[Path], out: Path) -> None:
     for path in paths:
         print(path)
-    print(f"wrote {len(paths)} recording(s) to {args.out}; check them with `neuropoyo inspect {args.out}`")
+    print(f"wrote {len(paths)} recording(s) to {out}; check them with `neuropoyo inspect {out}`")
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -141,6 +159,16 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(f"{args.config}: {args.tokens} input tokens and {args.outputs} outputs per window, "
           f"batch {args.batch_size}")
     print(format_model_info(info))
+
+
+def cmd_import_checkpoint(args: argparse.Namespace) -> None:
+    out = import_checkpoint(
+        args.checkpoint, args.out, trust_pickle=args.trust_pickle, readout=args.readout
+    )
+    print(
+        f"wrote model directory {out} (readout {args.readout!r}, identity normalizer); "
+        f"evaluate it with `neuropoyo evaluate --model {out} --data ... --out ...`"
+    )
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
@@ -229,6 +257,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     nwb.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test split")
     nwb.set_defaults(func=cmd_prepare_nwb)
+    brainsets = sources.add_parser(
+        "brainsets", help="import brainsets / torch_brain session files (one .h5 per session)"
+    )
+    brainsets.add_argument("files", nargs="+", type=Path, metavar="FILES")
+    brainsets.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="folder for the .h5 files"
+    )
+    brainsets.add_argument(
+        "--behavior", action="append", metavar="GROUP.FIELD",
+        help="series to decode, e.g. hand.vel; repeat for several "
+        "(default: the first of cursor.vel, hand.vel the file has)",
+    )
+    brainsets.add_argument("--brainset", metavar="NAME", help="default: the file's brainset.id")
+    brainsets.add_argument(
+        "--task", metavar="NAME", help="e.g. center_out (default: the file's session.task)"
+    )
+    brainsets.add_argument(
+        "--split-seed", type=int, default=0,
+        help="seed of the train/valid/test split of files without train/valid/test_domain",
+    )
+    brainsets.set_defaults(func=cmd_prepare_brainsets)
 
     inspect = commands.add_parser("inspect", help="validate recordings and print a summary")
     inspect.add_argument("files", nargs="+", help="recording files or folders of them")
@@ -277,6 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--outputs", type=int, default=100, help="output queries per window (default 100)")
     info.add_argument("--batch-size", type=int, default=128, help="windows per step (default 128)")
     info.set_defaults(func=cmd_model_info)
+
+    importer = commands.add_parser(
+        "import-checkpoint", help="convert a torch_brain POYO checkpoint (.ckpt) into a model directory"
+    )
+    importer.add_argument("checkpoint", type=Path, metavar="CKPT", help="Lightning .ckpt file")
+    importer.add_argument("--out", required=True, type=Path, metavar="DIR", help="model directory to write")
+    importer.add_argument(
+        "--trust-pickle", action="store_true",
+        help="required: a .ckpt is a Python pickle, which can run arbitrary code when loaded; "
+        "pass this only for files from a source you trust",
+    )
+    importer.add_argument(
+        "--readout", default=DEFAULT_READOUT, metavar="NAME",
+        help=f"behavior stream the readout decodes (default {DEFAULT_READOUT}); recordings must hold "
+        "a stream of this name. torch_brain checkpoints carry no behavior scale, so the model gets an "
+        "identity normalizer (mean 0, std 1): targets and predictions stay in the units it was trained on",
+    )
+    importer.set_defaults(func=cmd_import_checkpoint)
     return parser
 
 
@@ -292,7 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _demo_defaults(args)
     try:
         args.func(args)
-    except (CommandError, InvalidRecordingError, FileNotFoundError, ConfigError, DataError) as error:
+    except (
+        CommandError, InvalidRecordingError, FileNotFoundError, ConfigError, DataError, CheckpointError
+    ) as error:
         print(f"neuropoyo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

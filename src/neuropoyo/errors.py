@@ -14,3 +14,7 @@ class MissingKeyError(DataError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message quoted
         return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint to import cannot be read or does not hold the model it should."""

@@ -2,8 +2,10 @@
 
 Every behavior sample at time t is decoded from the spike counts of the ``n_lags`` bins of width
 ``bin_s`` just before it: lag k counts the spikes in ``[t - (k + 1) * bin_s, t - k * bin_s)``, so no
-spike at or after t is ever used. A history that leaves the recorded domain (or crosses a gap in it)
-is not data, and the sample is marked invalid.
+spike at or after t is ever used. Part of a history may lie outside the recorded domain (before a
+split segment starts, or in a gap): its counts are zero, and a second feature per lag, the fraction
+of the bin that was observed, tells the decoder that these zeros are missing data, not silence —
+as POYO's START/END tokens do. So every sample is decoded, the first 200 ms of a segment included.
 """
 
 from __future__ import annotations
@@ -56,25 +58,32 @@ def history_edges(times: np.ndarray, bin_s: float, n_lags: int) -> np.ndarray:
     return np.asarray(times, dtype=np.float64)[:, None] - bin_s * np.arange(n_lags + 1)
 
 
-def history_inside(domain: Intervals, times: np.ndarray, bin_s: float, n_lags: int) -> np.ndarray:
-    """(N,) bool: whether ``[t - n_lags * bin_s, t)`` lies inside one recorded span (no gap)."""
+def observed_length(domain: Intervals, times: np.ndarray) -> np.ndarray:
+    """Recorded time before each of ``times``: the length of ``domain`` inside ``(-inf, t)``."""
     spans = domain.merged()
-    times = np.asarray(times, dtype=np.float64)
-    first = history_edges(times, bin_s, n_lags)[:, -1]
-    k = np.searchsorted(spans.start, first, side="right") - 1
-    valid = k >= 0
-    valid[valid] = times[valid] <= spans.end[k[valid]]
-    return valid
+    if len(spans) == 0:
+        return np.zeros(np.shape(times))
+    lengths = spans.end - spans.start
+    before = np.concatenate([[0.0], np.cumsum(lengths)])  # recorded time before span k starts
+    k = np.searchsorted(spans.start, times, side="right") - 1
+    inside = np.clip(times - spans.start[np.maximum(k, 0)], 0.0, lengths[np.maximum(k, 0)])
+    return np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0.0)
+
+
+def observed_fraction(domain: Intervals, times: np.ndarray, bin_s: float, n_lags: int) -> np.ndarray:
+    """(N, n_lags) float32: the fraction of each history bin of each time that ``domain`` covers."""
+    covered = observed_length(domain, history_edges(times, bin_s, n_lags))
+    return ((covered[:, :-1] - covered[:, 1:]) / bin_s).clip(0.0, 1.0).astype(np.float32)
 
 
 def lagged_counts(
     recording: Recording, times: np.ndarray, *, bin_s: float = BIN_S, n_lags: int = N_LAGS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spike counts of the ``n_lags`` bins before each time, and which histories are real data.
+    """Spike counts of the ``n_lags`` bins before each time, and how much of each bin is data.
 
     times: (N,) seconds. Returns counts (N, n_lags, U) float32, where lag k covers
-    ``[t - (k + 1) * bin_s, t - k * bin_s)``, and valid (N,) bool, False when the history is not
-    entirely inside one span of ``recording.domain``.
+    ``[t - (k + 1) * bin_s, t - k * bin_s)``, and observed (N, n_lags) float32, the fraction of
+    each of these bins inside ``recording.domain`` (1 = fully recorded, 0 = no data).
     """
     _check_grid(bin_s, n_lags)
     times = np.asarray(times, dtype=np.float64).reshape(-1)
@@ -87,7 +96,7 @@ def lagged_counts(
         unit_times = spikes.times[order[bounds[u] : bounds[u + 1]]]
         below = np.searchsorted(unit_times, edges, side="left")  # spikes before each edge
         counts[:, :, u] = below[:, :-1] - below[:, 1:]
-    return counts, history_inside(recording.domain, times, bin_s, n_lags)
+    return counts, observed_fraction(recording.domain, times, bin_s, n_lags)
 
 
 def design(
@@ -98,11 +107,11 @@ def design(
     bin_s: float = BIN_S,
     n_lags: int = N_LAGS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decoding design for the samples of ``stream`` inside ``spans`` (e.g. a split).
+    """Decoding design for every sample of ``stream`` inside ``spans`` (e.g. a split).
 
-    The recording is first restricted to ``spans`` (as evaluation does), so histories never reach
-    outside them; samples without a full history are dropped. Returns X (N, n_lags, U) float32
-    lagged counts, y (N, D) float64 behavior values and times (N,) seconds.
+    The recording is first restricted to ``spans`` (as evaluation does), so histories never read
+    spikes outside them. Returns X (N, n_lags, U + 1) float32 — the lagged counts, then the observed
+    fraction of each lag — y (N, D) float64 behavior values and times (N,) seconds.
     """
     if stream not in recording.behavior:
         raise MissingKeyError(
@@ -110,6 +119,6 @@ def design(
         )
     inside = recording.restrict(spans)
     series = inside.behavior[stream]
-    X, valid = lagged_counts(inside, series.timestamps, bin_s=bin_s, n_lags=n_lags)
-    y = np.asarray(series.values[valid], dtype=np.float64)
-    return X[valid], y, series.timestamps[valid]
+    counts, observed = lagged_counts(inside, series.timestamps, bin_s=bin_s, n_lags=n_lags)
+    X = np.concatenate([counts, observed[:, :, None]], axis=2)
+    return X, np.asarray(series.values, dtype=np.float64), series.timestamps

@@ -37,34 +37,37 @@ What is read, and the rules applied:
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from neuropoyo.data.directory import write_dataset
+from neuropoyo.data.importing import (
+    DroppedDataWarning,
+    brain_areas,
+    existing_file,
+    keep_recorded,
+    prepare_files,
+    sorted_trials,
+)
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
 from neuropoyo.data.splits import assign_splits
 from neuropoyo.errors import DataError, MissingKeyError
+
+__all__ = ["DOMAIN_SOURCES", "DroppedDataWarning", "prepare_nwb", "read_nwb"]
 
 DEFAULT_LOCATION = "processing/behavior"
 DEFAULT_SUB_INTERVALS = MappingProxyType({"reach": ("move_onset_time", "stop_time")})
 DOMAIN_SOURCES = ("obs_intervals", "epochs", "behavior", "trials")
 _FILE_GROUPS = ("processing", "acquisition", "analysis", "stimulus")
 _UNIT_ID_COLUMN = "unit_name"
-_AREA_COLUMNS = ("brain_area", "location")
 _UNIT_SKIP = ("spike_times", "obs_intervals", _UNIT_ID_COLUMN)
 _PREFIXES = {"k": 1e3, "c": 1e-2, "m": 1e-3, "u": 1e-6, "µ": 1e-6}
 _PREFIXED_BASES = ("m", "g", "V")
 _RUN_BREAK = 1.5  # a step longer than this many median steps ends a run of behavior samples
 _INSTALL_HINT = "reading NWB files needs pynwb: pip install neuropoyo[nwb]"
-
-
-class DroppedDataWarning(UserWarning):
-    """Data in an NWB file fell outside the recorded domain (or was NaN) and was left out."""
 
 
 def _pynwb():
@@ -73,13 +76,6 @@ def _pynwb():
     except ImportError as error:
         raise ImportError(_INSTALL_HINT) from error
     return pynwb
-
-
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such NWB file")
-    return path
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -158,16 +154,7 @@ def _trials(nwbfile, path: Path) -> Intervals:
         table["stop_time"].data[:],
         _scalar_columns(table, ("start_time", "stop_time")),
     )
-    trials = trials.select(np.argsort(trials.start, kind="stable"))
-    overlap = np.flatnonzero(trials.start[1:] < trials.end[:-1])
-    if overlap.size:
-        i = int(overlap[0])
-        raise DataError(
-            f"{path}: trials {i} [{trials.start[i]}, {trials.end[i]}) and {i + 1} "
-            f"[{trials.start[i + 1]}, {trials.end[i + 1]}) overlap ({overlap.size} overlap(s) in "
-            "all); neuropoyo needs disjoint trials: fix start_time/stop_time in the trials table"
-        )
-    return trials
+    return sorted_trials(trials, path, "fix start_time/stop_time in the trials table")
 
 
 # ---------------------------------------------------------------------------------- behavior
@@ -329,51 +316,6 @@ def _domain(source: str, nwbfile, behavior, trials, path: Path) -> Intervals:
     )
 
 
-
-def _overlapping(spans: Intervals, domain: Intervals) -> np.ndarray:
-    """(K,) bool: whether each span overlaps the sorted, disjoint ``domain``."""
-    k = np.searchsorted(domain.end, spans.start, side="right")
-    hit = k < len(domain)
-    hit[hit] = domain.start[k[hit]] < spans.end[hit]
-    return hit
-
-
-def _recorded_samples(name: str, stream: TimeSeries, domain: Intervals, dropped: list[str]):
-    """``stream`` without samples outside ``domain`` or holding NaN; counts go to ``dropped``."""
-    keep = domain.contains(stream.timestamps)
-    if not keep.all():
-        dropped.append(f"{int((~keep).sum())} {name} sample(s) outside the domain")
-    if stream.values.dtype.kind == "f":
-        nan = np.isnan(stream.values).any(axis=1)
-        if nan.any():
-            dropped.append(f"{int(nan.sum())} {name} sample(s) holding NaN")
-        keep &= ~nan
-    return stream.select(keep)
-
-
-def _keep_recorded(recording: Recording, path: Path) -> Recording:
-    """``recording`` without spikes, samples and trials outside its domain, warning with counts."""
-    domain, dropped = recording.domain, []
-    inside = domain.contains(recording.spikes.times)
-    if not inside.all():
-        dropped.append(f"{int((~inside).sum())} spike(s) outside the domain")
-    behavior = {
-        name: _recorded_samples(name, stream, domain, dropped)
-        for name, stream in recording.behavior.items()
-    }
-    overlapping = _overlapping(recording.trials, domain)
-    if not overlapping.all():
-        dropped.append(f"{int((~overlapping).sum())} trial(s) outside the domain")
-    if dropped:
-        warnings.warn(f"{path}: dropped {', '.join(dropped)}", DroppedDataWarning, stacklevel=3)
-    return dataclasses.replace(
-        recording,
-        spikes=recording.spikes.select(inside),
-        behavior=behavior,
-        trials=recording.trials.select(overlapping),
-    )
-
-
 # ------------------------------------------------------------------------------ sub-intervals
 
 
@@ -418,14 +360,6 @@ def _sub_intervals(
 # ----------------------------------------------------------------------------------- metadata
 
 
-def _brain_areas(units: Units) -> tuple[str, ...]:
-    """Distinct non-empty area names of the units, sorted."""
-    column = next((units.columns[c] for c in _AREA_COLUMNS if c in units.columns), None)
-    if column is None:
-        return ()
-    return tuple(sorted({str(area) for area in column if str(area)}))
-
-
 def _info(nwbfile, path: Path, units: Units, recording_id, brainset, task) -> RecordingInfo:
     subject = nwbfile.subject
     description = (nwbfile.session_description or "").strip()
@@ -435,7 +369,7 @@ def _info(nwbfile, path: Path, units: Units, recording_id, brainset, task) -> Re
         subject=(subject.subject_id or "") if subject is not None else "",
         task=task or description or "unknown",
         species=(subject.species or "") if subject is not None else "",
-        brain_areas=_brain_areas(units),
+        brain_areas=brain_areas(units),
         extra={
             "session_description": description,
             "session_start_time": nwbfile.session_start_time.isoformat(),
@@ -466,7 +400,7 @@ def read_nwb(
     :data:`DOMAIN_SOURCES`. sub_intervals: name -> (start column, end column) of the trials
     (default: ``reach`` from ``move_onset_time`` to ``stop_time`` when that column exists).
     """
-    path = _existing(path)
+    path = existing_file(path, "NWB")
     names = (behavior,) if isinstance(behavior, str) else tuple(behavior)
     with _pynwb().NWBHDF5IO(str(path), "r") as io:
         nwbfile = io.read()
@@ -482,24 +416,11 @@ def read_nwb(
             domain=_domain(domain, nwbfile, streams, trials, path),
             trials=trials,
         )
-    recording = _keep_recorded(recording, path)
+    recording = keep_recorded(recording, path)
     recording = dataclasses.replace(
         recording, intervals=_sub_intervals(recording.trials, sub_intervals, path)
     )
     return assign_splits(recording, seed=split_seed)
-
-
-def _check_distinct_ids(files: Sequence[Path], recording_id: str | None) -> None:
-    """Raise when two files would be written to the same ``<recording_id>.h5``."""
-    seen: dict[str, Path] = {}
-    for file in files:
-        name = recording_id or file.stem
-        if name in seen:
-            raise DataError(
-                f"{seen[name]} and {file} both give recording id {name!r}; rename one file or "
-                "prepare them into different folders"
-            )
-        seen[name] = file
 
 
 def prepare_nwb(
@@ -510,7 +431,11 @@ def prepare_nwb(
     Returns the written ``<recording_id>.h5`` paths. All files are checked to exist and to have
     distinct recording ids before anything is written.
     """
-    files = [_existing(file) for file in files]
-    _check_distinct_ids(files, options.get("recording_id"))
-    recordings = (read_nwb(file, split_seed=split_seed, **options) for file in files)
-    return write_dataset(recordings, out_dir, split_seed=split_seed)
+    return prepare_files(
+        files,
+        out_dir,
+        kind="NWB",
+        recording_id=lambda file: options.get("recording_id") or file.stem,
+        read=lambda file: read_nwb(file, split_seed=split_seed, **options),
+        split_seed=split_seed,
+    )

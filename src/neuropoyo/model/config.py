@@ -4,6 +4,12 @@ Paper numbers (Azabou et al. 2023): D = 128, head dim 64, rotary periods 1 ms ..
 value rotation in the encoder cross-attention and all self-attentions (not the decoder), latents on a
 uniform time grid sharing ``latents_per_timestamp`` embeddings (A.3), 1 s context window.
 The paper's depth L counts the encoder and decoder layers too: L = depth + 2 (POYO-mp "24 layers" is L = 26).
+
+Rotary periods (R = rotated dims per head = head_dim * rotate_fraction): ``rotary_spacing="half_open"``
+(default, the paper's formula) gives T_i = t_min (t_max / t_min) ** (2i / R), i < R/2, stopping short
+of t_max; ``"inclusive"`` spaces the R/2 periods log-uniformly with both t_min and t_max included, as
+torch_brain's POYO does. A non-empty ``rotary_periods_s`` lists the R/2 periods outright and overrides
+both: an imported torch_brain checkpoint keeps the exact (float32-computed) periods it was trained with.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import yaml
 
 from neuropoyo.errors import ConfigError
+from neuropoyo.model.rotary import SPACINGS
 
 FFN_KINDS = ("gelu", "geglu")
 LATENT_TIMINGS = ("linspace", "bin_centers")
@@ -45,6 +52,8 @@ class POYOConfig:
     # rotary time embedding
     t_min: float = 1e-3
     t_max: float = 4.0
+    rotary_spacing: str = "half_open"  # "half_open": t_max excluded (paper); "inclusive": both ends
+    rotary_periods_s: list[float] = field(default_factory=list)  # explicit periods; [] = from the above
     rotate_fraction: float = 0.5
     rotate_value_encoder: bool = True
     rotate_value_self: bool = True
@@ -77,6 +86,7 @@ class POYOConfig:
                 raise ConfigError(f"readout {name!r}: need a non-empty name without '.' and a dim > 0")
         _check_choice("ffn", self.ffn, FFN_KINDS)
         _check_choice("latent_timing", self.latent_timing, LATENT_TIMINGS)
+        _check_choice("rotary_spacing", self.rotary_spacing, SPACINGS)
         if not 0 < self.t_min < self.t_max:
             raise ConfigError(f"need 0 < t_min < t_max, got t_min={self.t_min}, t_max={self.t_max}")
         rotate_dim = self.head_dim * self.rotate_fraction
@@ -84,6 +94,13 @@ class POYOConfig:
             raise ConfigError(
                 f"rotate_fraction={self.rotate_fraction} must give an even number of rotated dims "
                 f"out of head_dim={self.head_dim}"
+            )
+        if self.rotary_periods_s and (
+            len(self.rotary_periods_s) != round(rotate_dim) // 2 or min(self.rotary_periods_s) <= 0
+        ):
+            raise ConfigError(
+                f"rotary_periods_s must list {round(rotate_dim) // 2} positive periods (one per rotated "
+                f"pair of dims), got {self.rotary_periods_s}; use [] to derive them from t_min and t_max"
             )
         for name in ("ffn_dropout", "linear_dropout", "attention_dropout"):
             if not 0 <= getattr(self, name) < 1:
@@ -142,6 +159,12 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
             extra = " (YAML reads 1e-3 as a string; write 1.0e-3)" if isinstance(value, str) else ""
             raise ConfigError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}{extra}")
         return value
+    if typing.get_origin(hint) is list:  # list[float]
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{name} must be a list of numbers, got {value!r}")
+        return [float(v) for v in value]
     # dict[str, int]
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and type(v) is int for k, v in value.items()

@@ -41,7 +41,12 @@ class POYO(nn.Module):
         self.latent_emb = nn.Embedding(c.latents_per_timestamp, c.dim)
         self.task_emb = nn.Embedding(len(c.readouts), c.dim) if c.task_embedding else None
         self.rotary = RotaryTimeEmbedding(
-            head_dim=c.head_dim, rotate_fraction=c.rotate_fraction, t_min=c.t_min, t_max=c.t_max
+            head_dim=c.head_dim,
+            rotate_fraction=c.rotate_fraction,
+            t_min=c.t_min,
+            t_max=c.t_max,
+            spacing=c.rotary_spacing,
+            periods=c.rotary_periods_s or None,
         )
         self.encoder = self._cross_block(rotate_value=c.rotate_value_encoder)
         self.processor = nn.ModuleList(

@@ -8,23 +8,37 @@ R(a)^T R(b) = R(b - a), dot products of rotated queries and keys depend only on 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 
-def rotary_periods(*, rotate_dim: int, t_min: float, t_max: float) -> list[float]:
-    """Periods T_i = t_min * (t_max / t_min) ** (2i / D), i = 0 .. D/2 - 1, with D = rotate_dim.
+SPACINGS = ("half_open", "inclusive")
 
-    Taking D as the number of rotated dimensions spreads the rotated blocks over the whole
-    [t_min, t_max) range: 1 ms .. ~3.1 s for the paper's 32 rotated dimensions.
+
+def rotary_periods(
+    *, rotate_dim: int, t_min: float, t_max: float, spacing: str = "half_open"
+) -> list[float]:
+    """The D/2 periods of the rotated blocks, log-spaced over [t_min, t_max], with D = rotate_dim.
+
+    ``"half_open"``: T_i = t_min * (t_max / t_min) ** (2i / D), i = 0 .. D/2 - 1, so t_max itself is
+    excluded: 1 ms .. ~3.1 s for the paper's 32 rotated dimensions and t_max = 4 s.
+    ``"inclusive"``: T_i = t_min ** (1 - e_i) * t_max ** e_i with e_i = i / (D/2 - 1), log-spaced with
+    both ends included exactly (the
+    spacing of torch_brain's POYO); a single block gets t_min.
     """
     if rotate_dim % 2:
         raise ValueError(f"rotate_dim must be even, got {rotate_dim}")
     if not 0 < t_min < t_max:
         raise ValueError(f"need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
-    return [t_min * (t_max / t_min) ** (2 * i / rotate_dim) for i in range(rotate_dim // 2)]
+    blocks = rotate_dim // 2
+    if spacing == "half_open":
+        return [t_min * (t_max / t_min) ** (2 * i / rotate_dim) for i in range(blocks)]
+    if spacing == "inclusive":  # t_min ** (1 - e) * t_max ** e gives both ends exactly
+        exponents = [i / (blocks - 1) if blocks > 1 else 0.0 for i in range(blocks)]
+        return [t_min ** (1 - e) * t_max**e for e in exponents]
+    raise ValueError(f"rotary spacing must be one of {', '.join(SPACINGS)}; got {spacing!r}")
 
 
 class Rotation(NamedTuple):
@@ -56,12 +70,23 @@ def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3) -> Tensor:
 
 
 class RotaryTimeEmbedding(nn.Module):
-    """Timestamps (..., tokens) -> Rotation, angles computed in the timestamps' dtype."""
+    """Timestamps (..., tokens) -> Rotation, angles computed in the timestamps' dtype.
+
+    ``spacing`` places the periods over [t_min, t_max] (see :func:`rotary_periods`); ``periods``, the
+    rotate_dim // 2 periods in seconds, replaces that formula when given.
+    """
 
     omega: Tensor
 
     def __init__(
-        self, *, head_dim: int, rotate_fraction: float = 0.5, t_min: float = 1e-3, t_max: float = 4.0
+        self,
+        *,
+        head_dim: int,
+        rotate_fraction: float = 0.5,
+        t_min: float = 1e-3,
+        t_max: float = 4.0,
+        spacing: str = "half_open",
+        periods: Sequence[float] | None = None,
     ):
         super().__init__()
         rotate_dim = int(head_dim * rotate_fraction)
@@ -72,7 +97,11 @@ class RotaryTimeEmbedding(nn.Module):
             )
         self.head_dim = head_dim
         self.rotate_dim = rotate_dim
-        self.periods = rotary_periods(rotate_dim=rotate_dim, t_min=t_min, t_max=t_max)
+        if periods is None:
+            periods = rotary_periods(rotate_dim=rotate_dim, t_min=t_min, t_max=t_max, spacing=spacing)
+        elif len(periods) != rotate_dim // 2 or not all(p > 0 for p in periods):
+            raise ValueError(f"periods must be {rotate_dim // 2} positive numbers, got {list(periods)}")
+        self.periods = [float(p) for p in periods]
         omega = torch.tensor([2 * math.pi / p for p in self.periods], dtype=torch.float64)
         self.register_buffer("omega", omega, persistent=False)  # float64, derived from the config
 
