@@ -145,6 +145,18 @@ def test_design_decodes_every_sample_of_the_spans_from_their_spikes_only(session
     assert np.all(observed[~full].min(axis=1) < 1)
 
 
+def test_one_per_bin_keeps_the_first_sample_of_each_bin_with_the_same_rows(session):
+    spans = session.splits["train"]
+    X, y, times = design(session, "hand_vel", spans, bin_s=0.02, n_lags=10)  # behavior at 100 Hz
+    X1, y1, times1 = design(session, "hand_vel", spans, bin_s=0.02, n_lags=10, one_per_bin=True)
+    bins = np.floor(times / 0.02)
+    first = np.concatenate([[True], bins[1:] != bins[:-1]])
+    np.testing.assert_array_equal(times1, times[first])
+    assert 0.45 < times1.size / times.size < 0.55
+    np.testing.assert_array_equal(X1, X[first])
+    np.testing.assert_array_equal(y1, y[first])
+
+
 def test_wiener_filter_recovers_a_noise_free_linear_system():
     rng = np.random.default_rng(0)
     X = rng.poisson(2.0, size=(600, 3, 4)).astype(np.float64)

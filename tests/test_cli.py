@@ -83,3 +83,25 @@ def test_demo_quick_trains_and_decodes_held_out_data(tmp_path, capsys):
     assert f"{metrics['mean_r2']:.4f}" in out
     assert metrics["mean_r2"] > 0.2  # held-out test trials/blocks, never seen in training
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    # the comparison with the classic decoders, scored on the same samples
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert table in out
+    rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
+    assert rows == ["POYO", "wiener", "mlp"]
+    for method in ("wiener", "mlp"):
+        baseline = json.loads((tmp_path / "baselines" / method / "metrics.json").read_text())
+        assert baseline["recordings"].keys() == metrics["recordings"].keys()
+        for rid, record in baseline["recordings"].items():
+            assert record["samples"] == metrics["recordings"][rid]["samples"]
+
+
+def test_train_readout_names_the_stream_and_takes_its_width_from_the_data(sim_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--config", "configs/demo.yaml", "--data", str(sim_dir), "--out", str(run)]
+    assert main([*argv, "--max-steps", "1", "--readout", "hand_vel"]) == 0
+    config = json.loads((run / "run.json").read_text())["config"]["model"]
+    assert config["readouts"] == {"hand_vel": 2}
+    assert main([*argv, "--readout", "head_angle"]) == 2
+    err = capsys.readouterr().err
+    assert "no recording holds a behavior stream named head_angle" in err
+    assert "the recordings hold hand_pos, hand_vel" in err

@@ -14,6 +14,7 @@ from pynwb import NWBHDF5IO, NWBFile, TimeSeries  # noqa: E402
 from pynwb.behavior import CompassDirection, SpatialSeries  # noqa: E402
 from pynwb.file import Subject  # noqa: E402
 
+from neuropoyo.data.circular import CIRCULAR_UNIT  # noqa: E402
 from neuropoyo.data.intervals import Intervals  # noqa: E402
 from neuropoyo.data.nwb import DroppedDataWarning, prepare_nwb, read_nwb  # noqa: E402
 from neuropoyo.data.store import read_recording  # noqa: E402
@@ -296,3 +297,28 @@ def test_real_spikes_rebinned_on_the_velocity_grid_match_the_reconstruction():
     j = np.arange(order.size) - first[group]
     np.testing.assert_allclose(after_start[order], (j + 0.5) * width / k[group], atol=1e-6)
     assert k.sum() == REAL_SPIKES["dyer2017_chewie_20131219_co.nwb"]
+
+
+def test_circular_series_stored_as_cos_sin(tmp_path):
+    nwb = _nwbfile()
+    compass = CompassDirection()
+    compass.create_spatial_series(
+        name="ry", data=[0.0, np.pi / 2], reference_frame="x", unit="radian", timestamps=[0.5, 2.5]
+    )
+    nwb.add_acquisition(compass)
+    path = _write(nwb, tmp_path / "f.nwb")
+    location = "acquisition/CompassDirection"
+    recording = read_nwb(path, behavior=["ry"], behavior_location=location, circular=["ry"])
+    stream = recording.behavior["ry"]
+    np.testing.assert_allclose(stream.values, [[1.0, 0.0], [0.0, 1.0]], atol=1e-12)
+    assert stream.unit == CIRCULAR_UNIT
+    with pytest.raises(MissingKeyError, match=r"f.nwb: circular series rx not loaded; loaded: ry"):
+        read_nwb(path, behavior=["ry"], behavior_location=location, circular=["rx"])
+    with pytest.raises(DataError, match=r"v.nwb: behavior hand_vel: a circular stream must hold one angle"):
+        read_nwb(_write(_with_vel(), tmp_path / "v.nwb"), circular=["hand_vel"])
+
+
+def _with_vel() -> NWBFile:
+    nwb = _nwbfile()
+    _behavior_module(nwb, _vel())
+    return nwb

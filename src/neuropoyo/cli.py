@@ -16,9 +16,10 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from neuropoyo import __version__
+from neuropoyo.baselines.binning import BIN_S, N_LAGS
 from neuropoyo.baselines.run import run_baselines
 from neuropoyo.data.brainsets import prepare_brainsets
-from neuropoyo.data.directory import find_recordings, write_dataset
+from neuropoyo.data.directory import find_recordings, stream_dims, write_dataset
 from neuropoyo.data.nwb import DOMAIN_SOURCES, prepare_nwb
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import read_recording
@@ -87,6 +88,7 @@ def cmd_prepare_nwb(args: argparse.Namespace) -> None:
         args.out,
         behavior=args.behavior or ("hand_vel",),
         behavior_location=args.behavior_location,
+        circular=args.circular or (),
         brainset=args.brainset,
         task=args.task,
         domain=args.domain,
@@ -122,8 +124,11 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
-    """The --config file with the command line's --max-steps / --epochs / --seed applied."""
+    """The --config file with the command line's --max-steps / --epochs / --seed / --readout applied."""
     config = RunConfig.from_yaml(args.config)
+    if args.readout:
+        readouts = stream_dims(find_recordings(args.data), args.readout)
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, readouts=readouts))
     overrides = {
         key: value
         for key, value in (("max_steps", args.max_steps), ("epochs", args.epochs), ("seed", args.seed))
@@ -173,7 +178,10 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> None:
 
 def cmd_baselines(args: argparse.Namespace) -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    summaries = run_baselines(args.data, args.out, methods=methods, stream=args.stream, seed=args.seed)
+    summaries = run_baselines(
+        args.data, args.out, methods=methods, stream=args.stream, bin_s=args.bin_size,
+        n_lags=args.lags, seed=args.seed,
+    )
     for method, summary in summaries.items():
         print(f"== {method}")
         print(format_table(summary))
@@ -181,11 +189,16 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    table = comparison(find_metrics(args.runs), group_by=args.group_by)
+    _print_comparison(find_metrics(args.runs), args.out, group_by=args.group_by)
+
+
+def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = "task") -> None:
+    """Print the method x group R2 table; with ``out``, also write comparison.md and .png there."""
+    table = comparison(metrics, group_by=group_by)
     text = format_markdown(table)
     print(text)
-    if args.out:
-        out = Path(args.out)
+    if out:
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "comparison.md", text + "\n")
         plot_comparison(table, out / "comparison.png")
@@ -193,6 +206,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 DEMO_QUICK_STEPS = 350
+DEMO_BASELINES = ("wiener", "mlp")  # the GRU would add minutes on 2 CPU cores: `neuropoyo baselines`
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -212,7 +226,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     _print_training(result)
     summary = evaluate(result.run_dir, [data_dir], out / "eval")
     print(format_table(summary))
-    print(f"\nrun directory {out / 'run'}; evaluation report in {out / 'eval'}")
+    print(f"\nclassic decoders on the same splits and samples: {', '.join(DEMO_BASELINES)}")
+    baselines = run_baselines([data_dir], out / "baselines", methods=DEMO_BASELINES)
+    print("\ntest R2 by task (mean +- std over recordings):")
+    _print_comparison({"POYO": summary, **baselines}, out / "comparison")
+    print(
+        f"\nrun directory {out / 'run'}; evaluation report in {out / 'eval'}; baseline reports in "
+        f"{out / 'baselines'}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--behavior-location", metavar="PATH",
         help="group holding the series (default processing/behavior), e.g. "
         "acquisition/CompassDirection, or one series' full path",
+    )
+    nwb.add_argument(
+        "--circular", action="append", metavar="NAME",
+        help="behavior series NAME holds angles (rad or deg): store it as (cos, sin) so the decoder "
+        "has no jump at the wrap, and report angular error (e.g. head direction); repeatable",
     )
     nwb.add_argument("--brainset", metavar="NAME", help="default: the file name's first '_' word")
     nwb.add_argument("--task", metavar="NAME", help="e.g. center_out (default: the session description)")
@@ -291,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     length = trainer.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimisation steps (overrides the config)")
     length.add_argument("--epochs", type=int, help="passes over the training data")
+    trainer.add_argument(
+        "--readout", action="append", metavar="STREAM",
+        help="behavior stream to decode instead of the config's readouts (its width is read from "
+        "the data); repeat for several, e.g. --readout cursor_vel or --readout ry",
+    )
     trainer.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
     trainer.add_argument("--seed", type=int, help="random seed (overrides the config)")
     trainer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -311,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_argument("--out", required=True, help="folder; one report per method inside")
     baselines.add_argument("--methods", default="wiener,mlp,gru", help="comma list (default all)")
     baselines.add_argument("--stream", default="hand_vel", help="behavior stream to decode")
+    baselines.add_argument(
+        "--bin-size", type=float, default=BIN_S, metavar="SECONDS",
+        help=f"spike-count bin width (default {BIN_S}; e.g. 0.005)",
+    )
+    baselines.add_argument(
+        "--lags", type=int, default=N_LAGS, help=f"history bins before each sample (default {N_LAGS})"
+    )
     baselines.add_argument("--seed", type=int, default=0, help="seed of the MLP and GRU")
     baselines.set_defaults(func=cmd_baselines)
 

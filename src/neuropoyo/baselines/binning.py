@@ -106,12 +106,15 @@ def design(
     *,
     bin_s: float = BIN_S,
     n_lags: int = N_LAGS,
+    one_per_bin: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoding design for every sample of ``stream`` inside ``spans`` (e.g. a split).
 
     The recording is first restricted to ``spans`` (as evaluation does), so histories never read
     spikes outside them. Returns X (N, n_lags, U + 1) float32 — the lagged counts, then the observed
-    fraction of each lag — y (N, D) float64 behavior values and times (N,) seconds.
+    fraction of each lag — y (N, D) float64 behavior values and times (N,) seconds. one_per_bin:
+    keep only the first sample in each ``bin_s`` step of time (for training sets: behavior sampled
+    faster than the bins adds near-copies of the same rows, and memory, but no information).
     """
     if stream not in recording.behavior:
         raise MissingKeyError(
@@ -119,6 +122,9 @@ def design(
         )
     inside = recording.restrict(spans)
     series = inside.behavior[stream]
+    if one_per_bin:
+        _, first = np.unique(np.floor(series.timestamps / bin_s), return_index=True)
+        series = series.select(first)
     counts, observed = lagged_counts(inside, series.timestamps, bin_s=bin_s, n_lags=n_lags)
     X = np.concatenate([counts, observed[:, :, None]], axis=2)
     return X, np.asarray(series.values, dtype=np.float64), series.timestamps

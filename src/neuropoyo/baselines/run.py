@@ -1,7 +1,8 @@
 """Fit the classic decoders on each recording's training split and score them like POYO.
 
-Each recording gets its own decoder trained from scratch (as the paper's baselines are), with the
-validation split choosing the ridge penalty or stopping the networks, and the same test split and
+Each recording gets its own decoder trained from scratch (as the paper's baselines are), on at most
+one behavior sample per bin, with the validation split choosing the ridge penalty or stopping the
+networks, and the same test split and
 evaluation intervals as ``neuropoyo evaluate``; reports go to ``OUT/<method>/`` in the same format.
 """
 
@@ -62,7 +63,9 @@ def run_baselines(
     for path in find_recordings(data):
         recording = read_recording(path)
         splits = {
-            name: design(recording, stream, recording.splits[name], bin_s=bin_s, n_lags=n_lags)
+            name: design(
+                recording, stream, recording.splits[name], bin_s=bin_s, n_lags=n_lags, one_per_bin=True
+            )
             for name in ("train", "valid")
         }
         X_test, y_test, times, segment = _test_design(recording, stream, config, bin_s, n_lags)

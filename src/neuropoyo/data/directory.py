@@ -7,7 +7,8 @@ from typing import Iterable, Sequence
 
 from neuropoyo.data.recording import Recording
 from neuropoyo.data.splits import assign_splits
-from neuropoyo.data.store import SUFFIX, write_recording
+from neuropoyo.data.store import SUFFIX, RecordingFile, write_recording
+from neuropoyo.errors import MissingKeyError
 
 
 def recording_path(out_dir: str | Path, recording_id: str) -> Path:
@@ -30,6 +31,24 @@ def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
             "create some with `neuropoyo simulate --out DIR` or `neuropoyo prepare`"
         )
     return found
+
+
+def stream_dims(paths: Sequence[Path], names: Sequence[str]) -> dict[str, int]:
+    """Behavior stream name -> its number of columns, read from the first of ``paths`` holding it."""
+    dims: dict[str, int] = {}
+    found: set[str] = set()
+    for path in paths:
+        with RecordingFile(path) as f:
+            found.update(f.behavior_names)
+            for name in set(names).intersection(f.behavior_names) - set(dims):
+                dims[name] = f.stream(name).dim
+    missing = [name for name in names if name not in dims]
+    if missing:
+        raise MissingKeyError(
+            f"no recording holds a behavior stream named {', '.join(missing)}; the recordings hold "
+            f"{', '.join(sorted(found)) or 'none'}"
+        )
+    return {name: dims[name] for name in names}
 
 
 def write_dataset(

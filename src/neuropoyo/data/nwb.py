@@ -19,7 +19,8 @@ What is read, and the rules applied:
   ``data * conversion + offset`` and timestamps are explicit or ``starting_time + i / rate``.
   The unit is the series' ``unit``, except that a metric prefix equal to ``conversion`` is taken to
   name the raw data's unit (NLB files store ``unit="cm/s", conversion=0.01``), so the unit recorded
-  is the converted one (``"m/s"``).
+  is the converted one (``"m/s"``). Series named in ``circular`` hold angles (unit rad or deg)
+  and are stored as ``(cos, sin)`` circular streams (:mod:`neuropoyo.data.circular`).
 - **Trials** (optional): sorted by start; start/stop plus every scalar column (event times stay
   absolute seconds). Overlapping trials are an error. Trials partly outside the domain are kept
   (splits only use their recorded part).
@@ -51,6 +52,7 @@ from neuropoyo.data.importing import (
     prepare_files,
     sorted_trials,
 )
+from neuropoyo.data.circular import to_unit_circle
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
 from neuropoyo.data.splits import assign_splits
@@ -254,6 +256,20 @@ def _behavior(
     return {name: _converted(_series_named(node, name, location, path)) for name in names}
 
 
+def _circular(streams: dict[str, TimeSeries], names: Sequence[str], path: Path) -> dict:
+    """``streams`` with the angle series named in ``names`` as (cos, sin) circular streams."""
+    missing = [name for name in names if name not in streams]
+    if missing:
+        raise MissingKeyError(
+            f"{path}: circular series {', '.join(missing)} not loaded; loaded: "
+            f"{', '.join(streams) or 'none'}; name each angle series with --behavior as well"
+        )
+    return {
+        name: to_unit_circle(series, f"{path}: behavior {name}") if name in names else series
+        for name, series in streams.items()
+    }
+
+
 # ------------------------------------------------------------------------------------ domain
 
 
@@ -386,6 +402,7 @@ def read_nwb(
     *,
     behavior: str | Sequence[str] = ("hand_vel",),
     behavior_location: str | None = None,
+    circular: Sequence[str] = (),
     domain: str = "auto",
     sub_intervals: Mapping[str, tuple[str, str]] | None = None,
     recording_id: str | None = None,
@@ -396,7 +413,8 @@ def read_nwb(
     """One NWB file as a Recording with splits assigned (rules in the module docstring).
 
     behavior: series name(s) to load (``()`` for none). behavior_location: where they live
-    (default ``processing/behavior``), or the path of one series. domain: ``"auto"`` or one of
+    (default ``processing/behavior``), or the path of one series. circular: loaded series that
+    hold angles, stored as ``(cos, sin)``. domain: ``"auto"`` or one of
     :data:`DOMAIN_SOURCES`. sub_intervals: name -> (start column, end column) of the trials
     (default: ``reach`` from ``move_onset_time`` to ``stop_time`` when that column exists).
     """
@@ -406,7 +424,9 @@ def read_nwb(
         nwbfile = io.read()
         table = _units_table(nwbfile, path)
         units = _units(table)
-        streams = _behavior(nwbfile, names, behavior_location or DEFAULT_LOCATION, path)
+        streams = _circular(
+            _behavior(nwbfile, names, behavior_location or DEFAULT_LOCATION, path), circular, path
+        )
         trials = _trials(nwbfile, path)
         recording = Recording(
             info=_info(nwbfile, path, units, recording_id, brainset, task),

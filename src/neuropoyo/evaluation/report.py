@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from neuropoyo.data.circular import CIRCULAR_UNIT, angular_error
 from neuropoyo.evaluation.metrics import r2_per_dim, r2_score
 from neuropoyo.io import write_bytes_atomic, write_text_atomic
 
@@ -74,9 +75,13 @@ def _check_arrays(result: RecordingResult) -> None:
 
 
 def recording_metrics(result: RecordingResult) -> dict:
-    """{"r2", "r2_per_dim", "task", "brainset", "stream", "samples"} of one recording."""
+    """{"r2", "r2_per_dim", "task", "brainset", "stream", "samples"} of one recording.
+
+    A circular stream (unit :data:`CIRCULAR_UNIT`) adds "angular_error_deg": the mean and median
+    absolute angle between true and predicted directions, in degrees.
+    """
     per_dim = r2_per_dim(result.true, result.predicted)
-    return {
+    metrics = {
         "r2": float(np.mean(per_dim)),
         "r2_per_dim": [float(v) for v in per_dim],
         "task": result.task,
@@ -84,6 +89,10 @@ def recording_metrics(result: RecordingResult) -> dict:
         "stream": result.stream,
         "samples": int(len(result.timestamps)),
     }
+    if result.units == CIRCULAR_UNIT:
+        error = np.degrees(angular_error(result.true, result.predicted))
+        metrics["angular_error_deg"] = {"mean": float(error.mean()), "median": float(np.median(error))}
+    return metrics
 
 
 def summarize(results: Sequence[RecordingResult], *, split: str) -> dict:
@@ -126,6 +135,7 @@ def _task_summary(recordings: dict) -> dict:
 def format_table(summary: dict) -> str:
     """Fixed-width text: one row per recording, then per-task mean +- std, then the overall mean."""
     lines = _recording_rows(summary["recordings"])
+    lines += _angular_rows(summary["recordings"])
     lines += ["", *_task_rows(summary["tasks"]), ""]
     n = len(summary["recordings"])
     lines.append(f"mean R2 over {n} recordings ({summary['split']}): {summary['mean_r2']:.4f}")
@@ -147,6 +157,16 @@ def _recording_rows(recordings: dict) -> list[str]:
         return "  ".join(padded).rstrip()
 
     return [line(header), "-" * len(line(header)), *(line(row) for row in rows)]
+
+
+def _angular_rows(recordings: dict) -> list[str]:
+    """One line per circular stream: its mean and median angular error."""
+    return [
+        f"{rid}: angular error {m['angular_error_deg']['mean']:.1f} deg mean, "
+        f"{m['angular_error_deg']['median']:.1f} deg median ({m['stream']} as cos, sin)"
+        for rid, m in recordings.items()
+        if "angular_error_deg" in m
+    ]
 
 
 def _format_dims(values: list[float]) -> str:

@@ -1,0 +1,134 @@
+"""POYO and the classic decoders on the project's real recordings, one model per file.
+
+    python benchmarks/real_data.py [--real ../shared/data/real] [--steps 1000] [--out DIR]
+                                   [--methods wiener,mlp,gru] [--files NAME ...]
+
+For every file of ``--real`` this runs, through the command line, ``neuropoyo prepare nwb``,
+``neuropoyo train`` (single-session, the small ``configs/demo_run.yaml`` model, ``--steps`` steps),
+``neuropoyo evaluate`` and ``neuropoyo baselines`` (same splits, same evaluation samples), then
+prints a table of test R2 per file and method, and the commands that reproduce each row.
+
+The five monkey files hold spike times rebuilt from 50-100 ms bins (spread evenly inside each bin),
+so spike timing finer than the source bin is an artefact; the mouse file holds real spike times and
+head direction, decoded as (cos, sin) and also scored by angular error. Skips, with a message,
+when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from neuropoyo.cli import main as neuropoyo
+from neuropoyo.training.config import PRESET_DIR
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+class Dataset(NamedTuple):
+    file: str
+    task: str
+    stream: str = "hand_vel"
+    prepare: tuple[str, ...] = ()  # extra `neuropoyo prepare nwb` options
+
+
+DATASETS = (
+    Dataset("dyer2017_chewie_20131003_co.nwb", "center_out"),
+    Dataset("dyer2017_chewie_20131219_co.nwb", "center_out"),
+    Dataset("miller_co_m1_84units.nwb", "center_out"),
+    Dataset("s1_area2_52units.nwb", "reaching"),
+    Dataset("stevenson2011_monkeyC_m1_co.nwb", "center_out_continuous"),
+    Dataset(
+        "peyrache_A2929-200711_headdirection.nwb",
+        "head_direction",
+        stream="ry",
+        prepare=(
+            "--behavior-location", "acquisition/CompassDirection", "--behavior", "ry",
+            "--circular", "ry", "--domain", "behavior",
+        ),
+    ),
+)
+
+
+def run(argv: list[str], log: list[str]) -> None:
+    """Run one neuropoyo command in this process, keeping its command line for the report."""
+    log.append("neuropoyo " + shlex.join(argv))
+    print(f"$ {log[-1]}", flush=True)
+    if neuropoyo(argv) != 0:
+        sys.exit(f"failed: {log[-1]}")
+
+
+def benchmark(dataset: Dataset, real: Path, out: Path, steps: int, methods: str) -> dict:
+    """Prepare, train, evaluate and run the baselines on one file; returns its table row."""
+    stem = Path(dataset.file).stem
+    data, run_dir, eval_dir, base_dir = (out / part / stem for part in ("data", "run", "eval", "base"))
+    commands: list[str] = []
+    started = time.perf_counter()
+    run(["prepare", "nwb", str(real / dataset.file), "--out", str(data), "--task", dataset.task,
+         *dataset.prepare], commands)
+    run(["train", "--config", str(PRESET_DIR / "demo_run.yaml"), "--data", str(data), "--out", str(run_dir),
+         "--max-steps", str(steps), "--readout", dataset.stream], commands)
+    run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir)], commands)
+    poyo_seconds = time.perf_counter() - started
+    run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", methods,
+         "--stream", dataset.stream], commands)
+    row = {"file": stem, "task": dataset.task, "commands": commands,
+           "poyo_seconds": poyo_seconds, "baseline_seconds": time.perf_counter() - started - poyo_seconds}
+    for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in methods.split(",")]:
+        (record,) = json.loads((folder / "metrics.json").read_text())["recordings"].values()
+        row[method] = record
+    return row
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+    """Markdown: test R2 per file and method (best in bold), angular error where there is one."""
+    columns = ["POYO", *methods]
+    lines = ["| file | task | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for row in rows:
+        best = max(row[c]["r2"] for c in columns)
+        cells = []
+        for c in columns:
+            text = f"{row[c]['r2']:.3f}"
+            if "angular_error_deg" in row[c]:
+                text += f" ({row[c]['angular_error_deg']['median']:.0f} deg)"
+            cells.append(f"**{text}**" if row[c]["r2"] == best else text)
+        lines.append(f"| {row['file']} | {row['task']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=REAL, help="folder of the real NWB files")
+    parser.add_argument("--steps", type=int, default=1000, help="POYO training steps per file")
+    parser.add_argument("--methods", default="wiener,mlp,gru", help="baselines to run")
+    parser.add_argument("--files", nargs="+", help="only these file names (default: all six)")
+    parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
+    args = parser.parse_args()
+    if not args.real.is_dir():
+        print(f"skipped: no real-data folder at {args.real} (pass --real DIR)")
+        return
+    out = args.out or Path(tempfile.mkdtemp(prefix="neuropoyo-real-"))
+    chosen = [d for d in DATASETS if not args.files or d.file in args.files]
+    rows = [benchmark(d, args.real, out, args.steps, args.methods) for d in chosen]
+    methods = args.methods.split(",")
+    print("\nTest R2 per file (median angular error in brackets for head direction); monkey spike")
+    print("times are rebuilt from 50-100 ms bins, so finer timing is an artefact of the conversion.\n")
+    print(table(rows, methods))
+    print("\n| file | POYO train+evaluate s | baselines s |\n|---|---:|---:|")
+    for row in rows:
+        print(f"| {row['file']} | {row['poyo_seconds']:.0f} | {row['baseline_seconds']:.0f} |")
+    print(f"\nreproduce: python benchmarks/real_data.py --steps {args.steps} --methods {args.methods}")
+    for row in rows:
+        print(f"\n{row['file']}:\n  " + "\n  ".join(row["commands"]))
+    (out / "real_data.json").write_text(json.dumps(rows, indent=2))
+    print(f"\nall reports under {out}")
+
+
+if __name__ == "__main__":
+    main()
