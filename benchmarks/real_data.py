@@ -87,7 +87,8 @@ def benchmark(dataset: Dataset, real: Path, out: Path, steps: int, methods: str)
 
 
 def table(rows: list[dict], methods: list[str]) -> str:
-    """Markdown: test R2 per file and method (best in bold), angular error where there is one."""
+    """Markdown: test R2 per file and method (best in bold), and the mean / median angular error
+    where the stream is an angle."""
     columns = ["POYO", *methods]
     lines = ["| file | task | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for row in rows:
@@ -96,7 +97,8 @@ def table(rows: list[dict], methods: list[str]) -> str:
         for c in columns:
             text = f"{row[c]['r2']:.3f}"
             if "angular_error_deg" in row[c]:
-                text += f" ({row[c]['angular_error_deg']['median']:.0f} deg)"
+                error = row[c]["angular_error_deg"]
+                text += f" ({error['mean']:.1f} / {error['median']:.1f} deg)"
             cells.append(f"**{text}**" if row[c]["r2"] == best else text)
         lines.append(f"| {row['file']} | {row['task']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -117,7 +119,7 @@ def main() -> None:
     chosen = [d for d in DATASETS if not args.files or d.file in args.files]
     rows = [benchmark(d, args.real, out, args.steps, args.methods) for d in chosen]
     methods = args.methods.split(",")
-    print("\nTest R2 per file (median angular error in brackets for head direction); monkey spike")
+    print("\nTest R2 per file (head direction: mean / median angular error in brackets); monkey spike")
     print("times are rebuilt from 50-100 ms bins, so finer timing is an artefact of the conversion.\n")
     print(table(rows, methods))
     print("\n| file | POYO train+evaluate s | baselines s |\n|---|---:|---:|")

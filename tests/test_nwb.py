@@ -14,6 +14,7 @@ from pynwb import NWBHDF5IO, NWBFile, TimeSeries  # noqa: E402
 from pynwb.behavior import CompassDirection, SpatialSeries  # noqa: E402
 from pynwb.file import Subject  # noqa: E402
 
+from neuropoyo.cli import main  # noqa: E402
 from neuropoyo.data.circular import CIRCULAR_UNIT  # noqa: E402
 from neuropoyo.data.intervals import Intervals  # noqa: E402
 from neuropoyo.data.nwb import DroppedDataWarning, prepare_nwb, read_nwb  # noqa: E402
@@ -167,7 +168,7 @@ def test_rate_offset_and_domain_from_behavior_runs(tmp_path):
     assert not recording.has_trials and len(recording.intervals) == 0
 
 
-def test_domain_gaps_drop_data_with_a_warning(tmp_path):
+def test_domain_gaps_drop_data_with_a_warning(tmp_path, capsys):
     nwb = _nwbfile(obs=False)
     _behavior_module(nwb, _vel())
     for start, stop in ((0.0, 1.0), (2.0, 2.5), (5.0, 6.0)):
@@ -184,6 +185,11 @@ def test_domain_gaps_drop_data_with_a_warning(tmp_path):
     np.testing.assert_array_equal(by_trials.spikes.times, SPIKES[:-1])
     with pytest.raises(MissingKeyError, match=r"f.nwb: cannot tell .* no epochs"):
         read_nwb(path, domain="epochs")
+    # the command line shows the warning as one line, without library source lines
+    assert main(["prepare", "nwb", str(path), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "neuropoyo: warning: " in err and "dropped 1 trial(s) outside the domain" in err
+    assert "nwb.py" not in err
     with pytest.raises(DataError, match="unknown domain source 'spikes'"):
         read_nwb(path, domain="spikes")
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -391,12 +392,19 @@ def _demo_defaults(args: argparse.Namespace) -> None:
     args.trials, args.duration = (40, 120.0) if args.quick else (120, 300.0)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for people at a terminal, without the library's source line."""
+    print(f"neuropoyo: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         _demo_defaults(args)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except (
         CommandError, InvalidRecordingError, FileNotFoundError, ConfigError, DataError, CheckpointError
     ) as error:
