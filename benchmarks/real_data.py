@@ -2,9 +2,12 @@
 
     python benchmarks/real_data.py [--real ../shared/data/real] [--steps 1000] [--out DIR]
                                    [--methods wiener,mlp,gru] [--files NAME ...]
+                                   [--config configs/demo_run.yaml] [--device cpu]
 
 For every file of ``--real`` this runs, through the command line, ``neuropoyo prepare nwb``,
-``neuropoyo train`` (single-session, the small ``configs/demo_run.yaml`` model, ``--steps`` steps),
+``neuropoyo train`` (single-session; by default the small ``configs/demo_run.yaml`` model that
+trains on a CPU, ``--config configs/poyo_single_session.yaml --device cuda`` for the paper's; ``--steps``
+steps),
 ``neuropoyo evaluate`` and ``neuropoyo baselines`` (same splits, same evaluation samples), then
 prints a table of test R2 per file and method, and the commands that reproduce each row.
 
@@ -64,7 +67,7 @@ def run(argv: list[str], log: list[str]) -> None:
         sys.exit(f"failed: {log[-1]}")
 
 
-def benchmark(dataset: Dataset, real: Path, out: Path, steps: int, methods: str) -> dict:
+def benchmark(dataset: Dataset, real: Path, out: Path, args: argparse.Namespace) -> dict:
     """Prepare, train, evaluate and run the baselines on one file; returns its table row."""
     stem = Path(dataset.file).stem
     data, run_dir, eval_dir, base_dir = (out / part / stem for part in ("data", "run", "eval", "base"))
@@ -72,15 +75,16 @@ def benchmark(dataset: Dataset, real: Path, out: Path, steps: int, methods: str)
     started = time.perf_counter()
     run(["prepare", "nwb", str(real / dataset.file), "--out", str(data), "--task", dataset.task,
          *dataset.prepare], commands)
-    run(["train", "--config", str(PRESET_DIR / "demo_run.yaml"), "--data", str(data), "--out", str(run_dir),
-         "--max-steps", str(steps), "--readout", dataset.stream], commands)
-    run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir)], commands)
+    run(["train", "--config", str(args.config), "--data", str(data), "--out", str(run_dir),
+         "--max-steps", str(args.steps), "--readout", dataset.stream, "--device", args.device], commands)
+    run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir),
+         "--device", args.device], commands)
     poyo_seconds = time.perf_counter() - started
-    run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", methods,
+    run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", args.methods,
          "--stream", dataset.stream], commands)
     row = {"file": stem, "task": dataset.task, "commands": commands,
            "poyo_seconds": poyo_seconds, "baseline_seconds": time.perf_counter() - started - poyo_seconds}
-    for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in methods.split(",")]:
+    for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in args.methods.split(",")]:
         (record,) = json.loads((folder / "metrics.json").read_text())["recordings"].values()
         row[method] = record
     return row
@@ -111,13 +115,15 @@ def main() -> None:
     parser.add_argument("--methods", default="wiener,mlp,gru", help="baselines to run")
     parser.add_argument("--files", nargs="+", help="only these file names (default: all six)")
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
+    parser.add_argument("--config", type=Path, default=PRESET_DIR / "demo_run.yaml", help="POYO run file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     if not args.real.is_dir():
         print(f"skipped: no real-data folder at {args.real} (pass --real DIR)")
         return
     out = args.out or Path(tempfile.mkdtemp(prefix="neuropoyo-real-"))
     chosen = [d for d in DATASETS if not args.files or d.file in args.files]
-    rows = [benchmark(d, args.real, out, args.steps, args.methods) for d in chosen]
+    rows = [benchmark(d, args.real, out, args) for d in chosen]
     methods = args.methods.split(",")
     print("\nTest R2 per file (head direction: mean / median angular error in brackets); monkey spike")
     print("times are rebuilt from 50-100 ms bins, so finer timing is an artefact of the conversion.\n")
@@ -125,7 +131,10 @@ def main() -> None:
     print("\n| file | POYO train+evaluate s | baselines s |\n|---|---:|---:|")
     for row in rows:
         print(f"| {row['file']} | {row['poyo_seconds']:.0f} | {row['baseline_seconds']:.0f} |")
-    print(f"\nreproduce: python benchmarks/real_data.py --steps {args.steps} --methods {args.methods}")
+    print(
+        f"\nreproduce: python benchmarks/real_data.py --steps {args.steps} --methods {args.methods} "
+        f"--config {args.config} --device {args.device}"
+    )
     for row in rows:
         print(f"\n{row['file']}:\n  " + "\n  ".join(row["commands"]))
     (out / "real_data.json").write_text(json.dumps(rows, indent=2))
