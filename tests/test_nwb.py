@@ -267,7 +267,7 @@ REAL_SPIKES = {
     "s1_area2_52units.nwb": 842_910,
     "peyrache_A2929-200711_headdirection.nwb": 98_794,
 }
-HEAD_DIRECTION = {"behavior_location": "acquisition/CompassDirection/ry"}
+HEAD_DIRECTION = {"behavior_location": "acquisition/CompassDirection/ry", "circular": ["ry"]}
 
 
 def _real(name: str) -> Path:
@@ -283,6 +283,10 @@ def test_real_file_imports_whole(name):
     validate_recording(recording, name)
     assert len(recording.spikes) == REAL_SPIKES[name]
     assert len(recording.behavior) == 1
+    if name.startswith("peyrache"):  # head direction as (cos, sin) points on the unit circle
+        stream = recording.behavior["ry"]
+        assert stream.unit == CIRCULAR_UNIT
+        np.testing.assert_allclose(np.hypot(*stream.values.T), 1.0)
 
 
 def test_real_spikes_rebinned_on_the_velocity_grid_match_the_reconstruction():

@@ -2,8 +2,8 @@
 
 Each recording gets its own decoder trained from scratch (as the paper's baselines are), on at most
 one behavior sample per bin, with the validation split choosing the ridge penalty or stopping the
-networks, and the same test split and
-evaluation intervals as ``neuropoyo evaluate``; reports go to ``OUT/<method>/`` in the same format.
+networks. It is scored on exactly the test samples ``neuropoyo evaluate`` scores (same split, same
+evaluation intervals); reports go to ``OUT/<method>/`` in the same format.
 """
 
 from __future__ import annotations

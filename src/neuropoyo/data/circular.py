@@ -15,8 +15,10 @@ from neuropoyo.data.recording import TimeSeries
 from neuropoyo.errors import DataError
 
 CIRCULAR_UNIT = "unit circle (cos, sin)"
-RADIANS_PER = {"rad": 1.0, "radian": 1.0, "radians": 1.0, "deg": np.pi / 180, "degree": np.pi / 180,
-               "degrees": np.pi / 180}
+RADIANS_PER = {  # angle unit -> radians per unit
+    **dict.fromkeys(("rad", "radian", "radians"), 1.0),
+    **dict.fromkeys(("deg", "degree", "degrees"), np.pi / 180),
+}
 
 
 def to_unit_circle(series: TimeSeries, where: str) -> TimeSeries:
