@@ -5,11 +5,11 @@
                                    [--config configs/demo_run.yaml] [--device cpu]
 
 For every file of ``--real`` this runs, through the command line, ``neuropoyo prepare nwb``,
-``neuropoyo train`` (single-session; by default the small ``configs/demo_run.yaml`` model that
-trains on a CPU, ``--config configs/poyo_single_session.yaml --device cuda`` for the paper's; ``--steps``
-steps),
-``neuropoyo evaluate`` and ``neuropoyo baselines`` (same splits, same evaluation samples), then
-prints a table of test R2 per file and method, and the commands that reproduce each row.
+``neuropoyo train`` (single-session, ``--steps`` steps; by default the small
+``configs/demo_run.yaml`` model that trains on a CPU, or the paper's with
+``--config configs/poyo_single_session_gpu.yaml --device cuda``), ``neuropoyo evaluate`` and
+``neuropoyo baselines`` (same splits, same evaluation samples), then prints a table of test R2 per
+file and method, and the commands that reproduce each row.
 
 The five monkey files hold spike times rebuilt from 50-100 ms bins (spread evenly inside each bin),
 so spike timing finer than the source bin is an artefact; the mouse file holds real spike times and
