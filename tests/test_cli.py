@@ -7,6 +7,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from neuropoyo.cli import main
 from neuropoyo.data.store import read_recording
@@ -105,3 +106,13 @@ def test_train_readout_names_the_stream_and_takes_its_width_from_the_data(sim_di
     err = capsys.readouterr().err
     assert "no recording holds a behavior stream named head_angle" in err
     assert "the recordings hold hand_pos, hand_vel" in err
+
+
+def test_train_names_a_readout_narrower_or_wider_than_the_data(sim_dir, tmp_path, capsys):
+    model = yaml.safe_load(open("configs/demo.yaml")) | {"readouts": {"hand_vel": 3}}
+    config = tmp_path / "wide.yaml"
+    config.write_text(yaml.safe_dump({"model": model}))
+    argv = ["train", "--config", str(config), "--data", str(sim_dir), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "behavior/hand_vel has 2 dimension(s) but the model's readout 'hand_vel' has 3" in err

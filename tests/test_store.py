@@ -179,6 +179,7 @@ def test_recording_file_properties(rich, rich_path):
         assert file.units == rich.units and file.domain == rich.domain
         assert file.n_spikes == len(rich.spikes)
         assert file.behavior_names == tuple(rich.behavior)
+        assert file.behavior_dims == {name: stream.dim for name, stream in rich.behavior.items()}
         assert file.duration == pytest.approx(rich.domain.total_duration())
         assert file.load() == rich
 

@@ -125,14 +125,13 @@ class RecordingSet:
                 f"{f.path}: no behavior stream named {' or '.join(self.readouts)}; "
                 f"found: {', '.join(f.behavior_names) or 'none'}"
             )
-        empty = f.slice(f.start, f.start)
         for name in present:
-            dim = self.readouts[name][1]
-            if empty.behavior[name].dim != dim:
+            dim, found = self.readouts[name][1], f.behavior_dims[name]
+            if found != dim:
                 raise DataError(
-                    f"{f.path}: behavior/{name} has {empty.behavior[name].dim} dimension(s) but the "
+                    f"{f.path}: behavior/{name} has {found} dimension(s) but the "
                     f"model's readout {name!r} has {dim}; set readouts: {{{name}: "
-                    f"{empty.behavior[name].dim}}} in the model config"
+                    f"{found}}} in the model config"
                 )
 
     def _register(self, grow: bool) -> None:

@@ -36,17 +36,14 @@ def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
 def stream_dims(paths: Sequence[Path], names: Sequence[str]) -> dict[str, int]:
     """Behavior stream name -> its number of columns, read from the first of ``paths`` holding it."""
     dims: dict[str, int] = {}
-    found: set[str] = set()
     for path in paths:
         with RecordingFile(path) as f:
-            found.update(f.behavior_names)
-            for name in set(names).intersection(f.behavior_names) - set(dims):
-                dims[name] = f.stream(name).dim
+            dims = f.behavior_dims | dims  # the first file holding a stream gives its width
     missing = [name for name in names if name not in dims]
     if missing:
         raise MissingKeyError(
             f"no recording holds a behavior stream named {', '.join(missing)}; the recordings hold "
-            f"{', '.join(sorted(found)) or 'none'}"
+            f"{', '.join(sorted(dims)) or 'none'}"
         )
     return {name: dims[name] for name in names}
 

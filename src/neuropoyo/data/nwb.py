@@ -44,6 +44,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from neuropoyo.data.circular import to_unit_circle
 from neuropoyo.data.importing import (
     DroppedDataWarning,
     brain_areas,
@@ -52,7 +53,6 @@ from neuropoyo.data.importing import (
     prepare_files,
     sorted_trials,
 )
-from neuropoyo.data.circular import to_unit_circle
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
 from neuropoyo.data.splits import assign_splits

@@ -532,6 +532,12 @@ class RecordingFile:
         return tuple(self._stream_units)
 
     @property
+    def behavior_dims(self) -> dict[str, int]:
+        """Behavior stream name -> its number of columns, from the file's layout (reads no data)."""
+        shapes = {name: self._sources[_stream_keys(name)[1]].shape for name in self._stream_units}
+        return {name: int(shape[1]) if len(shape) > 1 else 1 for name, shape in shapes.items()}
+
+    @property
     def start(self) -> float:
         return self._header.start
 
