@@ -219,13 +219,15 @@ def test_window_equals_in_memory_slice(layout, rich, rich_path, chunked_path, wi
 
 @st.composite
 def recordings(draw) -> Recording:
-    """Small random recordings with tied spike times and behavior of several dtypes."""
+    """Small random recordings with tied spike times and behavior of several dtypes (behavior
+    times strictly increasing)."""
     n_units = draw(st.integers(1, 4))
     ticks = sorted(draw(st.lists(st.integers(0, 200), max_size=60)))
     unit_index = st.lists(st.integers(0, n_units - 1), min_size=len(ticks), max_size=len(ticks))
     behavior = {}
     for k in range(draw(st.integers(0, 2))):
-        samples = np.array(sorted(draw(st.lists(st.integers(0, 400), max_size=40)))) / 20.0
+        ticks_k = st.lists(st.integers(0, 400), max_size=40, unique=True)  # behavior times increase
+        samples = np.array(sorted(draw(ticks_k))) / 20.0
         dtype = draw(st.sampled_from([np.float32, np.float64, np.int16, np.bool_]))
         values = np.arange(samples.size * (k + 1)).reshape(-1, k + 1).astype(dtype)
         behavior[f"stream{k}"] = TimeSeries(samples, values, "au")

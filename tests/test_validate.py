@@ -75,3 +75,21 @@ def test_validate_raises_with_source_and_every_problem():
     with pytest.raises(InvalidRecordingError) as info:
         validate_recording(bad, "my_file.h5")
     assert str(info.value).startswith("my_file.h5: invalid recording (2 problem(s))")
+
+
+def test_repeated_behavior_timestamps():
+    stream = GOOD.behavior["hand_vel"]
+    timestamps = stream.timestamps.copy()
+    timestamps[5] = timestamps[4]
+    bad = TimeSeries(timestamps, stream.values, stream.unit)
+    text = problems_of(behavior={**GOOD.behavior, "hand_vel": bad})
+    assert (
+        f"behavior/hand_vel/timestamps: 1 repeated timestamp(s) (first: index 5 repeats "
+        f"{timestamps[4]!r} of index 4); behavior timestamps must increase strictly"
+    ) in text
+
+
+def test_tied_spike_times_are_valid():
+    times = GOOD.spikes.times.copy()
+    times[4] = times[3]
+    assert problems_of(spikes=Spikes(times, GOOD.spikes.unit_index)) == ""

@@ -19,7 +19,8 @@ AREA_COLUMNS = ("brain_area", "location")
 
 
 class DroppedDataWarning(UserWarning):
-    """Data in an imported file fell outside the recorded domain (or was NaN) and was left out."""
+    """Data in an imported file fell outside the recorded domain (or was NaN, or repeated a
+    behavior timestamp) and was left out."""
 
 
 def existing_file(path: str | Path, kind: str) -> Path:
@@ -64,7 +65,9 @@ def _overlapping(spans: Intervals, domain: Intervals) -> np.ndarray:
 
 
 def _recorded_samples(name: str, stream: TimeSeries, domain: Intervals, dropped: list[str]):
-    """``stream`` without samples outside ``domain`` or holding NaN; counts go to ``dropped``."""
+    """``stream`` without samples outside ``domain``, holding NaN or repeating the timestamp of
+    the sample kept before them (time-sorted input: the first of each timestamp stays); counts go
+    to ``dropped``."""
     keep = domain.contains(stream.timestamps)
     if not keep.all():
         dropped.append(f"{int((~keep).sum())} {name} sample(s) outside the domain")
@@ -73,11 +76,17 @@ def _recorded_samples(name: str, stream: TimeSeries, domain: Intervals, dropped:
         if nan.any():
             dropped.append(f"{int(nan.sum())} {name} sample(s) holding NaN")
         keep &= ~nan
+    kept = np.flatnonzero(keep)
+    repeated = kept[1:][np.diff(stream.timestamps[kept]) == 0]
+    if repeated.size:
+        dropped.append(f"{repeated.size} {name} sample(s) repeating a timestamp (kept the first)")
+        keep[repeated] = False
     return stream.select(keep)
 
 
 def keep_recorded(recording: Recording, path: Path) -> Recording:
-    """``recording`` without spikes, samples and trials outside its domain, warning with counts.
+    """``recording`` without spikes, samples and trials outside its domain (and without NaN or
+    repeated-timestamp behavior samples), warning with counts.
 
     Called by an importer's read function, so the warning points at that function's caller.
     """

@@ -8,7 +8,7 @@ Layout of schema version 1 (files are named ``<recording_id>.h5``; times are flo
     /spikes/unit_index            (S,) int32, row of /units/ids
     /units/ids                    (U,) UTF-8 strings
     /units/columns/<name>         (U, ...) one value per unit
-    /behavior/<name>/timestamps   (N,) float64, sorted; attrs: unit
+    /behavior/<name>/timestamps   (N,) float64, strictly increasing; attrs: unit
     /behavior/<name>/values       (N, D) numbers or bools, dtype kept
     /domain, /trials, /splits/<train|valid|test>, /intervals/<name>:
         start (K,) float64, end (K,) float64, columns/<name> (K, ...)

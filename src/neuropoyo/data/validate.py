@@ -22,8 +22,8 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _check_times(times: np.ndarray, field: str, problems: list[str]) -> None:
-    """Times must be finite and sorted (non-decreasing)."""
+def _check_times(times: np.ndarray, field: str, problems: list[str], strict: bool = False) -> None:
+    """Times must be finite and sorted: non-decreasing, or increasing when ``strict``."""
     bad = ~np.isfinite(times)
     if bad.any():
         problems.append(
@@ -31,12 +31,19 @@ def _check_times(times: np.ndarray, field: str, problems: list[str]) -> None:
             "remove NaN/inf timestamps"
         )
         return
-    back = np.diff(times) < 0
-    if back.any():
-        i = _first(back)
+    steps = np.diff(times)
+    if (steps < 0).any():
+        i = _first(steps < 0)
         problems.append(
             f"{field}: not sorted (index {i + 1} is {times[i + 1]!r} after {times[i]!r}); "
             "sort by time (and reorder the paired arrays with the same permutation)"
+        )
+    elif strict and (steps == 0).any():
+        i = _first(steps == 0)
+        problems.append(
+            f"{field}: {int((steps == 0).sum())} repeated timestamp(s) (first: index {i + 1} "
+            f"repeats {times[i]!r} of index {i}); behavior timestamps must increase strictly: "
+            "keep one sample per timestamp and drop the repeats"
         )
 
 
@@ -84,7 +91,7 @@ def recording_problems(recording: Recording) -> list[str]:
                 f"{field}: {len(stream.timestamps)} timestamps but {stream.values.shape[0]} rows of "
                 "values; give exactly one row of values per timestamp"
             )
-        _check_times(stream.timestamps, f"{field}/timestamps", problems)
+        _check_times(stream.timestamps, f"{field}/timestamps", problems, strict=True)
         if stream.values.ndim != 2:
             problems.append(f"{field}/values: expected (N, D) values, got shape {stream.values.shape}")
         elif np.issubdtype(stream.values.dtype, np.floating) and np.isnan(stream.values).any():
