@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -299,6 +300,38 @@ def test_recording_file_pickles_and_reopens(rich, rich_path):
     file.close()
     assert copy.slice(1.0, 2.0) == rich.slice(1.0, 2.0)
     assert file.slice(5.0, 6.0) == rich.slice(5.0, 6.0)  # reopened after close
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "chunked"])
+def test_forked_processes_reopen_the_file(layout, rich, rich_path, chunked_path):
+    """Children forked while the parent's handles are open (as DataLoader workers are) read the
+    same windows through handles of their own, and leave the parent's open."""
+    windows = [(0.0, 3.0), (8.5, 12.0), (14.0, 25.0)]
+    file = open_recording(rich_path if layout == "contiguous" else chunked_path)
+    parent = [file.slice(*window) for window in windows]
+    inherited = file._arrays, file._hdf5
+    assert (inherited[1] is None) == (layout == "contiguous")
+
+    def child(connection) -> None:
+        read = [file.slice(*window) for window in windows]
+        connection.send((read, file._arrays is not inherited[0], file._hdf5 is not inherited[1]))
+        file.close()
+
+    fork = multiprocessing.get_context("fork")
+    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
+    children = [fork.Process(target=child, args=(sender,)) for _, sender in pipes]
+    for process in children:
+        process.start()
+    results = [receiver.recv() if receiver.poll(60) else None for receiver, _ in pipes]
+    for process in children:
+        process.join(60)
+    assert [process.exitcode for process in children] == [0, 0]
+    for read, own_arrays, own_hdf5 in results:
+        assert read == parent
+        assert own_arrays and (own_hdf5 or layout == "contiguous")
+    assert file._arrays is inherited[0] and file._hdf5 is inherited[1]  # the parent's, still open
+    assert [file.slice(*window) for window in windows] == parent
+    file.close()
 
 
 def test_replaced_file_is_detected(rich, tmp_path):

@@ -465,7 +465,8 @@ class RecordingFile:
 
     ``check_metadata`` validates what is read at open (unit ids, intervals); spikes and behavior
     are checked by :meth:`load`, :func:`read_recording` and :func:`validate_file`, not per window.
-    Picklable: a copy (e.g. in a DataLoader worker) opens the file again on its first read. A file
+    Picklable: a copy (e.g. in a DataLoader worker) opens the file again on its first read, and so
+    does a forked process that inherited open handles (h5py handles must not cross a fork). A file
     replaced on disk after opening is detected at that first read; open it again then.
     """
 
@@ -479,6 +480,7 @@ class RecordingFile:
         self._fingerprint = _fingerprint(stat)
         self._arrays: dict | None = None
         self._hdf5: h5py.File | None = None
+        self._pid: int | None = None  # the process that opened _arrays and _hdf5
 
     def __enter__(self) -> "RecordingFile":
         return self
@@ -487,7 +489,7 @@ class RecordingFile:
         self.close()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_arrays": None, "_hdf5": None}
+        return {**self.__dict__, "_arrays": None, "_hdf5": None, "_pid": None}
 
     def __repr__(self) -> str:
         return (
@@ -581,10 +583,11 @@ class RecordingFile:
         return self._stream(name, slice(None), 0.0)
 
     def close(self) -> None:
-        """Release the file; a later read opens it again."""
-        if self._hdf5 is not None:
+        """Release the file; a later read opens it again. In a process that inherited the handles
+        (by fork) they are only dropped: the parent still uses the file."""
+        if self._hdf5 is not None and self._pid == os.getpid():
             self._hdf5.close()
-        self._arrays = self._hdf5 = None
+        self._arrays = self._hdf5 = self._pid = None
 
     def _spikes(self, rows: slice, origin: float) -> Spikes:
         """Spikes in ``rows``, times relative to ``origin``; copies, never views of the file."""
@@ -598,9 +601,12 @@ class RecordingFile:
         return TimeSeries(timestamps[rows] - origin, np.array(values[rows]), unit)
 
     def _attached(self) -> dict:
-        """key -> memory-mapped array (or h5py dataset) of spikes and behavior; opens once."""
-        if self._arrays is None:
+        """key -> memory-mapped array (or h5py dataset) of spikes and behavior; opens once per
+        process."""
+        if self._pid != os.getpid():
+            self.close()
             self._arrays = self._attach()
+            self._pid = os.getpid()
         return self._arrays
 
     def _attach(self) -> dict:
