@@ -87,7 +87,7 @@ def _interval(group: h5py.Group, start, end) -> None:
 
 
 def test_brainsets_repeated_timestamps_keep_the_first_sample(tmp_path):
-    """A temporaldata file written with h5py alone, whose irregular ``hand`` series repeats times."""
+    """A temporaldata file written with h5py alone; its irregular ``hand`` series repeats times."""
     path = tmp_path / "lab_repeats.h5"
     with h5py.File(path, "w") as file:
         file.attrs.update(object="Data", absolute_start=0.0)
