@@ -17,8 +17,8 @@ and the rules applied:
 - **Domain**: ``spikes.domain`` intersected with each behavior series' domain. temporaldata's
   automatic domains end on the last sample, so a span end that is a sample time is moved up to the
   next float to keep that sample in neuropoyo's half-open spans. Outside the domain is a gap, not
-  silence: spikes, samples and trials there (and NaN samples) are dropped with one
-  :class:`DroppedDataWarning` per file.
+  silence: spikes, samples and trials there (and NaN samples, and samples repeating a timestamp:
+  the first of each time is kept) are dropped with one :class:`DroppedDataWarning` per file.
 - **Trials** (``trials``, optional): start/end plus every per-trial column (times stay absolute).
 - **Sub-intervals**: every ``Interval`` inside ``movement_phases`` (name without its ``_period``
   suffix: ``reach``, ``hold``, ``return``, ``random``) and every other ``Interval`` at the root

@@ -12,7 +12,8 @@ What is read, and the rules applied:
   either side of its first and last sample); the trials. ``domain=<source>`` forces one source.
 - **Outside the domain** is a gap, not silence: spikes and behavior samples there, and trials that
   do not overlap it, are dropped, and one :class:`DroppedDataWarning` per file counts them. Behavior
-  samples holding NaN are dropped the same way.
+  samples holding NaN, or repeating a timestamp (the first sample of each time is kept), are
+  dropped the same way.
 - **Behavior**: series named by ``behavior`` inside ``behavior_location`` (default
   ``processing/behavior``; e.g. ``acquisition/CompassDirection``). A location that names one series
   (``acquisition/CompassDirection/ry``) loads just that series under its own name. Values are
