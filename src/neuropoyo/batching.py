@@ -11,10 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neuropoyo.tokenizer import QUERY_KEYS
-
-NUM_OUTPUT_SAMPLES = 100  # paper A.4.3: the loss is evaluated on 100 random output timepoints
-
 
 def _check_same_fields(samples: list[dict[str, np.ndarray]]) -> None:
     """ValueError unless all samples have the same keys, dtypes and number of axes."""
@@ -53,17 +49,3 @@ def collate(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         key: torch.from_numpy(pad_stack([sample[key] for sample in samples]))
         for key in samples[0]
     }
-
-
-def output_sampling(
-    sample: dict[str, np.ndarray], *, n: int = NUM_OUTPUT_SAMPLES, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """A new sample keeping a random subset of min(n, P) of its P queries, in their original order.
-
-    Every QUERY_KEYS field is subset alike; other fields are shared with ``sample``.
-    """
-    num_queries = len(sample["output_timestamps"])
-    if num_queries <= n:
-        return dict(sample)
-    keep = np.sort(rng.choice(num_queries, size=n, replace=False))
-    return {**sample, **{key: sample[key][keep] for key in QUERY_KEYS}}

@@ -3,7 +3,8 @@
 A model directory holds::
 
     model.safetensors   weights
-    config.json         {"model": POYOConfig, "data": DataConfig, "neuropoyo_version": ...}
+    config.json         {"model": POYOConfig, "loss": ..., "augment": ..., "evaluation": ...,
+                        "neuropoyo_version": ...}: the network and the settings that fed it
     units.json          unit vocabulary (row i = unit id i)
     sessions.json       session vocabulary
     normalizer.json     behavior scale per brainset and stream
@@ -22,16 +23,16 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from neuropoyo import __version__
-from neuropoyo.data.dataset import DataConfig, RecordingSet, recording_set_for
 from neuropoyo.data.normalize import Normalizer
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
+from neuropoyo.settings import sections_from_legacy_data
 from neuropoyo.vocab import Vocabulary
 
 MODEL_FILES = ("model.safetensors", "config.json", "units.json", "sessions.json", "normalizer.json")
@@ -40,25 +41,15 @@ TRAINER_FILE = "trainer.pt"
 
 @dataclass
 class TrainedModel:
-    """A POYO network with everything needed to feed it: vocabularies, behavior scales, data config."""
+    """A POYO network with everything needed to feed it: vocabularies, behavior scales, and the
+    settings sections it was trained with (``loss``, ``augment``, ``evaluation``; plain JSON here,
+    read into their config classes by the layers that use them)."""
 
     model: POYO
-    data: DataConfig
     unit_vocab: Vocabulary
     session_vocab: Vocabulary
     normalizer: Normalizer
-
-    def recordings(self, paths: Sequence[str | Path]) -> RecordingSet:
-        """``paths`` read with this model's vocabularies and scales (their ids must be known)."""
-        return recording_set_for(
-            paths,
-            model_config=self.model.config,
-            data_config=self.data,
-            unit_vocab=self.unit_vocab,
-            session_vocab=self.session_vocab,
-            normalizer=self.normalizer,
-            grow=False,
-        )
+    settings: Mapping[str, Any]
 
 
 def _write_model_files(folder: Path, trained: TrainedModel) -> None:
@@ -66,7 +57,7 @@ def _write_model_files(folder: Path, trained: TrainedModel) -> None:
     save_file(state, folder / "model.safetensors")
     config = {
         "model": trained.model.config.to_dict(),
-        "data": trained.data.to_dict(),
+        **trained.settings,
         "neuropoyo_version": __version__,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -135,14 +126,17 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Train
         raise FileNotFoundError(f"{folder}: incomplete model directory, missing {missing}")
     config = json.loads((folder / "config.json").read_text())
     source = str(folder / "config.json")
-    model = POYO(POYOConfig.from_dict(config["model"], source=source))
+    model = POYO(POYOConfig.from_dict(config.pop("model"), source=source))
     model.load_state_dict(load_file(folder / "model.safetensors"))
+    config.pop("neuropoyo_version", None)
+    if "data" in config:  # written by neuropoyo 0.1.0
+        config = {**config, **sections_from_legacy_data(config.pop("data"), source=source)}
     return TrainedModel(
         model=model.to(device),
-        data=DataConfig.from_dict(config["data"], source=source),
         unit_vocab=Vocabulary.load(folder / "units.json"),
         session_vocab=Vocabulary.load(folder / "sessions.json"),
         normalizer=Normalizer.from_dict(json.loads((folder / "normalizer.json").read_text())),
+        settings=config,
     )
 
 

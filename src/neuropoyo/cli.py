@@ -1,6 +1,7 @@
 """The ``neuropoyo`` command line: one command, one subcommand per job.
 
 Every subcommand is a thin wrapper around a library call, so scripts can do the same in Python.
+Subcommands import what they need when they run: ``neuropoyo --help`` loads neither torch nor h5py.
 """
 
 from __future__ import annotations
@@ -14,27 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
-
 from neuropoyo import __version__
-from neuropoyo.baselines.binning import BIN_S, N_LAGS
-from neuropoyo.baselines.run import run_baselines
-from neuropoyo.data.brainsets import prepare_brainsets
-from neuropoyo.data.directory import find_recordings, stream_dims, write_dataset
-from neuropoyo.data.nwb import DOMAIN_SOURCES, prepare_nwb
-from neuropoyo.data.simulate import simulate_dataset
-from neuropoyo.data.store import read_recording
-from neuropoyo.data.summary import format_summary, summarize
-from neuropoyo.data.validate import InvalidRecordingError
 from neuropoyo.errors import CheckpointError, ConfigError, DataError
-from neuropoyo.evaluation.compare import comparison, find_metrics, format_markdown, plot_comparison
-from neuropoyo.evaluation.evaluate import evaluate
-from neuropoyo.interop.torch_brain_checkpoint import DEFAULT_READOUT, import_checkpoint
-from neuropoyo.io import write_text_atomic
-from neuropoyo.evaluation.report import format_table
-from neuropoyo.model.poyo import format_model_info, model_info
-from neuropoyo.training.config import PRESET_DIR, RunConfig
-from neuropoyo.training.loop import train
 
 TASKS = ("center_out", "random_target")
 
@@ -64,6 +46,11 @@ def _add_simulation_options(parser: argparse.ArgumentParser, *, trials: int, dur
 
 def simulate_to(out: Path, args: argparse.Namespace) -> list[Path]:
     """Simulate the dataset ``args`` describe and write it to ``out``; returns the files."""
+    from tqdm.auto import tqdm
+
+    from neuropoyo.data.directory import write_dataset
+    from neuropoyo.data.simulate import simulate_dataset
+
     recordings = simulate_dataset(
         n_animals=args.animals,
         sessions_per_animal=args.sessions,
@@ -84,6 +71,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_nwb(args: argparse.Namespace) -> None:
+    from neuropoyo.data.nwb import prepare_nwb
+
     paths = prepare_nwb(
         args.files,
         args.out,
@@ -99,6 +88,8 @@ def cmd_prepare_nwb(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_brainsets(args: argparse.Namespace) -> None:
+    from neuropoyo.data.brainsets import prepare_brainsets
+
     paths = prepare_brainsets(
         args.files,
         args.out,
@@ -117,6 +108,10 @@ def _print_prepared(paths: list[Path], out: Path) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
+    from neuropoyo.data.directory import find_recordings
+    from neuropoyo.data.store import read_recording
+    from neuropoyo.data.summary import format_summary, summarize
+
     summaries = [summarize(read_recording(path)) for path in find_recordings(args.files)]
     if args.json:
         print(json.dumps(summaries, indent=2))
@@ -126,6 +121,9 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
     """The --config file with the command line's --max-steps / --epochs / --seed / --readout applied."""
+    from neuropoyo.data.directory import find_recordings, stream_dims
+    from neuropoyo.training.config import RunConfig
+
     config = RunConfig.from_yaml(args.config)
     if args.readout:
         readouts = stream_dims(find_recordings(args.data), args.readout)
@@ -149,17 +147,28 @@ def _print_training(result) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from neuropoyo.training.loop import train
+
     result = train(_run_config(args), args.data, args.out, resume=args.resume, device=args.device)
     _print_training(result)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    summary = evaluate(args.model, args.data, args.out, split=args.split, device=args.device)
+    from neuropoyo.evaluation.evaluate import evaluate
+    from neuropoyo.evaluation.report import format_table
+
+    summary = evaluate(
+        args.model, args.data, args.out, split=args.split, eval_intervals=args.eval_intervals,
+        num_workers=args.num_workers, device=args.device,
+    )
     print(format_table(summary))
     print(f"report in {args.out} (metrics.json, predictions/, figures/)")
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
+    from neuropoyo.model.info import format_model_info, model_info
+    from neuropoyo.training.config import RunConfig
+
     config = RunConfig.from_yaml(args.config).model
     info = model_info(config, args.tokens, args.outputs, args.batch_size)
     print(f"{args.config}: {args.tokens} input tokens and {args.outputs} outputs per window, "
@@ -168,6 +177,8 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_import_checkpoint(args: argparse.Namespace) -> None:
+    from neuropoyo.interop.torch_brain_checkpoint import import_checkpoint
+
     out = import_checkpoint(
         args.checkpoint, args.out, trust_pickle=args.trust_pickle, readout=args.readout
     )
@@ -178,10 +189,17 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
+    from neuropoyo.baselines.run import run_baselines
+    from neuropoyo.evaluation.report import format_table
+    from neuropoyo.evaluation.selection import EvaluationConfig
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    evaluation = EvaluationConfig()
+    if args.eval_intervals:
+        evaluation = evaluation.with_intervals(args.eval_intervals)
     summaries = run_baselines(
         args.data, args.out, methods=methods, stream=args.stream, bin_s=args.bin_size,
-        n_lags=args.lags, seed=args.seed,
+        n_lags=args.lags, seed=args.seed, evaluation=evaluation,
     )
     for method, summary in summaries.items():
         print(f"== {method}")
@@ -190,11 +208,16 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from neuropoyo.evaluation.compare import find_metrics
+
     _print_comparison(find_metrics(args.runs), args.out, group_by=args.group_by)
 
 
 def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = "task") -> None:
     """Print the method x group R2 table; with ``out``, also write comparison.md and .png there."""
+    from neuropoyo.evaluation.compare import comparison, format_markdown, plot_comparison
+    from neuropoyo.io import write_text_atomic
+
     table = comparison(metrics, group_by=group_by)
     text = format_markdown(table)
     print(text)
@@ -206,29 +229,40 @@ def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = 
         print(f"wrote {out / 'comparison.md'} and {out / 'comparison.png'}")
 
 
+DEMO_RUN = "demo_run.yaml"  # a preset shipped in neuropoyo/configs
 DEMO_QUICK_STEPS = 350
 DEMO_BASELINES = ("wiener", "mlp")  # the GRU would add minutes on 2 CPU cores: `neuropoyo baselines`
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from neuropoyo.baselines.run import run_baselines
+    from neuropoyo.data.store import read_recording
+    from neuropoyo.data.summary import format_summary, summarize
+    from neuropoyo.evaluation.evaluate import evaluate
+    from neuropoyo.evaluation.report import format_table
+    from neuropoyo.training.config import RunConfig
+    from neuropoyo.training.loop import train
+
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="neuropoyo-demo-"))
     data_dir = out / "data"
     print(f"neuropoyo {__version__} demo: simulating recordings into {data_dir}")
     paths = simulate_to(data_dir, args)
     for path in paths:
         print(format_summary(summarize(read_recording(path))), end="\n\n")
-    config = RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
+    config = RunConfig.from_yaml(DEMO_RUN)
     if args.quick:
         config = dataclasses.replace(
             config, training=dataclasses.replace(config.training, max_steps=DEMO_QUICK_STEPS)
         )
-    print(f"training a small POYO ({PRESET_DIR / 'demo_run.yaml'}) for {config.training.max_steps} steps")
+    print(f"training a small POYO (preset {DEMO_RUN}) for {config.training.max_steps} steps")
     result = train(config, [data_dir], out / "run")
     _print_training(result)
     summary = evaluate(result.run_dir, [data_dir], out / "eval")
     print(format_table(summary))
     print(f"\nclassic decoders on the same splits and samples: {', '.join(DEMO_BASELINES)}")
-    baselines = run_baselines([data_dir], out / "baselines", methods=DEMO_BASELINES)
+    baselines = run_baselines(
+        [data_dir], out / "baselines", methods=DEMO_BASELINES, evaluation=config.evaluation
+    )
     print("\ntest R2 by task (mean +- std over recordings):")
     _print_comparison({"POYO": summary, **baselines}, out / "comparison")
     print(

@@ -1,14 +1,24 @@
-"""Classic decoding baselines on binned spike counts (Glaser et al. 2020)."""
+"""Classic decoding baselines on binned spike counts (Glaser et al. 2020).
 
-from neuropoyo.baselines.binning import bin_spikes, design, lagged_counts
-from neuropoyo.baselines.decoders import GRUDecoder, MLPDecoder, WienerFilter, train_network
+The names below load on first use, so ``neuropoyo.baselines.binning`` (numpy only) can be read
+without importing torch.
+"""
 
-__all__ = [
-    "bin_spikes",
-    "design",
-    "lagged_counts",
-    "GRUDecoder",
-    "MLPDecoder",
-    "WienerFilter",
-    "train_network",
-]
+import importlib
+
+_HOMES = {
+    "bin_spikes": "binning",
+    "design": "binning",
+    "lagged_counts": "binning",
+    "GRUDecoder": "decoders",
+    "MLPDecoder": "decoders",
+    "WienerFilter": "decoders",
+    "train_network": "decoders",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

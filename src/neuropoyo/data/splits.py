@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuropoyo.errors import MissingKeyError
+from neuropoyo import seeding
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 
@@ -53,7 +54,7 @@ def trial_split_labels(
     Trials are ordered by condition then at random; every 1/test_fraction-th one goes to test and
     then every 1/valid_fraction-th of the rest to valid, so each condition is split in proportion.
     """
-    rng = np.random.default_rng(seed)
+    rng = seeding.stream(seed, seeding.SPLITS)
     condition = _condition(trials, stratify_by)
     order = np.lexsort((rng.random(len(trials)), condition))
     labels = np.zeros(len(trials), dtype=np.int64)
@@ -88,7 +89,7 @@ def block_splits(
         return {name: Intervals.empty() for name in ("train", "valid", "test")}
     edges = _block_edges(domain.merged(), n_blocks)
     blocks = Intervals(edges[:-1], edges[1:])
-    rng = np.random.default_rng(seed)
+    rng = seeding.stream(seed, seeding.SPLITS)
     n_test = int(round(n_blocks * test_fraction))
     n_valid = int(round(n_blocks * valid_fraction))
     if n_test + n_valid >= n_blocks:

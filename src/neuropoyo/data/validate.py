@@ -6,9 +6,10 @@ import numpy as np
 
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
+from neuropoyo.errors import DataError
 
 
-class InvalidRecordingError(ValueError):
+class InvalidRecordingError(DataError):
     """A recording (in memory or on disk) breaks the data model; the message lists every problem."""
 
     def __init__(self, source: str, problems: list[str]):

@@ -1,4 +1,9 @@
-"""Evaluation: sliding windows over a split, stitched predictions, R2 per recording (A.2, A.5)."""
+"""Evaluation: sliding windows over a split, stitched predictions, R2 per recording and stream (A.2, A.5).
+
+Windows load through the evaluation pipeline and a DataLoader; each stream's predictions are
+averaged per sample over the overlapping windows, and only then is it decided which samples count
+(:func:`neuropoyo.evaluation.selection.evaluation_mask`), on the whole recording's intervals.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,36 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from neuropoyo.batching import collate
 from neuropoyo.checkpoint import TrainedModel, load_model
-from neuropoyo.data.dataset import RecordingSet
 from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.intervals import Intervals
+from neuropoyo.data.store import RecordingFile
 from neuropoyo.errors import DataError
 from neuropoyo.evaluation.report import RecordingResult, write_report
+from neuropoyo.evaluation.selection import EvaluationConfig, evaluation_mask
 from neuropoyo.evaluation.stitch import Stitcher
-from neuropoyo.sampling import Window, sliding_windows
-from neuropoyo.tokenizer import MODEL_KEYS
+from neuropoyo.pipeline import RecordingSet, WindowDataset, evaluation_pipeline, sliding_windows, window_loader
+from neuropoyo.pipeline.transforms import ABSOLUTE_TIME
+from neuropoyo.schema import MODEL_KEYS
 
-TIME_TOLERANCE_S = 1e-6  # a window's relative sample time maps back to its stream row within this
+TIME_TOLERANCE_S = 1e-6  # a query's absolute time maps back to its stream row within this
 
 
-def _window_queries(recordings: RecordingSet, window: Window, split: str) -> tuple[dict, dict]:
-    """Tokens of an evaluation window, and readout name -> (P_name,) absolute times of its queries."""
-    data = recordings.window(window, split)
-    tokens = recordings.tokenizers[window.recording].tokenize(
-        data,
-        unit_index=recordings.unit_rows[window.recording],
-        session_index=recordings.session_rows[window.recording],
+def recordings_for(trained: TrainedModel, paths: Sequence[str | Path]) -> RecordingSet:
+    """``paths`` read with the model's readouts, vocabularies and scales (their ids must be known)."""
+    return RecordingSet(
+        paths,
+        readouts=trained.model.config.readouts,
+        unit_vocab=trained.unit_vocab,
+        session_vocab=trained.session_vocab,
+        normalizer=trained.normalizer,
+        grow=False,
     )
-    return tokens, {
-        name: window.start + stream.timestamps for name, stream in data.behavior.items()
-    }
+
+
+def evaluation_config(trained: TrainedModel) -> EvaluationConfig:
+    """The evaluation settings the model was trained with."""
+    return EvaluationConfig.from_dict(trained.settings.get("evaluation"), source="model settings")
 
 
 def _stream_rows(stream_times: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -42,55 +53,71 @@ def _stream_rows(stream_times: np.ndarray, times: np.ndarray) -> np.ndarray:
     return rows
 
 
+def _scored(f: RecordingFile, spans: Intervals, times: np.ndarray, config: EvaluationConfig) -> np.ndarray:
+    """(N,) bool: which of the split's predicted sample ``times`` count for evaluation."""
+    return evaluation_mask(
+        times,
+        task=f.info.task,
+        trials=f.trials.intersect(spans),
+        intervals={name: s.intersect(spans) for name, s in f.intervals.items()},
+        config=config,
+        source=str(f.path),
+    )
+
+
 @torch.no_grad()
 def predict(
     trained: TrainedModel,
     recordings: RecordingSet,
     *,
     split: str = "test",
+    evaluation: EvaluationConfig | None = None,
     batch_size: int = 32,
+    num_workers: int = 0,
     device: str = "cpu",
 ) -> list[RecordingResult]:
-    """Stitched predictions on ``split`` for every recording and readout stream it holds."""
+    """Stitched predictions on ``split``, one result per recording and readout stream it holds,
+    keeping the samples ``evaluation`` (default: the model's settings) scores."""
+    evaluation = evaluation or evaluation_config(trained)
     model = trained.model.to(device).eval()
-    names = model.config.readout_names
+    context = model.config.context_length_s
     spans = recordings.split_spans(split)
-    windows = sliding_windows(
-        spans, context_s=model.config.context_length_s, step_s=recordings.config.eval_step_s
+    windows = sliding_windows(spans, context_s=context, step_s=evaluation.step_s)
+    loader = window_loader(
+        WindowDataset(recordings, evaluation_pipeline(recordings, context_length_s=context, split=split)),
+        windows,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=torch.device(device).type == "cuda",
     )
     streams = {
-        (r, name): f.stream(name)
-        for r, f in enumerate(recordings.files)
-        for name in names
-        if name in f.behavior_names
+        (r, name): stream for r in range(len(recordings)) for name, stream in recordings.readout_streams(r).items()
     }
     stitchers = {key: Stitcher(len(s), s.dim) for key, s in streams.items()}
-    evaluated = {key: np.zeros(len(s), dtype=bool) for key, s in streams.items()}
-    starts = range(0, len(windows), batch_size)
-    for first in tqdm(starts, desc=f"evaluating ({split})", unit="batch", disable=None):
-        chunk = windows[first : first + batch_size]
-        tokens, times = zip(*(_window_queries(recordings, w, split) for w in chunk))
-        batch = {k: v.to(device) for k, v in collate(list(tokens)).items()}
-        outputs = {k: v.float().cpu().numpy() for k, v in model(**{k: batch[k] for k in MODEL_KEYS}).items()}
-        for b, (window, sample) in enumerate(zip(chunk, tokens)):
+    names = model.config.readout_names
+    for chunk, batch in tqdm(loader, desc=f"evaluating ({split})", unit="batch", disable=None):
+        outputs = model(**{k: batch[k].to(device) for k in MODEL_KEYS})
+        outputs = {k: v.float().cpu().numpy() for k, v in outputs.items()}
+        real = batch["output_mask"].numpy()
+        decoder = batch["output_decoder_index"].numpy()
+        times = batch[ABSOLUTE_TIME].numpy()
+        for b, window in enumerate(chunk):
             for d, name in enumerate(names):
-                mine = sample["output_decoder_index"] == d
+                mine = real[b] & (decoder[b] == d)
                 if not mine.any():
                     continue
                 key = (window.recording, name)
-                rows = _stream_rows(
-                    streams[key].timestamps, times[b][name][sample["output_sample_index"][mine]]
-                )
-                stitchers[key].add(rows, outputs[name][b, : len(mine)][mine, : streams[key].dim])
-                evaluated[key][rows] |= sample["eval_mask"][mine]
+                rows = _stream_rows(streams[key].timestamps, times[b][mine])
+                stitchers[key].add(rows, outputs[name][b][mine, : streams[key].dim])
     results = []
     for (r, name), stream in streams.items():
-        keep = evaluated[(r, name)] & stitchers[(r, name)].covered
         f = recordings.files[r]
+        rows = np.flatnonzero(stitchers[(r, name)].covered)
+        rows = rows[_scored(f, spans[r], stream.timestamps[rows], evaluation)]
         predicted = recordings.normalizer.denormalize(
-            stitchers[(r, name)].mean()[keep], f.info.brainset, name
+            stitchers[(r, name)].mean()[rows], f.info.brainset, name
         )
-        times_kept = stream.timestamps[keep]
+        times_kept = stream.timestamps[rows]
         results.append(
             RecordingResult(
                 recording_id=f.recording_id,
@@ -98,7 +125,7 @@ def predict(
                 brainset=f.info.brainset,
                 stream=name,
                 timestamps=times_kept,
-                true=stream.values[keep].astype(np.float64),
+                true=stream.values[rows].astype(np.float64),
                 predicted=predicted,
                 segment=np.searchsorted(spans[r].start, times_kept, side="right") - 1,
                 units=stream.unit,
@@ -113,20 +140,29 @@ def evaluate(
     out_dir: str | Path,
     *,
     split: str = "test",
+    eval_intervals: Sequence[str] | None = None,
     batch_size: int = 32,
+    num_workers: int = 0,
     device: str = "cpu",
 ) -> dict:
     """Score a trained model on ``split`` of ``data`` and write the report to ``out_dir``.
 
-    Returns the summary written to ``out_dir/metrics.json``.
+    eval_intervals: interval names that count for every task instead of the model's settings
+    (``["all"]``: the whole split). Returns the summary written to ``out_dir/metrics.json``.
     """
     trained = model if isinstance(model, TrainedModel) else load_model(model, device=device)
-    recordings = trained.recordings(find_recordings(data))
-    results = predict(trained, recordings, split=split, batch_size=batch_size, device=device)
-    empty = [r.recording_id for r in results if len(r.timestamps) < 2]
+    evaluation = evaluation_config(trained)
+    if eval_intervals:
+        evaluation = evaluation.with_intervals(eval_intervals)
+    recordings = recordings_for(trained, find_recordings(data))
+    results = predict(
+        trained, recordings, split=split, evaluation=evaluation, batch_size=batch_size,
+        num_workers=num_workers, device=device,
+    )
+    empty = [f"{r.recording_id}/{r.stream}" for r in results if len(r.timestamps) < 2]
     if empty:
         raise DataError(
-            f"evaluation: no {split} samples inside the evaluation intervals of {empty}; "
-            "check the data config's eval_intervals"
+            f"evaluation: no {split} samples to score in {empty}; check the evaluation intervals "
+            "(--eval-intervals all scores the whole split)"
         )
     return write_report(results, Path(out_dir), split=split)

@@ -1,4 +1,4 @@
-"""The POYO network: rotary time embeddings, rotary attention, the model and its config."""
+"""The POYO network: rotary time embeddings, rotary attention, the latent grid, the model, its config."""
 
 from neuropoyo.model.attention import (
     CrossAttentionBlock,
@@ -9,22 +9,13 @@ from neuropoyo.model.attention import (
     rotary_attention,
 )
 from neuropoyo.model.config import POYOConfig
-from neuropoyo.model.poyo import (
-    END,
-    POYO,
-    SPIKE,
-    START,
-    format_model_info,
-    forward_flops,
-    model_info,
-)
+from neuropoyo.model.info import format_model_info, forward_flops, model_info, train_step_flops
+from neuropoyo.model.latents import latent_grid
+from neuropoyo.model.poyo import POYO
 from neuropoyo.model.rotary import Rotation, RotaryTimeEmbedding, rotary_periods, rotate
 
 __all__ = [
-    "END",
     "POYO",
-    "SPIKE",
-    "START",
     "CrossAttentionBlock",
     "FeedForward",
     "POYOConfig",
@@ -35,8 +26,10 @@ __all__ = [
     "SelfAttentionBlock",
     "format_model_info",
     "forward_flops",
+    "latent_grid",
     "model_info",
     "rotary_attention",
     "rotary_periods",
     "rotate",
+    "train_step_flops",
 ]

@@ -23,13 +23,19 @@ from neuropoyo.model.attention import (
 )
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.rotary import RotaryTimeEmbedding
-from neuropoyo.tokenizer import END, SPIKE, START, latent_grid
-
-TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward (grads w.r.t. activations and weights) ~ 3x forward
+from neuropoyo.model.latents import latent_grid
+from neuropoyo.schema import SPIKE, START
 
 
 class POYO(nn.Module):
-    """The POYO network, built from a POYOConfig."""
+    """The POYO network, built from a POYOConfig.
+
+    The latent grid is the model's own (non-persistent buffers derived from the config): batches
+    carry only spike tokens and output queries.
+    """
+
+    latent_index: Tensor
+    latent_timestamps: Tensor
 
     def __init__(self, config: POYOConfig):
         super().__init__()
@@ -66,6 +72,9 @@ class POYO(nn.Module):
         )
         self.decoder = self._cross_block(rotate_value=c.rotate_value_decoder)
         self.readouts = nn.ModuleDict({name: nn.Linear(c.dim, out) for name, out in c.readouts.items()})
+        latent_index, latent_timestamps = self.latent_grid()
+        self.register_buffer("latent_index", latent_index, persistent=False)  # (N,), from the config
+        self.register_buffer("latent_timestamps", latent_timestamps, persistent=False)  # (N,) s
         self.apply(self._init_weights)
 
     def _feedforward(self) -> FeedForward:
@@ -113,24 +122,28 @@ class POYO(nn.Module):
         input_timestamps: Tensor,
         input_token_type: Tensor,
         input_mask: Tensor | None = None,
-        latent_index: Tensor,
-        latent_timestamps: Tensor,
         output_session_index: Tensor,
         output_timestamps: Tensor,
         output_decoder_index: Tensor | None = None,
         output_mask: Tensor | None = None,
+        latent_timestamps: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Decode a padded batch of B windows.
 
         input_*: (B, M) tokens; unit index (long), time (float, s), type (0 spike, 1 start, 2 end),
             mask (bool, True = real token; None = all real).
-        latent_*: (B, N) shared-embedding index (long) and time, e.g. from ``latent_grid``.
         output_*: (B, P) session index (long), time, readout index into ``readout_names`` (long, needed
             with task_embedding) and mask (bool, True = real query; None = all real).
+        latent_timestamps: (B, N) or (N,) times of the latent grid; None = the model's own grid over
+            [0, context_length_s] (the ``latent_timestamps`` buffer), which windows starting at 0 use.
         Returns {readout name: (B, P, out_dim)}, computed at every query; padded queries hold 0.
         """
+        batch = input_unit_index.shape[0]
+        if latent_timestamps is None:
+            latent_timestamps = self.latent_timestamps
+        latent_timestamps = latent_timestamps.expand(batch, -1)
         inputs = self.embed_inputs(input_unit_index, input_token_type)
-        latents = self.latent_emb(latent_index)
+        latents = self.latent_emb(self.latent_index).expand(batch, -1, -1)
         queries = self.session_emb(output_session_index)
         if self.task_emb is not None:
             if output_decoder_index is None:
@@ -163,13 +176,12 @@ class POYO(nn.Module):
     def latent_grid(self, window_length: float | None = None) -> tuple[Tensor, Tensor]:
         """latent_index (N,), latent_timestamps (N,) for a window (default: context_length_s)."""
         c = self.config
-        index, times = latent_grid(
+        return latent_grid(
             num_latent_timestamps=c.num_latent_timestamps,
             latents_per_timestamp=c.latents_per_timestamp,
             context_length_s=c.context_length_s if window_length is None else window_length,
             timing=c.latent_timing,
         )
-        return torch.from_numpy(index), torch.from_numpy(times)
 
     def grow_units(self, n_new: int) -> range:
         """Append n_new randomly initialised unit rows (unit identification); returns their indices."""
@@ -201,14 +213,6 @@ class POYO(nn.Module):
             counts[next(g for g, tops in groups.items() if top in tops)] += p.numel()
         return counts
 
-    def flops_per_step(self, num_input_tokens: int, num_outputs: int, batch_size: int) -> int:
-        """Matmul FLOPs of one training step: 3 x forward (backward ~ 2 x forward) x batch_size.
-
-        num_input_tokens and num_outputs are the (padded) M and P of each window.
-        """
-        forward = forward_flops(self.config, num_input_tokens=num_input_tokens, num_outputs=num_outputs)
-        return TRAIN_FLOPS_PER_FORWARD * batch_size * forward
-
 
 def _grow_embedding(embedding: nn.Embedding, n_new: int, *, std: float) -> range:
     """Append n_new N(0, std) rows to an embedding table; existing rows stay bit-identical.
@@ -222,69 +226,3 @@ def _grow_embedding(embedding: nn.Embedding, n_new: int, *, std: float) -> range
     embedding.weight = nn.Parameter(torch.cat([old.detach(), new_rows]), requires_grad=old.requires_grad)
     embedding.num_embeddings = old.shape[0] + n_new
     return range(old.shape[0], old.shape[0] + n_new)
-
-
-def forward_flops(config: POYOConfig, *, num_input_tokens: int, num_outputs: int) -> int:
-    """Matmul FLOPs (2 per multiply-add) of one window's forward pass.
-
-    Counts the linear layers and the two attention matmuls (QK^T, AV); norms, softmax, rotations,
-    GELUs and embedding lookups are elementwise and left out. M = num_input_tokens (padding included),
-    N = latents, P = num_outputs.
-    """
-    c = config
-    d, m, n, p = c.dim, num_input_tokens, c.num_latents, num_outputs
-    cross, self_inner = c.cross_heads * c.head_dim, c.num_heads * c.head_dim
-    hidden = c.ffn_mult * d
-
-    def linear(tokens: int, fan_in: int, fan_out: int) -> int:
-        return 2 * tokens * fan_in * fan_out
-
-    def feedforward(tokens: int) -> int:
-        first = 2 * hidden if c.ffn == "geglu" else hidden
-        return linear(tokens, d, first) + linear(tokens, hidden, d)
-
-    def attention(queries: int, keys: int, inner: int) -> int:
-        return 2 * 2 * queries * keys * inner
-
-    def cross_block(queries: int, keys: int) -> int:
-        projections = linear(queries, d, cross) + linear(keys, d, 2 * cross) + linear(queries, cross, d)
-        return projections + attention(queries, keys, cross) + feedforward(queries)
-
-    self_block = linear(n, d, 3 * self_inner) + attention(n, n, self_inner) + linear(n, self_inner, d)
-    self_block += feedforward(n)
-    readout = linear(p, d, sum(c.readouts.values()))
-    return cross_block(n, m) + c.depth * self_block + cross_block(p, n) + readout
-
-
-def model_info(config: POYOConfig, window_tokens: int, num_outputs: int, batch_size: int) -> dict:
-    """Parameter counts per group, forward FLOPs per window and training FLOPs per step.
-
-    window_tokens: input tokens per window (spikes + 2 delimiters per unit); num_outputs: queries per window.
-    """
-    with torch.device("meta"):  # shapes only, no memory
-        model = POYO(config)
-    groups = model.parameter_groups()
-    embeddings = groups["unit_embedding"] + groups["session_embedding"] + groups["other_embeddings"]
-    forward = forward_flops(config, num_input_tokens=window_tokens, num_outputs=num_outputs)
-    return {
-        "unit_embedding_params": groups["unit_embedding"],
-        "session_embedding_params": groups["session_embedding"],
-        "other_embedding_params": groups["other_embeddings"],
-        "embedding_params": embeddings,
-        "transformer_params": groups["transformer"],
-        "readout_params": groups["readout"],
-        "total_params": embeddings + groups["transformer"] + groups["readout"],
-        "num_latents": config.num_latents,
-        "paper_depth_L": config.depth + 2,
-        "window_tokens": window_tokens,
-        "num_outputs": num_outputs,
-        "batch_size": batch_size,
-        "forward_flops_per_window": forward,
-        "train_flops_per_step": model.flops_per_step(window_tokens, num_outputs, batch_size),
-    }
-
-
-def format_model_info(info: dict) -> str:
-    """model_info as aligned 'key  value' lines (thousands separated)."""
-    width = max(map(len, info))
-    return "\n".join(f"{key:<{width}}  {value:,}" for key, value in info.items())

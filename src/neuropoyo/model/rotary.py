@@ -22,8 +22,10 @@ def rotary_periods(
 ) -> list[float]:
     """The D/2 periods of the rotated blocks, log-spaced over [t_min, t_max], with D = rotate_dim.
 
-    ``"half_open"``: T_i = t_min * (t_max / t_min) ** (2i / D), i = 0 .. D/2 - 1, so t_max itself is
-    excluded: 1 ms .. ~3.1 s for the paper's 32 rotated dimensions and t_max = 4 s.
+    ``"half_open"``: T_i = t_min * (t_max / t_min) ** (2i / D), i = 0 .. D/2 - 1 (the paper's formula,
+    A.1), so t_max itself is excluded: 1 ms .. 2.38 s for 32 rotated dimensions (head_dim 64, half
+    rotated) and t_max = 4 s. The paper's D is read as the number of rotated dimensions, so the 16
+    periods span its 1 ms .. 4 s range; reading D as the whole head (64) would stop them at 49 ms.
     ``"inclusive"``: T_i = t_min ** (1 - e_i) * t_max ** e_i with e_i = i / (D/2 - 1), log-spaced with
     both ends included exactly (the
     spacing of torch_brain's POYO); a single block gets t_min.

@@ -1,7 +1,10 @@
 """The training loop: random 1 s windows -> POYO -> weighted MSE -> LAMB, with checkpoints.
 
-Every random draw is a function of (seed, epoch, position), and the model's own random state is
-saved in each checkpoint, so ``resume=True`` continues exactly where an uninterrupted run would be.
+One DataLoader (persistent workers) serves every epoch: the window sampler draws epoch e's windows
+from its own random stream, and each window's augmentation from (seed, epoch, position), so results
+do not depend on the number of workers. The optimizer, schedule and torch random states are saved in
+each checkpoint: on CPU, ``resume=True`` continues bit-identically where an uninterrupted run would
+be. On CUDA the random states are restored too, but kernels are not bit-deterministic.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from neuropoyo import __version__
-from neuropoyo.batching import collate
+from neuropoyo import __version__, seeding
 from neuropoyo.checkpoint import (
     TrainedModel,
     load_model,
@@ -29,11 +30,13 @@ from neuropoyo.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from neuropoyo.data.dataset import RecordingSet, recording_set_for
 from neuropoyo.data.directory import find_recordings
+from neuropoyo.errors import ConfigError
+from neuropoyo.evaluation.evaluate import recordings_for
+from neuropoyo.io import write_text_atomic
 from neuropoyo.model.poyo import POYO
-from neuropoyo.sampling import Window, random_windows
-from neuropoyo.tokenizer import MODEL_KEYS
+from neuropoyo.pipeline import RandomWindowSampler, RecordingSet, WindowDataset, training_pipeline, window_loader
+from neuropoyo.schema import MODEL_KEYS
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.lamb import Lamb
 from neuropoyo.training.loss import weighted_mse
@@ -41,7 +44,11 @@ from neuropoyo.training.schedule import lr_factor
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
+RUN_INFO = "run.json"
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
+SPARSE_ROWS = ("unit_emb.weight", "session_emb.weight")  # rows absent from a batch stay put
+# Settings that may change on --resume: they do not change what is computed.
+RESUMABLE_CHANGES = ("training.num_workers", "training.log_every", "training.checkpoint_every")
 
 
 @dataclass
@@ -50,20 +57,6 @@ class TrainResult:
     steps: int
     final_loss: float
     seconds: float
-
-
-class _EpochWindows(torch.utils.data.Dataset):
-    """Tokenized training windows of one epoch; window i draws its augmentation from (seed, epoch, i)."""
-
-    def __init__(self, recordings: RecordingSet, windows: list[Window], seed: int, epoch: int):
-        self.recordings, self.windows, self.seed, self.epoch = recordings, windows, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        return self.recordings.tokens(self.windows[i], "train", rng)
 
 
 def _git_commit() -> str:
@@ -81,14 +74,20 @@ def _git_commit() -> str:
 
 
 def _param_groups(model: POYO, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: not on biases, norms or embeddings."""
-    decay, no_decay = [], []
+    """Weight decay on matrices only (not biases, norms or embeddings); the unit and session tables
+    get sparse-row LAMB, so rows of units and sessions absent from a batch do not move."""
+    decay, no_decay, sparse = [], [], []
     for name, p in model.named_parameters():
-        embedding = name.endswith("_emb.weight")
-        (decay if p.ndim >= 2 and not embedding else no_decay).append(p)
+        if name in SPARSE_ROWS:
+            sparse.append(p)
+        elif p.ndim >= 2 and not name.endswith("_emb.weight"):
+            decay.append(p)
+        else:
+            no_decay.append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
+        {"params": sparse, "weight_decay": 0.0, "sparse_rows": True},
     ]
 
 
@@ -134,12 +133,12 @@ class _Log:
 def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, device):
     """(trained model, recordings, trainer state or None) for a fresh or resumed run."""
     checkpoint = run_dir / CHECKPOINT_DIR
-    if resume and checkpoint.is_dir():
-        trained = load_model(checkpoint, device=device)
-        return trained, trained.recordings(paths), load_trainer_state(checkpoint)
     if resume:
-        raise FileNotFoundError(f"{checkpoint}: no checkpoint to resume from")
-    recordings = recording_set_for(paths, model_config=config.model, data_config=config.data)
+        if not checkpoint.is_dir():
+            raise FileNotFoundError(f"{checkpoint}: no checkpoint to resume from")
+        trained = load_model(checkpoint, device=device)
+        return trained, recordings_for(trained, paths), load_trainer_state(checkpoint)
+    recordings = RecordingSet(paths, readouts=config.model.readouts, scale=config.loss.scale)
     model_config = dataclasses.replace(
         config.model,
         num_units=len(recordings.unit_vocab),
@@ -147,24 +146,76 @@ def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, de
     )
     trained = TrainedModel(
         model=POYO(model_config).to(device),
-        data=config.data,
         unit_vocab=recordings.unit_vocab,
         session_vocab=recordings.session_vocab,
         normalizer=recordings.normalizer,
+        settings=config.settings(),
     )
     return trained, recordings, None
 
 
-def _write_run_info(run_dir: Path, config: RunConfig, paths: list[Path], total_steps: int) -> None:
-    info = {
+def _run_info(config: RunConfig, paths: list[Path], total_steps: int | None) -> dict:
+    return {
         "neuropoyo_version": __version__,
         "git_commit": _git_commit(),
         "config": config.to_dict(),
-        "data": [str(p) for p in paths],
+        "data": [str(p.resolve()) for p in paths],
         "total_steps": total_steps,
         "torch": torch.__version__,
     }
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            diff
+            for key in sorted(set(old) | set(new))
+            for diff in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _check_resume(run_dir: Path, info: dict) -> None:
+    """ConfigError unless this call trains what the interrupted run trained."""
+    path = run_dir / RUN_INFO
+    if not path.is_file():
+        return
+    started = json.loads(path.read_text())
+    changed = [d for d in _differences(started.get("config"), info["config"]) if d not in RESUMABLE_CHANGES]
+    problems = [f"config {key}: {_lookup(started['config'], key)!r} -> {_lookup(info['config'], key)!r}" for key in changed]
+    if started.get("data") is not None and started["data"] != info["data"]:
+        problems.append(f"data: {started['data']} -> {info['data']}")
+    if info["total_steps"] is not None and started.get("total_steps") not in (None, info["total_steps"]):
+        problems.append(
+            f"total steps: {started['total_steps']} -> {info['total_steps']} (it would reshape the "
+            "learning-rate schedule mid-run)"
+        )
+    if problems:
+        raise ConfigError(
+            f"{run_dir}: --resume must continue the same run, but this call changes\n  - "
+            + "\n  - ".join(problems)
+            + f"\nresume with the --config, --data and --max-steps/--epochs of {path}, or train into a new --out"
+        )
+
+
+def _lookup(tree, dotted: str):
+    for key in dotted.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def _random_states(device: torch.device) -> dict:
+    states = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_random_states(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def train(
@@ -179,59 +230,61 @@ def train(
     """Train POYO on the training splits of ``data`` (recording files or folders) into ``run_dir``.
 
     run_dir gets ``model/`` (final model directory), ``checkpoint/`` (latest training checkpoint),
-    ``metrics.csv`` (loss per step), ``run.json`` (resolved config, version, git commit).
+    ``metrics.csv`` (loss per step), ``run.json`` (resolved config, data, version, git commit).
+    ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
+    from ``run.json``.
     """
     tc = config.training
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(seeding.torch_seed(tc.seed))
     device = torch.device(device)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     paths = find_recordings(data)
+    context = config.model.context_length_s
+    if resume:
+        _check_resume(run_dir, _run_info(config, paths, total_steps=None))
     trained, recordings, state = _setup(config, paths, run_dir, resume, device)
-    model, model_config = trained.model, trained.model.config
-    context = model_config.context_length_s
-    train_spans = recordings.split_spans("train")
-    windows_per_epoch = sum(math.ceil(s.total_duration() / context) for s in train_spans)
-    steps_per_epoch = max(1, math.ceil(windows_per_epoch / tc.batch_size))
+    model = trained.model
+    sampler = RandomWindowSampler(recordings.split_spans("train"), context_s=context, seed=tc.seed)
+    steps_per_epoch = max(1, math.ceil(sampler.windows_per_epoch / tc.batch_size))
     total_steps = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
+    info = _run_info(config, paths, total_steps)
+    if resume:
+        _check_resume(run_dir, info)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
 
     optimizer = Lamb(_param_groups(model, tc.weight_decay), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
     )
-    start_step = 0
+    step = 0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step = int(state["step"])
-    else:
-        _write_run_info(run_dir, config, paths, total_steps)
-    readout_dims = {name: model_config.readouts[name] for name in model_config.readout_names}
-    log = _Log(run_dir, start_step)
-    bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", disable=not progress)
+        _restore_random_states(state, device)
+        step = int(state["step"])
+    pipeline = training_pipeline(
+        recordings, context_length_s=context, loss=config.loss, augment=config.augment
+    )
+    loader = window_loader(
+        WindowDataset(recordings, pipeline, seed=tc.seed),
+        sampler,
+        batch_size=tc.batch_size,
+        num_workers=tc.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    readout_dims = dict(model.config.readouts)
+    log = _Log(run_dir, step)
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
     started, loss_value = time.perf_counter(), float("nan")
-    step = start_step
     model.train()
     try:
         while step < total_steps:
             epoch, first = divmod(step, steps_per_epoch)
-            windows = random_windows(
-                train_spans, context_s=context, rng=np.random.default_rng([tc.seed, epoch])
-            )
-            batches = [
-                list(range(b * tc.batch_size, min((b + 1) * tc.batch_size, len(windows))))
-                for b in range(first, steps_per_epoch)
-            ][: total_steps - step]
-            loader = torch.utils.data.DataLoader(
-                _EpochWindows(recordings, windows, tc.seed, epoch),
-                batch_sampler=[b for b in batches if b],
-                collate_fn=collate,
-                num_workers=tc.num_workers,
-                generator=torch.Generator().manual_seed(tc.seed + epoch),
-            )
-            for batch in loader:
-                batch = {k: v.to(device) for k, v in batch.items()}
+            sampler.set_epoch(epoch, start=first * tc.batch_size)
+            for _, batch in loader:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with _autocast(device, tc.amp):
                     predictions = model(**{k: batch[k] for k in MODEL_KEYS})
                 loss = weighted_mse(predictions, batch, readout_dims)
@@ -258,16 +311,13 @@ def train(
                     bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
                     log.file.flush()
                 if step % tc.checkpoint_every == 0 or step == total_steps:
-                    save_checkpoint(
-                        trained,
-                        {
-                            "step": step,
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "torch_rng": torch.get_rng_state(),
-                        },
-                        run_dir / CHECKPOINT_DIR,
-                    )
+                    trainer_state = {
+                        "step": step,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        **_random_states(device),
+                    }
+                    save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
                 if step >= total_steps:
                     break
     finally:

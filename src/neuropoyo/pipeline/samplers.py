@@ -1,16 +1,22 @@
 """Which windows to read: random 1 s windows for training, sliding windows for evaluation (A.2).
 
 A window is ``(recording index, start, end)`` in absolute seconds; it never leaves the span it was
-drawn from, so training windows stay inside the training split and test windows inside the test split.
+drawn from, so training windows stay inside the training split and test windows inside the test
+split. A training window also carries ``key`` = (epoch, position), which names the random stream of
+its augmentation (:mod:`neuropoyo.seeding`), so a window is tokenized the same way in any worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 
+from neuropoyo import seeding
 from neuropoyo.data.intervals import Intervals
 
 
@@ -19,6 +25,12 @@ class Window:
     recording: int
     start: float
     end: float
+    key: tuple[int, ...] = ()  # (epoch, position) of a training draw; () for evaluation
+
+
+def windows_per_epoch(spans: Sequence[Intervals], *, context_s: float) -> int:
+    """Random windows in one epoch: ceil(d / context_s) for a recording with d seconds of spans."""
+    return sum(math.ceil(s.total_duration() / context_s) for s in spans if s.total_duration() > 0)
 
 
 def random_windows(
@@ -53,8 +65,14 @@ def sliding_windows(
     """Evaluation windows: every span is covered by windows of ``context_s`` every ``step_s``.
 
     The last window of a span is aligned to its end so no sample is dropped; a span shorter than the
-    context is one window covering it whole.
+    context is one window covering it whole. ``step_s`` must not exceed ``context_s`` (a larger step
+    would leave samples between windows).
     """
+    if not 0 < step_s <= context_s:
+        raise ValueError(
+            f"sliding windows: step {step_s} s must be > 0 and at most the window ({context_s} s), "
+            "or samples between windows are never predicted"
+        )
     windows = []
     for index, recording_spans in enumerate(spans):
         for start, end in zip(recording_spans.start, recording_spans.end):
@@ -65,3 +83,29 @@ def sliding_windows(
             starts = np.append(starts, end - context_s)
             windows.extend(Window(index, float(s), float(s + context_s)) for s in starts)
     return windows
+
+
+class RandomWindowSampler(torch.utils.data.Sampler[Window]):
+    """The random training windows of one epoch at a time, for one persistent DataLoader.
+
+    Epoch e's windows are :func:`random_windows` drawn from the stream (seed, EPOCH_WINDOWS, e), so
+    they depend on (seed, epoch) alone; :meth:`set_epoch` chooses the epoch and the position to start
+    from (to resume mid-epoch). Window i of epoch e gets ``key = (e, i)``.
+    """
+
+    def __init__(self, spans: Sequence[Intervals], *, context_s: float, seed: int):
+        self.spans, self.context_s, self.seed = list(spans), context_s, seed
+        self.epoch, self.start = 0, 0
+        self.windows_per_epoch = windows_per_epoch(self.spans, context_s=context_s)
+
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return max(self.windows_per_epoch - self.start, 0)
+
+    def __iter__(self) -> Iterator[Window]:
+        rng = seeding.stream(self.seed, seeding.EPOCH_WINDOWS, self.epoch)
+        windows = random_windows(self.spans, context_s=self.context_s, rng=rng)
+        for i in range(self.start, len(windows)):
+            yield dataclasses.replace(windows[i], key=(self.epoch, i))

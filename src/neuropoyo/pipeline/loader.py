@@ -1,0 +1,107 @@
+"""Windows -> batches: the composed pipelines and the DataLoaders that run them.
+
+:class:`WindowDataset` is a map-style dataset indexed by :class:`Window`: a sampler (the
+:class:`RandomWindowSampler` for training, a list of sliding windows for evaluation) says which
+windows to read, and one DataLoader, built once, serves every epoch (persistent workers). A training
+window's augmentation draws from the stream named by its key, so results do not depend on the
+number of workers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from neuropoyo import seeding
+from neuropoyo.batching import collate
+from neuropoyo.pipeline.config import AugmentConfig, LossConfig
+from neuropoyo.pipeline.recordings import RecordingSet
+from neuropoyo.pipeline.samplers import Window
+from neuropoyo.pipeline.transforms import (
+    AbsoluteQueryTimes,
+    Compose,
+    LossWeights,
+    MarkExcluded,
+    RestrictToSplit,
+    SampleOutputs,
+    Tokenize,
+    UnitDropout,
+    ZScore,
+)
+from neuropoyo.tokenizer import Tokenizer
+
+
+def training_pipeline(
+    recordings: RecordingSet, *, context_length_s: float, loss: LossConfig, augment: AugmentConfig
+) -> Compose:
+    """Training split only -> excluded spans -> z-score -> unit dropout -> tokens -> weights -> outputs."""
+    readouts = recordings.decoder_index
+    return Compose(
+        [
+            RestrictToSplit("train"),
+            MarkExcluded(recordings.excluded_spans(loss.exclude_acceleration_factor)),
+            ZScore(recordings.normalizer, readouts),
+            UnitDropout(augment.unit_dropout_min),
+            Tokenize(Tokenizer(readouts=readouts, context_length_s=context_length_s)),
+            LossWeights(loss.interval_weights, readouts),
+            SampleOutputs(loss.output_samples),
+        ]
+    )
+
+
+def evaluation_pipeline(recordings: RecordingSet, *, context_length_s: float, split: str) -> Compose:
+    """One split only -> z-score -> tokens at every sample -> absolute query times."""
+    readouts = recordings.decoder_index
+    return Compose(
+        [
+            RestrictToSplit(split),
+            ZScore(recordings.normalizer, readouts),
+            Tokenize(Tokenizer(readouts=readouts, context_length_s=context_length_s)),
+            AbsoluteQueryTimes(readouts),
+        ]
+    )
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """``dataset[window]`` -> (window, tokens): the window read and passed through ``pipeline``.
+
+    A window with a key (a training draw) gets the generator (seed, AUGMENT, *key); one without is
+    transformed without randomness.
+    """
+
+    def __init__(self, recordings: RecordingSet, pipeline: Compose, *, seed: int = 0):
+        self.recordings, self.pipeline, self.seed = recordings, pipeline, seed
+
+    def __getitem__(self, window: Window) -> tuple[Window, dict[str, np.ndarray]]:
+        rng = seeding.stream(self.seed, seeding.AUGMENT, *window.key) if window.key else None
+        sample = self.pipeline(self.recordings.read(window), rng)
+        return window, dict(sample.tokenized())
+
+
+def collate_windows(items: Sequence[tuple[Window, dict]]) -> tuple[list[Window], dict[str, torch.Tensor]]:
+    """(windows, padded batch) of a list of dataset items."""
+    windows, tokens = zip(*items)
+    return list(windows), collate(list(tokens))
+
+
+def window_loader(
+    dataset: WindowDataset,
+    windows: Iterable[Window],
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``windows`` (a sampler or a list) in batches of ``batch_size``; workers
+    persist across epochs (iterations of the loader)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        sampler=windows,
+        batch_size=batch_size,
+        collate_fn=collate_windows,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )

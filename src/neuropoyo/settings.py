@@ -1,0 +1,86 @@
+"""Typed settings from YAML/JSON mappings: unknown keys and wrongly typed values are errors.
+
+A leaf module used by every config dataclass (model, loss, augmentation, evaluation, training), so
+each section reports problems the same way: the file, the ``section.key`` and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping, TypeVar
+
+from neuropoyo.errors import ConfigError
+
+T = TypeVar("T")
+SCALARS = (bool, int, float, str)
+
+
+def _checked(name: str, value: Any, hint: Any, source: str) -> Any:
+    """``value`` if it fits a scalar field type (an int is accepted for a float), else ConfigError.
+
+    Container fields (mappings, tuples, lists) are passed through: their dataclass validates them.
+    """
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if not all(a in SCALARS or a is type(None) for a in allowed):
+        return value
+    if value is None and type(None) in allowed:
+        return value
+    if float in allowed and type(value) is int:
+        return float(value)
+    if type(value) not in allowed:
+        hint_text = " (YAML reads 1e-3 as text; write 1.0e-3)" if isinstance(value, str) else ""
+        names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
+        raise ConfigError(f"{source}: {name} must be {names}, got {value!r}{hint_text}")
+    return value
+
+
+def from_mapping(cls: type[T], data: Any, *, source: str, section: str) -> T:
+    """Build dataclass ``cls`` from ``data``: unknown keys and bad scalar types are ConfigErrors
+    naming ``source`` and ``section.key``; ``cls.__post_init__`` checks the values."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {section} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown {section} option(s) {unknown}; known: {known}")
+    values = {k: _checked(f"{section}.{k}", v, hints[k], source) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{source}: {section}: {error}") from None
+
+
+# neuropoyo 0.1.0 kept one flat "data" section; each key now lives in a section of its own.
+LEGACY_DATA_KEYS = {
+    "interval_weights": ("loss", "interval_weights"),
+    "exclude_acceleration_factor": ("loss", "exclude_acceleration_factor"),
+    "output_samples": ("loss", "output_samples"),
+    "unit_dropout_min": ("augment", "unit_dropout_min"),
+    "eval_intervals": ("evaluation", "intervals"),
+    "eval_successful_only": ("evaluation", "successful_only"),
+    "eval_step_s": ("evaluation", "step_s"),
+}
+
+
+def sections_from_legacy_data(data: Mapping, *, source: str) -> dict[str, dict]:
+    """A 0.1.0 flat ``data`` section as {section: {key: value}} (e.g. eval_step_s -> evaluation.step_s)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: data must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(LEGACY_DATA_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown data option(s) {unknown}; the data section is read as the 0.1.0 "
+            f"layout ({sorted(LEGACY_DATA_KEYS)}): write loss / augment / evaluation sections instead"
+        )
+    sections: dict[str, dict] = {}
+    for key, value in data.items():
+        section, name = LEGACY_DATA_KEYS[key]
+        sections.setdefault(section, {})[name] = value
+    return sections
