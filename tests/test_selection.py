@@ -71,12 +71,16 @@ def test_brainsets_upper_case_task_matches_a_lower_case_key():
 
 
 def test_unlisted_task_warns_and_scores_the_whole_split():
-    with pytest.warns(UserWarning, match=r"rec_1: task 'Random Target'.*whole split is scored.*"
-                      r"intervals\['random_target'\]"):
-        got = mask(task="Random Target", config=EvaluationConfig(successful_only=False))
+    with pytest.warns(UserWarning, match=r"rec_1: task 'Head Direction'.*whole split is scored.*"
+                      r"intervals\['head_direction'\]"):
+        got = mask(task="Head Direction", config=EvaluationConfig(successful_only=False))
     np.testing.assert_array_equal(got, np.ones(TIMES.size, dtype=bool))
     with pytest.warns(UserWarning, match="whole split"):  # successful trials still apply
-        np.testing.assert_array_equal(mask(task="random_target"), [1, 1, 0, 0, 1, 1, 0])
+        np.testing.assert_array_equal(mask(task="head_direction"), [1, 1, 0, 0, 1, 1, 0])
+
+
+def test_random_target_sessions_are_scored_whole_by_default():
+    np.testing.assert_array_equal(quiet(task="Random-Target"), [1, 1, 0, 0, 1, 1, 0])
 
 
 def test_missing_intervals_fall_back_to_successful_trials_with_a_warning():
@@ -140,6 +144,7 @@ def test_dict_round_trip_and_unknown_keys():
     assert config.to_dict() == {
         "intervals": {"center_out": ["reach", "hold"]}, "successful_only": True, "step_s": 0.25
     }
+    assert EvaluationConfig().to_dict()["intervals"] == {"center_out": ["reach"], "random_target": ["all"]}
     assert EvaluationConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match=r"run.yaml: unknown evaluation option\(s\) \['step'\]; "
                        r"known: \['intervals', 'successful_only', 'step_s'\]"):

@@ -50,7 +50,8 @@ def _check_names(task: str, names) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """How a split is scored (defaults: the paper's, A.5).
+    """How a split is scored (defaults: the paper's, A.5: center-out reaches, whole random-target
+    sessions, successful trials only).
 
     intervals: task -> names of the intervals whose samples count (``"trials"`` = the recording's
         trials, ``"all"`` = the whole split); the task ``"*"`` stands for every task not listed.
@@ -61,7 +62,7 @@ class EvaluationConfig:
     """
 
     intervals: Mapping[str, tuple[str, ...]] = field(
-        default_factory=lambda: {"center_out": ("reach",)}
+        default_factory=lambda: {"center_out": ("reach",), "random_target": (WHOLE_SPLIT,)}
     )
     successful_only: bool = True
     step_s: float = 0.5
