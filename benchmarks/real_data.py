@@ -86,7 +86,7 @@ def benchmark(dataset: Dataset, real: Path, out: Path, args: argparse.Namespace)
            "poyo_seconds": poyo_seconds, "baseline_seconds": time.perf_counter() - started - poyo_seconds}
     for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in args.methods.split(",")]:
         (record,) = json.loads((folder / "metrics.json").read_text())["recordings"].values()
-        row[method] = record
+        row[method] = record["streams"][dataset.stream]
     return row
 
 

@@ -236,27 +236,58 @@ def test_inputs_are_validated(cls):
         cls().fit(X, y, X[:, :1], y)
 
 
-def test_run_baselines_scores_the_evaluation_samples_of_poyo(tmp_path):
-    from neuropoyo.baselines.run import run_baselines
-    from neuropoyo.data.dataset import DataConfig
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
     from neuropoyo.data.directory import write_dataset
     from neuropoyo.data.simulate import simulate_dataset
-    from neuropoyo.data.store import read_recording
-    from neuropoyo.tokenizer import evaluation_mask
 
-    paths = write_dataset(
-        simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=30, duration_s=40.0), tmp_path / "d"
-    )
-    (summary,) = run_baselines([tmp_path / "d"], tmp_path / "out", methods=["wiener"]).values()
+    folder = tmp_path_factory.mktemp("data")
+    simulated = simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=30, duration_s=40.0)
+    return folder, write_dataset(simulated, folder)
+
+
+def scored_times(out, method, path) -> np.ndarray:
+    rows = np.loadtxt(out / method / "predictions" / path.stem / "hand_vel.csv", delimiter=",", skiprows=1)
+    return rows[:, 0]
+
+
+def test_run_baselines_scores_the_evaluation_samples_of_poyo(dataset, tmp_path, capsys):
+    from neuropoyo.baselines.run import run_baselines
+    from neuropoyo.data.store import read_recording
+    from neuropoyo.evaluation.selection import EvaluationConfig, evaluation_mask
+
+    folder, paths = dataset
+    (summary,) = run_baselines([folder], tmp_path, methods=["wiener"]).values()
     assert set(summary["recordings"]) == {p.stem for p in paths}
     for path in paths:
         recording = read_recording(path)
         test = recording.restrict(recording.splits["test"])
         stream = test.behavior["hand_vel"]
-        intervals, successful = DataConfig().evaluation(recording.info.task, recording.trials)
-        poyo_samples = stream.timestamps[
-            evaluation_mask(test, stream.timestamps, eval_intervals=intervals, successful_only=successful)
-        ]
-        rows = np.loadtxt(tmp_path / "out" / "wiener" / "predictions" / f"{path.stem}.csv", delimiter=",", skiprows=1)
-        np.testing.assert_array_equal(rows[:, 0], poyo_samples)  # the first 200 ms of segments too
-        assert summary["recordings"][path.stem]["r2"] > 0.3
+        counted = evaluation_mask(
+            stream.timestamps, task=recording.info.task, trials=test.trials,
+            intervals=test.intervals, config=EvaluationConfig(), source=path.stem,
+        )
+        if recording.info.task == "center_out":  # reaches of successful trials; random target: all
+            assert 0 < counted.sum() < counted.size
+        # the first 200 ms of segments too
+        np.testing.assert_array_equal(scored_times(tmp_path, "wiener", path), stream.timestamps[counted])
+        assert summary["recordings"][path.stem]["streams"]["hand_vel"]["r2"] > 0.3
+    # progress, one line per fit start and end when stderr is not a terminal
+    err = capsys.readouterr().err
+    for k, path in enumerate(paths, start=1):
+        assert f"baselines [{k}/{len(paths)}] fitting wiener on {path.stem}" in err
+        assert f"baselines [{k}/{len(paths)}] wiener on {path.stem}: done in" in err
+
+
+def test_run_baselines_follows_the_evaluation_config(dataset, tmp_path):
+    from neuropoyo.baselines.run import run_baselines
+    from neuropoyo.data.store import read_recording
+    from neuropoyo.evaluation.selection import EvaluationConfig
+
+    folder, paths = dataset
+    everything = EvaluationConfig(successful_only=False).with_intervals(["all"])
+    run_baselines([folder], tmp_path, methods=["wiener"], evaluation=everything)
+    for path in paths:
+        recording = read_recording(path)
+        expected = recording.restrict(recording.splits["test"]).behavior["hand_vel"].timestamps
+        np.testing.assert_array_equal(scored_times(tmp_path, "wiener", path), expected)

@@ -13,8 +13,8 @@ from neuropoyo.evaluation.metrics import r2_per_dim
 from neuropoyo.evaluation.report import (
     RecordingResult,
     format_table,
-    recording_metrics,
     segment_layout,
+    stream_metrics,
     summarize,
     write_report,
 )
@@ -23,7 +23,9 @@ from neuropoyo.io import write_text_atomic
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def make_result(recording_id: str, task: str, noise: float, *, seed: int, dims: int = 2):
+def make_result(
+    recording_id: str, task: str, noise: float, *, seed: int, dims: int = 2, stream: str = "hand_vel"
+):
     """Three trials of 40 samples with irrational timestamps; predictions = truth + noise."""
     rng = np.random.default_rng(seed)
     starts = np.array([10.0, 13.7, 19.1]) + rng.uniform(0, 1, 3)
@@ -34,7 +36,7 @@ def make_result(recording_id: str, task: str, noise: float, *, seed: int, dims: 
         recording_id=recording_id,
         task=task,
         brainset="lab_a",
-        stream="hand_vel",
+        stream=stream,
         timestamps=timestamps,
         true=true,
         predicted=predicted,
@@ -54,40 +56,92 @@ def results():
 
 def test_summary_shape_and_numbers(results):
     summary = summarize(results, split="test")
-    assert set(summary) == {"split", "mean_r2", "tasks", "recordings"}
+    assert set(summary) == {"split", "mean_r2", "tasks", "streams", "recordings"}
     assert summary["split"] == "test"
     assert list(summary["recordings"]) == ["c_day1", "c_day2", "r_day1"]
     for result in results:
-        metrics = summary["recordings"][result.recording_id]
+        record = summary["recordings"][result.recording_id]
+        assert (record["task"], record["brainset"], list(record["streams"])) == (
+            result.task, "lab_a", ["hand_vel"]
+        )
+        metrics = record["streams"]["hand_vel"]
         expected = r2_per_dim(result.true, result.predicted)
         assert metrics["r2_per_dim"] == expected.tolist()
-        assert metrics["r2"] == float(np.mean(expected))
-        assert metrics == recording_metrics(result)
-        assert (metrics["task"], metrics["brainset"], metrics["stream"]) == (
-            result.task, "lab_a", "hand_vel"
-        )
-        assert metrics["samples"] == 120
+        assert metrics["r2"] == record["r2"] == float(np.mean(expected))
+        assert metrics == stream_metrics(result)
+        assert (metrics["samples"], metrics["units"]) == (120, "m/s")
     scores = {rid: m["r2"] for rid, m in summary["recordings"].items()}
     centre = [scores["c_day1"], scores["c_day2"]]
     assert summary["tasks"] == {
-        "center_out": {"mean_r2": float(np.mean(centre)), "std_r2": float(np.std(centre)), "recordings": 2},
-        "random_target": {"mean_r2": scores["r_day1"], "std_r2": 0.0, "recordings": 1},
+        "center_out": {"mean_r2": float(np.mean(centre)), "std_r2": float(np.std(centre)), "n": 2},
+        "random_target": {"mean_r2": scores["r_day1"], "std_r2": 0.0, "n": 1},
     }
-    assert summary["mean_r2"] == float(np.mean(list(scores.values())))
+    everything = list(scores.values())
+    assert summary["streams"] == {
+        "hand_vel": {"mean_r2": float(np.mean(everything)), "std_r2": float(np.std(everything)), "n": 3}
+    }
+    assert summary["mean_r2"] == float(np.mean(everything))
 
 
-def test_summarize_rejects_empty_and_repeated_ids(results):
+@pytest.fixture
+def two_streams(results):
+    """c_day1 scored on hand_vel and hand_pos, the others on hand_vel."""
+    return [*results, make_result("c_day1", "center_out", 0.1, seed=4, stream="hand_pos")]
+
+
+def test_two_streams_of_one_recording_are_scored_apart(two_streams):
+    summary = summarize(two_streams, split="test")
+    vel, pos = two_streams[0], two_streams[-1]
+    record = summary["recordings"]["c_day1"]
+    assert list(record["streams"]) == ["hand_vel", "hand_pos"]
+    assert record["streams"]["hand_pos"] == stream_metrics(pos)
+    assert record["r2"] == float(np.mean([stream_metrics(vel)["r2"], stream_metrics(pos)["r2"]]))
+    # rows grouped by recording: c_day1 hand_vel, c_day1 hand_pos, c_day2, r_day1
+    scores = [stream_metrics(two_streams[k])["r2"] for k in (0, 3, 1, 2)]
+    assert summary["mean_r2"] == float(np.mean(scores))  # every (recording, stream) counts once
+    centre = scores[:3]
+    assert summary["tasks"]["center_out"] == {
+        "mean_r2": float(np.mean(centre)), "std_r2": float(np.std(centre)), "n": 3
+    }
+    assert summary["streams"]["hand_pos"] == {"mean_r2": scores[1], "std_r2": 0.0, "n": 1}
+    assert summary["streams"]["hand_vel"]["n"] == 3
+
+    rows = format_table(summary).splitlines()
+    assert [r.split()[:2] for r in rows[2:6]] == [
+        ["c_day1", "hand_vel"], ["c_day1", "hand_pos"], ["c_day2", "hand_vel"], ["r_day1", "hand_vel"]
+    ]
+    assert any(r.startswith("hand_pos") and f"{scores[1]:.4f} +- 0.0000  (n=1)" in r for r in rows)
+    assert rows[-1] == f"mean R2 over 4 streams of 3 recordings (test): {summary['mean_r2']:.4f}"
+
+
+def test_two_streams_of_one_recording_get_their_own_files(two_streams, tmp_path):
+    write_report(two_streams, tmp_path, split="test")
+    for result in two_streams[0], two_streams[-1]:
+        csv = tmp_path / "predictions" / "c_day1" / f"{result.stream}.csv"
+        assert csv.read_text().splitlines()[0].startswith(f"timestamp,true_{result.stream}_0")
+        np.testing.assert_array_equal(np.loadtxt(csv, delimiter=",", skiprows=1)[:, 1:3], result.true)
+        assert (tmp_path / "figures" / "traces" / "c_day1" / f"{result.stream}.png").is_file()
+    assert len(list((tmp_path / "predictions").rglob("*.csv"))) == 4
+    assert len(list((tmp_path / "figures" / "traces").rglob("*.png"))) == 4
+
+
+def test_summarize_rejects_empty_repeated_and_inconsistent_results(results):
     with pytest.raises(ValueError, match="no recordings"):
         summarize([], split="test")
-    with pytest.raises(ValueError, match="c_day1"):
+    with pytest.raises(ValueError, match="stream 'hand_vel' of recording 'c_day1' listed twice"):
         summarize([results[0], results[0]], split="test")
+    other_task = make_result("c_day1", "random_target", 1.0, seed=5, stream="hand_pos")
+    with pytest.raises(ValueError, match="'c_day1' has task/brainset 'center_out'/'lab_a'"):
+        summarize([results[0], other_task], split="test")
 
 
 def test_result_validation():
     good = make_result("a", "center_out", 1.0, seed=0)
     fields = dict(vars(good))
-    with pytest.raises(ValueError, match="file name"):
+    with pytest.raises(ValueError, match="recording_id 'lab/a' must be a non-empty file name"):
         RecordingResult(**{**fields, "recording_id": "lab/a"})
+    with pytest.raises(ValueError, match="stream '..' must be a non-empty file name"):
+        RecordingResult(**{**fields, "stream": ".."})
     with pytest.raises(ValueError, match="segment"):
         RecordingResult(**{**fields, "segment": good.segment.astype(float)})
     with pytest.raises(ValueError, match="timestamps"):
@@ -103,7 +157,7 @@ def test_write_report_files(results, tmp_path):
     with open(tmp_path / "metrics.json", encoding="utf-8") as handle:
         assert json.load(handle) == summary == summarize(results, split="test")
     for result in results:
-        path = tmp_path / "predictions" / f"{result.recording_id}.csv"
+        path = tmp_path / "predictions" / result.recording_id / "hand_vel.csv"
         dims = range(result.true.shape[1])
         header = path.read_text().splitlines()[0].split(",")
         assert header == [
@@ -116,7 +170,7 @@ def test_write_report_files(results, tmp_path):
         np.testing.assert_array_equal(table[:, 1 : 1 + d], result.true)
         np.testing.assert_array_equal(table[:, 1 + d : 1 + 2 * d], result.predicted)
         np.testing.assert_array_equal(table[:, -1], result.segment)
-    figures = ["r2_per_recording.png", *(f"traces_{r.recording_id}.png" for r in results)]
+    figures = ["r2_per_recording.png", *(f"traces/{r.recording_id}/hand_vel.png" for r in results)]
     for name in figures:
         data = (tmp_path / "figures" / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
@@ -160,7 +214,8 @@ def test_format_table(results):
     table = format_table(summary)
     for recording_id in summary["recordings"]:
         assert recording_id in table
-    assert f"{summary['mean_r2']:.4f}" in table
+    assert table.splitlines()[-1] == f"mean R2 over 3 recordings (test): {summary['mean_r2']:.4f}"
+    assert "stream  R2 mean" not in table  # one stream: no per-stream section
     centre = summary["tasks"]["center_out"]
     assert f"{centre['mean_r2']:.4f} +- {centre['std_r2']:.4f}" in table
     rows = table.splitlines()

@@ -3,25 +3,28 @@
 Each recording gets its own decoder trained from scratch (as the paper's baselines are), on at most
 one behavior sample per bin, with the validation split choosing the ridge penalty or stopping the
 networks. It is scored on exactly the test samples ``neuropoyo evaluate`` scores (same split, same
-evaluation intervals); reports go to ``OUT/<method>/`` in the same format.
+:func:`~neuropoyo.evaluation.selection.evaluation_mask`); reports go to ``OUT/<method>/`` in the
+same format.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from neuropoyo.baselines.binning import BIN_S, N_LAGS, design
 from neuropoyo.baselines.decoders import GRUDecoder, MLPDecoder, WienerFilter
-from neuropoyo.data.dataset import DataConfig
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.data.recording import Recording
 from neuropoyo.data.store import read_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.report import RecordingResult, write_report
-from neuropoyo.tokenizer import evaluation_mask
+from neuropoyo.evaluation.selection import EvaluationConfig, evaluation_mask
 
 METHODS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
 
@@ -32,13 +35,50 @@ def _decoder(method: str, seed: int):
     return METHODS[method]() if method == "wiener" else METHODS[method](seed=seed)
 
 
-def _test_design(recording: Recording, stream: str, config: DataConfig, bin_s: float, n_lags: int):
+class _Progress:
+    """One step per (recording, method) fit: a tqdm bar on a terminal, otherwise a line on stderr
+    as each fit starts and ends, so logs of long runs stay readable."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.label, self.started = total, 0, "", 0.0
+        self.bar = tqdm(total=total, desc="baselines", unit="fit") if sys.stderr.isatty() else None
+
+    def _line(self, text: str) -> None:
+        print(f"baselines [{self.done + 1}/{self.total}] {text}", file=sys.stderr, flush=True)
+
+    def start(self, recording_id: str, method: str) -> None:
+        self.label, self.started = f"{method} on {recording_id}", time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.label)
+        else:
+            self._line(f"fitting {self.label}")
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+        else:
+            self._line(f"{self.label}: done in {time.perf_counter() - self.started:.1f} s")
+        self.done += 1
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _test_design(
+    recording: Recording, stream: str, evaluation: EvaluationConfig, bin_s: float, n_lags: int
+):
     """Test samples that count for evaluation: (X, y, times, segment index)."""
     test_spans = recording.splits["test"]
     X, y, times = design(recording, stream, test_spans, bin_s=bin_s, n_lags=n_lags)
-    eval_intervals, successful = config.evaluation(recording.info.task, recording.trials)
+    test = recording.restrict(test_spans)
     keep = evaluation_mask(
-        recording.restrict(test_spans), times, eval_intervals=eval_intervals, successful_only=successful
+        times,
+        task=recording.info.task,
+        trials=test.trials,
+        intervals=test.intervals,
+        config=evaluation,
+        source=recording.recording_id,
     )
     segment = np.searchsorted(test_spans.start, times[keep], side="right") - 1
     return X[keep], y[keep], times[keep], segment
@@ -50,41 +90,52 @@ def run_baselines(
     *,
     methods: Sequence[str] = tuple(METHODS),
     stream: str = "hand_vel",
-    config: DataConfig | None = None,
+    evaluation: EvaluationConfig | None = None,
     bin_s: float = BIN_S,
     n_lags: int = N_LAGS,
     seed: int = 0,
 ) -> dict[str, dict]:
-    """Fit every method on every recording of ``data``; returns method -> summary (metrics.json)."""
-    config = config or DataConfig()
+    """Fit every method on every recording of ``data``; returns method -> summary (metrics.json).
+
+    evaluation: which test samples are scored (default :class:`EvaluationConfig`, as evaluate).
+    """
+    evaluation = evaluation or EvaluationConfig()
     for method in methods:
         _decoder(method, seed)  # fail on an unknown method before any work
+    paths = find_recordings(data)
     results: dict[str, list[RecordingResult]] = {method: [] for method in methods}
-    for path in find_recordings(data):
-        recording = read_recording(path)
-        splits = {
-            name: design(
-                recording, stream, recording.splits[name], bin_s=bin_s, n_lags=n_lags, one_per_bin=True
-            )
-            for name in ("train", "valid")
-        }
-        X_test, y_test, times, segment = _test_design(recording, stream, config, bin_s, n_lags)
-        for method in methods:
-            decoder = _decoder(method, seed)
-            decoder.fit(splits["train"][0], splits["train"][1], splits["valid"][0], splits["valid"][1])
-            results[method].append(
-                RecordingResult(
-                    recording_id=recording.recording_id,
-                    task=recording.info.task,
-                    brainset=recording.info.brainset,
-                    stream=stream,
-                    timestamps=times,
-                    true=y_test,
-                    predicted=decoder.predict(X_test),
-                    segment=segment,
-                    units=recording.behavior[stream].unit,
+    progress = _Progress(len(paths) * len(methods))
+    try:
+        for path in paths:
+            recording = read_recording(path)
+            splits = {
+                name: design(
+                    recording, stream, recording.splits[name], bin_s=bin_s, n_lags=n_lags,
+                    one_per_bin=True,
                 )
-            )
+                for name in ("train", "valid")
+            }
+            X_test, y_test, times, segment = _test_design(recording, stream, evaluation, bin_s, n_lags)
+            for method in methods:
+                progress.start(recording.recording_id, method)
+                decoder = _decoder(method, seed)
+                decoder.fit(splits["train"][0], splits["train"][1], splits["valid"][0], splits["valid"][1])
+                results[method].append(
+                    RecordingResult(
+                        recording_id=recording.recording_id,
+                        task=recording.info.task,
+                        brainset=recording.info.brainset,
+                        stream=stream,
+                        timestamps=times,
+                        true=y_test,
+                        predicted=decoder.predict(X_test),
+                        segment=segment,
+                        units=recording.behavior[stream].unit,
+                    )
+                )
+                progress.finish()
+    finally:
+        progress.close()
     out_dir = Path(out_dir)
     return {
         method: write_report(method_results, out_dir / method, split="test")

@@ -1,8 +1,10 @@
 """Method comparison in the shape of the paper's Tables 2 and 3.
 
-Rows are methods (POYO, Wiener filter, MLP, GRU, ...), columns are dataset groups (task or
-brainset), cells are the mean +- std of R2 over the recordings of the group. Inputs are the
-``metrics.json`` files written by ``neuropoyo evaluate`` and ``neuropoyo baselines``.
+Rows are methods (POYO, Wiener filter, MLP, GRU, ...), columns are groups (task, brainset or
+stream), cells are the mean +- std of R2 over the (recording, stream) scores of the group, so a
+method scored on two streams is compared stream by stream, not by its mean over streams. Inputs
+are the ``metrics.json`` files (layout in :mod:`neuropoyo.evaluation.report`) written by
+``neuropoyo evaluate`` and ``neuropoyo baselines``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from neuropoyo.errors import DataError
-from neuropoyo.evaluation.report import new_figure, save_png
+from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.evaluation.report import new_figure, save_png, stream_scores
 
 METRICS_FILE = "metrics.json"
+GROUPS = ("task", "brainset", "stream")  # what comparison columns can be
 
 
 @dataclass(frozen=True)
 class Cell:
     mean: float
-    std: float  # population std over the recordings of the group (0 for one recording)
-    n: int
+    std: float  # population std over the scores of the group (0 for one score)
+    n: int  # (recording, stream) scores
 
 
 def find_metrics(paths: Sequence[str | Path]) -> dict[str, dict]:
@@ -49,6 +52,7 @@ def find_metrics(paths: Sequence[str | Path]) -> dict[str, dict]:
             )
         for file in files:
             summary = json.loads(file.read_text())
+            _check_layout(summary, file)
             method = summary.get("method") or file.parent.name
             if method in found:
                 raise DataError(f"{file}: method {method!r} appears twice; rename one folder")
@@ -56,13 +60,28 @@ def find_metrics(paths: Sequence[str | Path]) -> dict[str, dict]:
     return found
 
 
+def _check_layout(summary: dict, file: Path) -> None:
+    """A summary lists recordings, each with its per-stream scores."""
+    if not isinstance(summary.get("recordings"), dict):
+        raise DataError(f"{file}: no 'recordings' table; is it a `neuropoyo evaluate` report?")
+    old = [rid for rid, record in summary["recordings"].items() if "streams" not in record]
+    if old:
+        raise DataError(
+            f"{file}: recordings {old} have no 'streams' scores (written by an older neuropoyo); "
+            "re-run `neuropoyo evaluate` or `neuropoyo baselines` to rewrite it"
+        )
+
+
 def comparison(metrics: Mapping[str, dict], *, group_by: str = "task") -> dict[str, dict[str, Cell]]:
-    """method -> group -> Cell of R2 over the recordings of that group."""
+    """method -> group -> Cell of R2 over the (recording, stream) scores of that group."""
+    if group_by not in GROUPS:
+        raise ConfigError(f"compare: cannot group by {group_by!r}; choose from {', '.join(GROUPS)}")
     table: dict[str, dict[str, Cell]] = {}
     for method, summary in metrics.items():
         groups: dict[str, list[float]] = {}
-        for record in summary["recordings"].values():
-            groups.setdefault(str(record.get(group_by, "all")), []).append(record["r2"])
+        for _, record, stream, score in stream_scores(summary["recordings"]):
+            group = stream if group_by == "stream" else str(record.get(group_by, "all"))
+            groups.setdefault(group, []).append(score["r2"])
         table[method] = {
             group: Cell(float(np.mean(r2)), float(np.std(r2)), len(r2))
             for group, r2 in sorted(groups.items())
@@ -113,6 +132,6 @@ def plot_comparison(table: Mapping[str, Mapping[str, Cell]], path: str | Path) -
             label=method,
         )
     axes.set_xticks(np.arange(len(groups)) + width * (len(methods) - 1) / 2, groups)
-    axes.set_ylabel("R2 (mean +- std over recordings)")
+    axes.set_ylabel("R2 (mean +- std over recording streams)")
     axes.legend(fontsize="small", loc="lower right")
     return save_png(figure, Path(path))

@@ -1,13 +1,26 @@
-"""Evaluation report: per-recording R2, per-task summary, a text table, predictions CSV, figures.
+"""Evaluation report, one score per (recording, stream): R2, summaries, table, CSVs, figures.
 
 ``write_report`` lays out one folder::
 
-    metrics.json                      the :func:`summarize` dict (the ``neuropoyo evaluate`` contract)
-    predictions/<recording id>.csv    timestamp, true_<stream>_<d>, pred_<stream>_<d>, segment
-    figures/r2_per_recording.png      R2 bars coloured by task
-    figures/traces_<recording id>.png true vs predicted over the first evaluation segments
+    metrics.json                                the :func:`summarize` dict (the evaluate contract)
+    predictions/<recording id>/<stream>.csv     timestamp, true_<stream>_<d>, pred_<stream>_<d>, segment
+    figures/r2_per_recording.png                R2 bars per (recording, stream), coloured by task
+    figures/traces/<recording id>/<stream>.png  true vs predicted over the first evaluation segments
 
-Figures need matplotlib (a core dependency); it is imported only when figures are drawn.
+metrics.json holds::
+
+    {"split": "test",
+     "mean_r2": float,                          mean over every (recording, stream) score
+     "tasks":   {task:   {"mean_r2", "std_r2", "n"}},   over the scores of the task's recordings
+     "streams": {stream: {"mean_r2", "std_r2", "n"}},   over the recordings scored on that stream
+     "recordings": {recording id: {
+         "r2": float,                           mean over the recording's streams
+         "task": str, "brainset": str,
+         "streams": {stream: {"r2", "r2_per_dim", "samples", "units"[, "angular_error_deg"]}}}}}
+
+Means are uniform over scores, std is the population std (0 for one score), n counts scores; with
+one stream per recording every mean is over recordings. Figures need matplotlib (a core
+dependency); it is imported only when figures are drawn.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ class RecordingResult:
 
     timestamps: (N,) float64 absolute seconds. true, predicted: (N, D) in the stream's units.
     segment: (N,) int evaluation segment (e.g. trial) of each sample. units: the stream's
-    physical units (e.g. "m/s"), used only to label figures.
+    physical units (e.g. "m/s"), used to label figures.
     """
 
     recording_id: str
@@ -48,14 +61,15 @@ class RecordingResult:
     units: str = ""
 
     def __post_init__(self):
-        _check_file_name(self.recording_id)
+        _check_file_name("recording_id", self.recording_id)
+        _check_file_name("stream", self.stream)
         _check_arrays(self)
 
 
-def _check_file_name(recording_id: str) -> None:
-    """Recording ids name files, so they must be plain file names."""
-    if recording_id in ("", ".", "..") or "/" in recording_id or "\\" in recording_id:
-        raise ValueError(f"recording_id {recording_id!r} must be a non-empty file name without slashes")
+def _check_file_name(field: str, name: str) -> None:
+    """Recording ids and stream names name files, so they must be plain file names."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"{field} {name!r} must be a non-empty file name without slashes")
 
 
 def _check_arrays(result: RecordingResult) -> None:
@@ -74,8 +88,8 @@ def _check_arrays(result: RecordingResult) -> None:
         raise ValueError(f"{where}: true and predicted must be finite; drop samples no window predicted")
 
 
-def recording_metrics(result: RecordingResult) -> dict:
-    """{"r2", "r2_per_dim", "task", "brainset", "stream", "samples"} of one recording.
+def stream_metrics(result: RecordingResult) -> dict:
+    """{"r2", "r2_per_dim", "samples", "units"} of one stream of one recording.
 
     A circular stream (unit :data:`CIRCULAR_UNIT`) adds "angular_error_deg": the mean and median
     absolute angle between true and predicted directions, in degrees.
@@ -84,10 +98,8 @@ def recording_metrics(result: RecordingResult) -> dict:
     metrics = {
         "r2": float(np.mean(per_dim)),
         "r2_per_dim": [float(v) for v in per_dim],
-        "task": result.task,
-        "brainset": result.brainset,
-        "stream": result.stream,
         "samples": int(len(result.timestamps)),
+        "units": result.units,
     }
     if result.units == CIRCULAR_UNIT:
         error = np.degrees(angular_error(result.true, result.predicted))
@@ -96,61 +108,95 @@ def recording_metrics(result: RecordingResult) -> dict:
 
 
 def summarize(results: Sequence[RecordingResult], *, split: str) -> dict:
-    """The ``neuropoyo evaluate`` summary: overall mean R2, per-task mean/std, per-recording metrics.
-
-    Means are uniform over recordings; std_r2 is the population std (0 for a single recording).
-    """
+    """The ``neuropoyo evaluate`` summary (layout in the module docstring), recordings and their
+    streams in input order."""
     recordings = _metrics_by_recording(results)
-    scores = [m["r2"] for m in recordings.values()]
+    scores = stream_scores(recordings)
     return {
         "split": split,
-        "mean_r2": float(np.mean(scores)),
-        "tasks": _task_summary(recordings),
+        "mean_r2": float(np.mean([m["r2"] for _, _, _, m in scores])),
+        "tasks": _group_summary(scores, lambda rid, record, stream: record["task"]),
+        "streams": _group_summary(scores, lambda rid, record, stream: stream),
         "recordings": recordings,
     }
 
 
 def _metrics_by_recording(results: Sequence[RecordingResult]) -> dict:
-    """recording id -> :func:`recording_metrics`, in input order; ids must be unique."""
+    """recording id -> {"r2", "task", "brainset", "streams"}; (recording, stream) pairs must be
+    unique and a recording's streams agree on its task and brainset."""
     if not results:
         raise ValueError("summarize: no recordings to report on")
-    ids = [r.recording_id for r in results]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise ValueError(f"summarize: recordings listed more than once: {repeated}")
-    return {r.recording_id: recording_metrics(r) for r in results}
-
-
-def _task_summary(recordings: dict) -> dict:
-    """task -> {"mean_r2", "std_r2", "recordings"}, tasks sorted by name."""
-    by_task: dict[str, list[float]] = {}
-    for metrics in recordings.values():
-        by_task.setdefault(metrics["task"], []).append(metrics["r2"])
+    first: dict[str, RecordingResult] = {}
+    streams: dict[str, dict[str, dict]] = {}
+    for r in results:
+        seen = first.setdefault(r.recording_id, r)
+        if r.stream in streams.setdefault(r.recording_id, {}):
+            raise ValueError(f"summarize: stream {r.stream!r} of recording {r.recording_id!r} listed twice")
+        if (seen.task, seen.brainset) != (r.task, r.brainset):
+            raise ValueError(
+                f"summarize: recording {r.recording_id!r} has task/brainset {seen.task!r}/"
+                f"{seen.brainset!r} in stream {seen.stream!r} but {r.task!r}/{r.brainset!r} in {r.stream!r}"
+            )
+        streams[r.recording_id][r.stream] = stream_metrics(r)
     return {
-        task: {"mean_r2": float(np.mean(s)), "std_r2": float(np.std(s)), "recordings": len(s)}
-        for task, s in sorted(by_task.items())
+        rid: {
+            "r2": float(np.mean([m["r2"] for m in by_stream.values()])),
+            "task": first[rid].task,
+            "brainset": first[rid].brainset,
+            "streams": by_stream,
+        }
+        for rid, by_stream in streams.items()
+    }
+
+
+def stream_scores(recordings: dict) -> list[tuple[str, dict, str, dict]]:
+    """(recording id, recording record, stream, stream metrics) for every score of a summary's
+    ``recordings``, in order."""
+    return [
+        (rid, record, stream, metrics)
+        for rid, record in recordings.items()
+        for stream, metrics in record["streams"].items()
+    ]
+
+
+def _group_summary(scores, group) -> dict:
+    """group name -> {"mean_r2", "std_r2", "n"} over the scores ``group(rid, record, stream)``
+    assigns to it, groups sorted by name."""
+    groups: dict[str, list[float]] = {}
+    for rid, record, stream, metrics in scores:
+        groups.setdefault(group(rid, record, stream), []).append(metrics["r2"])
+    return {
+        name: {"mean_r2": float(np.mean(s)), "std_r2": float(np.std(s)), "n": len(s)}
+        for name, s in sorted(groups.items())
     }
 
 
 def format_table(summary: dict) -> str:
-    """Fixed-width text: one row per recording, then per-task mean +- std, then the overall mean."""
-    lines = _recording_rows(summary["recordings"])
-    lines += _angular_rows(summary["recordings"])
-    lines += ["", *_task_rows(summary["tasks"]), ""]
-    n = len(summary["recordings"])
-    lines.append(f"mean R2 over {n} recordings ({summary['split']}): {summary['mean_r2']:.4f}")
+    """Fixed-width text: one row per (recording, stream), then mean +- std per task (and per
+    stream when there are several), then the overall mean."""
+    scores = stream_scores(summary["recordings"])
+    lines = [*_score_rows(scores), *_angular_rows(scores), "", *_group_rows("task", summary["tasks"])]
+    if len(summary["streams"]) > 1:
+        lines += ["", *_group_rows("stream", summary["streams"])]
+    n_recordings = len(summary["recordings"])
+    over = (
+        f"{n_recordings} recordings"
+        if len(scores) == n_recordings
+        else f"{len(scores)} streams of {n_recordings} recordings"
+    )
+    lines += ["", f"mean R2 over {over} ({summary['split']}): {summary['mean_r2']:.4f}"]
     return "\n".join(lines)
 
 
-def _recording_rows(recordings: dict) -> list[str]:
-    """Header, rule and one aligned row per recording."""
-    header = ("recording", "task", "R2", "R2 per dim", "samples")
+def _score_rows(scores) -> list[str]:
+    """Header, rule and one aligned row per (recording, stream)."""
+    header = ("recording", "stream", "task", "R2", "R2 per dim", "samples")
     rows = [
-        (rid, m["task"], f"{m['r2']:.4f}", _format_dims(m["r2_per_dim"]), str(m["samples"]))
-        for rid, m in recordings.items()
+        (rid, stream, record["task"], f"{m['r2']:.4f}", _format_dims(m["r2_per_dim"]), str(m["samples"]))
+        for rid, record, stream, m in scores
     ]
     widths = [max(len(row[k]) for row in (header, *rows)) for k in range(len(header))]
-    right = (False, False, True, False, True)
+    right = (False, False, False, True, False, True)
 
     def line(cells):
         padded = (c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right))
@@ -159,12 +205,12 @@ def _recording_rows(recordings: dict) -> list[str]:
     return [line(header), "-" * len(line(header)), *(line(row) for row in rows)]
 
 
-def _angular_rows(recordings: dict) -> list[str]:
+def _angular_rows(scores) -> list[str]:
     """One line per circular stream: its mean and median angular error."""
     return [
         f"{rid}: angular error {m['angular_error_deg']['mean']:.1f} deg mean, "
-        f"{m['angular_error_deg']['median']:.1f} deg median ({m['stream']} as cos, sin)"
-        for rid, m in recordings.items()
+        f"{m['angular_error_deg']['median']:.1f} deg median ({stream} as cos, sin)"
+        for rid, _, stream, m in scores
         if "angular_error_deg" in m
     ]
 
@@ -173,13 +219,12 @@ def _format_dims(values: list[float]) -> str:
     return " ".join(f"{v:.4f}" for v in values)
 
 
-def _task_rows(tasks: dict) -> list[str]:
-    """One 'task  mean +- std  (n recordings)' row per task."""
-    width = max(len("task"), *(len(t) for t in tasks))
-    rows = [f"{'task'.ljust(width)}  R2 mean +- std"]
-    for task, t in tasks.items():
-        score = f"{t['mean_r2']:.4f} +- {t['std_r2']:.4f}"
-        rows.append(f"{task.ljust(width)}  {score}  (n={t['recordings']})")
+def _group_rows(title: str, groups: dict) -> list[str]:
+    """One '<group>  mean +- std  (n=scores)' row per group."""
+    width = max(len(title), *(len(g) for g in groups))
+    rows = [f"{title.ljust(width)}  R2 mean +- std"]
+    for name, g in groups.items():
+        rows.append(f"{name.ljust(width)}  {g['mean_r2']:.4f} +- {g['std_r2']:.4f}  (n={g['n']})")
     return rows
 
 
@@ -196,10 +241,16 @@ def write_report(results: Sequence[RecordingResult], out_dir: str | Path, *, spl
     return summary
 
 
+def result_path(folder: Path, result: RecordingResult, suffix: str) -> Path:
+    """``folder/<recording id>/<stream><suffix>``, its folder created."""
+    path = folder / result.recording_id / f"{result.stream}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_predictions(results: Sequence[RecordingResult], folder: Path) -> list[Path]:
-    """One ``<recording id>.csv`` per result in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return [write_text_atomic(folder / f"{r.recording_id}.csv", predictions_csv(r)) for r in results]
+    """One ``<recording id>/<stream>.csv`` per result in ``folder``."""
+    return [write_text_atomic(result_path(folder, r, ".csv"), predictions_csv(r)) for r in results]
 
 
 def predictions_csv(result: RecordingResult) -> str:
@@ -220,7 +271,8 @@ def predictions_csv(result: RecordingResult) -> str:
 
 
 def write_figures(results: Sequence[RecordingResult], summary: dict, folder: Path) -> list[Path]:
-    """R2 bar chart and one traces figure per recording; [] with a warning without matplotlib."""
+    """R2 bar chart and one ``traces/<recording id>/<stream>.png`` per result; [] with a warning
+    without matplotlib."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -232,7 +284,7 @@ def write_figures(results: Sequence[RecordingResult], summary: dict, folder: Pat
     folder.mkdir(parents=True, exist_ok=True)
     paths = [save_png(plot_r2_per_recording(summary), folder / "r2_per_recording.png")]
     for result in results:
-        paths.append(save_png(plot_traces(result), folder / f"traces_{result.recording_id}.png"))
+        paths.append(save_png(plot_traces(result), result_path(folder / "traces", result, ".png")))
     return paths
 
 
@@ -254,22 +306,24 @@ def save_png(figure, path: Path) -> Path:
 
 
 def plot_r2_per_recording(summary: dict):
-    """Horizontal bars of R2 per recording, coloured by task, with the overall mean in the title."""
+    """Horizontal bars of R2 per (recording, stream), coloured by task, overall mean in the title."""
     from matplotlib.patches import Patch
 
-    recordings = summary["recordings"]
-    ids = list(recordings)
+    scores = stream_scores(summary["recordings"])
     colours = {task: f"C{k % 10}" for k, task in enumerate(summary["tasks"])}
-    figure = new_figure(7.0, 1.5 + 0.3 * len(ids))
+    figure = new_figure(7.0, 1.5 + 0.3 * len(scores))
     axes = figure.add_subplot()
-    rows = np.arange(len(ids))
-    scores = [recordings[i]["r2"] for i in ids]
-    axes.barh(rows, scores, color=[colours[recordings[i]["task"]] for i in ids])
-    axes.set_yticks(rows, ids)
+    rows = np.arange(len(scores))
+    axes.barh(
+        rows,
+        [m["r2"] for _, _, _, m in scores],
+        color=[colours[record["task"]] for _, record, _, _ in scores],
+    )
+    axes.set_yticks(rows, [f"{rid} / {stream}" for rid, _, stream, _ in scores])
     axes.invert_yaxis()
     axes.axvline(0.0, color="black", linewidth=0.8)
     axes.set_xlabel("R2")
-    axes.set_title(f"R2 per recording ({summary['split']}): mean {summary['mean_r2']:.3f}")
+    axes.set_title(f"R2 per recording and stream ({summary['split']}): mean {summary['mean_r2']:.3f}")
     handles = [Patch(color=c, label=t) for t, c in colours.items()]
     axes.legend(handles=handles, title="task", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
@@ -308,7 +362,9 @@ def plot_traces(result: RecordingResult, *, max_segments: int = MAX_TRACE_SEGMEN
             ax.plot(x, predicted[rows, d], color="C1", lw=1.0, label="predicted" if k == 0 else None)
         ax.set_ylabel(f"{result.stream}[{d}]{unit_label}")
     axes[0].legend(loc="upper right", fontsize="small")
-    axes[0].set_title(f"{result.recording_id} ({result.task}): R2 {r2_score(true, predicted):.3f}")
+    axes[0].set_title(
+        f"{result.recording_id} {result.stream} ({result.task}): R2 {r2_score(true, predicted):.3f}"
+    )
     centres = [(x[0] + x[-1]) / 2 for _, _, x in layout]
     axes[-1].set_xticks(centres, [str(s) for s, _, _ in layout])
     axes[-1].set_xlabel("evaluation segment (each on its own time scale in seconds, gaps between)")
