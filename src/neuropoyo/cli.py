@@ -177,13 +177,12 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_import_checkpoint(args: argparse.Namespace) -> None:
-    from neuropoyo.interop.torch_brain_checkpoint import import_checkpoint
+    from neuropoyo.interop.torch_brain_checkpoint import DEFAULT_READOUT, import_checkpoint
 
-    out = import_checkpoint(
-        args.checkpoint, args.out, trust_pickle=args.trust_pickle, readout=args.readout
-    )
+    readout = args.readout or DEFAULT_READOUT
+    out = import_checkpoint(args.checkpoint, args.out, trust_pickle=args.trust_pickle, readout=readout)
     print(
-        f"wrote model directory {out} (readout {args.readout!r}, identity normalizer); "
+        f"wrote model directory {out} (readout {readout!r}, identity normalizer); "
         f"evaluate it with `neuropoyo evaluate --model {out} --data ... --out ...`"
     )
 
@@ -272,6 +271,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from neuropoyo.baselines.binning import BIN_S, N_LAGS  # numpy only
+    from neuropoyo.data.nwb import DOMAIN_SOURCES
+
     parser = argparse.ArgumentParser(
         prog="neuropoyo",
         description="POYO spike-token transformers: decode behavior from many neural recordings.",
@@ -346,7 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(func=cmd_inspect)
 
     trainer = commands.add_parser("train", help="train POYO on the training splits of recordings")
-    trainer.add_argument("--config", required=True, help="run config or model preset (configs/*.yaml)")
+    trainer.add_argument(
+        "--config", required=True,
+        help="run file or model preset: a path, or the name of a shipped preset (e.g. demo_run.yaml)",
+    )
     trainer.add_argument("--data", nargs="+", required=True, help="recording files or folders")
     trainer.add_argument("--out", required=True, help="run directory (model, checkpoint, logs)")
     length = trainer.add_mutually_exclusive_group()
@@ -366,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--model", required=True, help="run directory or model directory")
     evaluator.add_argument("--data", nargs="+", required=True, help="recording files or folders")
     evaluator.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    _add_eval_intervals(evaluator, "the model's evaluation settings")
+    evaluator.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)"
+    )
     evaluator.add_argument("--out", required=True, help="folder for metrics.json, predictions, figures")
     evaluator.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     evaluator.set_defaults(func=cmd_evaluate)
@@ -385,16 +394,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--lags", type=int, default=N_LAGS, help=f"history bins before each sample (default {N_LAGS})"
     )
     baselines.add_argument("--seed", type=int, default=0, help="seed of the MLP and GRU")
+    _add_eval_intervals(baselines, "the default evaluation settings")
     baselines.set_defaults(func=cmd_baselines)
 
     compare = commands.add_parser("compare", help="table of R2 per method and dataset group")
     compare.add_argument("runs", nargs="+", help="evaluation folders or metrics.json files")
-    compare.add_argument("--group-by", default="task", choices=("task", "brainset"))
+    compare.add_argument("--group-by", default="task", choices=("task", "brainset", "stream"))
     compare.add_argument("--out", help="folder for comparison.md and comparison.png")
     compare.set_defaults(func=cmd_compare)
 
     info = commands.add_parser("model-info", help="parameter counts and FLOPs of a config")
-    info.add_argument("--config", required=True, help="run config or model preset (configs/*.yaml)")
+    info.add_argument(
+        "--config", required=True, help="run file or model preset: a path or a shipped preset name"
+    )
     info.add_argument("--tokens", type=int, default=2000, help="input tokens per window (default 2000)")
     info.add_argument("--outputs", type=int, default=100, help="output queries per window (default 100)")
     info.add_argument("--batch-size", type=int, default=128, help="windows per step (default 128)")
@@ -411,13 +423,22 @@ def build_parser() -> argparse.ArgumentParser:
         "pass this only for files from a source you trust",
     )
     importer.add_argument(
-        "--readout", default=DEFAULT_READOUT, metavar="NAME",
-        help=f"behavior stream the readout decodes (default {DEFAULT_READOUT}); recordings must hold "
+        "--readout", metavar="NAME",
+        help="behavior stream the readout decodes (default cursor_vel, the stream `prepare brainsets` "
+        "makes of cursor.vel); recordings must hold "
         "a stream of this name. torch_brain checkpoints carry no behavior scale, so the model gets an "
         "identity normalizer (mean 0, std 1): targets and predictions stay in the units it was trained on",
     )
     importer.set_defaults(func=cmd_import_checkpoint)
     return parser
+
+
+def _add_eval_intervals(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--eval-intervals", nargs="+", metavar="NAME",
+        help=f"interval names whose samples are scored, for every task (e.g. reach, or trials), or "
+        f"'all' for the whole split (default: {default})",
+    )
 
 
 def _demo_defaults(args: argparse.Namespace) -> None:
@@ -439,9 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args.func(args)
-    except (
-        CommandError, InvalidRecordingError, FileNotFoundError, ConfigError, DataError, CheckpointError
-    ) as error:
+    except (CommandError, FileNotFoundError, ConfigError, DataError, CheckpointError) as error:
         print(f"neuropoyo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

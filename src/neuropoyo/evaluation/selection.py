@@ -18,6 +18,7 @@ import numpy as np
 
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.errors import ConfigError
+from neuropoyo.settings import from_mapping
 
 TRIALS = "trials"  # interval name meaning the recording's trials
 WHOLE_SPLIT = "all"  # interval name meaning every sample of the split
@@ -112,17 +113,9 @@ class EvaluationConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping, source: str = "evaluation config") -> "EvaluationConfig":
-        known = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: expected a mapping with keys {known}, got {data!r}")
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown evaluation option(s) {unknown}; known: {known}")
-        try:
-            return cls(**data)
-        except ConfigError as error:
-            raise ConfigError(f"{source}: {error}") from None
+    def from_dict(cls, data: Mapping | None, source: str = "evaluation config") -> "EvaluationConfig":
+        """From a mapping (None: the defaults); unknown keys are refused, listing the known ones."""
+        return from_mapping(cls, data, source=source, section="evaluation")
 
 
 def in_spans(times: np.ndarray, spans: Intervals) -> np.ndarray:
