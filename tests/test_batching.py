@@ -1,4 +1,4 @@
-"""collate pads windows into a batch with exact masks; output_sampling subsets the queries."""
+"""collate pads windows into a batch with exact masks (output sampling: SampleOutputs, test_pipeline.py)."""
 
 import numpy as np
 import pytest
@@ -6,28 +6,24 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuropoyo.batching import collate, output_sampling
-from neuropoyo.tokenizer import INPUT_KEYS, LATENT_KEYS, QUERY_KEYS, latent_grid
+from neuropoyo.batching import collate, pad_stack
+from neuropoyo.schema import INPUT_KEYS, MODEL_KEYS, QUERY_KEYS
 from test_tokenizer import UNIT_ROWS, make_tokenizer, small_recording
 
 
 def fake_sample(rng: np.random.Generator, *, m: int, p: int, d: int) -> dict[str, np.ndarray]:
-    """A per-window dict shaped like Tokenizer.tokenize output, with random values."""
-    index, times = latent_grid(num_latent_timestamps=2, latents_per_timestamp=3, context_length_s=1.0)
+    """A per-window dict shaped like a training pipeline's output (tokens + weights), random values."""
     return {
         "input_unit_index": rng.integers(1, 50, m),
         "input_timestamps": rng.random(m).astype(np.float32),
         "input_token_type": rng.integers(0, 3, m),
         "input_mask": np.ones(m, dtype=bool),
-        "latent_index": index,
-        "latent_timestamps": times,
         "output_session_index": np.full(p, 3, dtype=np.int64),
         "output_timestamps": rng.random(p).astype(np.float32),
         "output_decoder_index": rng.integers(0, 2, p),
         "output_mask": np.ones(p, dtype=bool),
         "target_values": rng.normal(size=(p, d)).astype(np.float32),
         "target_weights": rng.random(p).astype(np.float32),
-        "eval_mask": rng.random(p) < 0.5,
         "output_sample_index": np.arange(p, dtype=np.int64),
     }
 
@@ -44,9 +40,9 @@ def test_collate_pads_to_the_batch_max_and_masks_exactly_the_real_entries(sizes)
     batch = collate(samples)
     b, m_max = len(sizes), max(s[0] for s in sizes)
     p_max, d_max = max(s[1] for s in sizes), max(s[2] for s in sizes)
-    assert batch.keys() == samples[0].keys()
+    assert batch.keys() == samples[0].keys() and set(MODEL_KEYS) <= batch.keys()
     assert all(batch[k].shape == (b, m_max) for k in INPUT_KEYS)
-    assert all(batch[k].shape == (b, 6) for k in LATENT_KEYS)
+    assert "latent_index" not in batch and "latent_timestamps" not in batch  # the model's grid
     assert all(batch[k].shape == (b, p_max) for k in QUERY_KEYS if k != "target_values")
     assert batch["target_values"].shape == (b, p_max, d_max)
     assert batch["input_unit_index"].dtype == torch.int64
@@ -82,30 +78,14 @@ def test_collate_refuses_mismatched_samples():
     with pytest.raises(ValueError, match="no samples"):
         collate([])
     with pytest.raises(ValueError, match="keys"):
-        collate([a, {k: v for k, v in b.items() if k != "eval_mask"}])
+        collate([a, {k: v for k, v in b.items() if k != "target_weights"}])
     with pytest.raises(ValueError, match="input_timestamps"):
         collate([a, {**b, "input_timestamps": b["input_timestamps"].astype(np.float64)}])
+    with pytest.raises(ValueError, match="target_values"):
+        collate([a, {**b, "target_values": b["target_values"][:, 0]}])
 
 
-@pytest.mark.parametrize("p", [0, 40, 100, 250])
-def test_output_sampling_keeps_min_100_distinct_queries_row_aligned(p):
-    sample = fake_sample(np.random.default_rng(1), m=5, p=p, d=2)
-    kept = output_sampling(sample, rng=np.random.default_rng(2))
-    rows = kept["output_sample_index"]  # original row of each kept query
-    assert rows.size == min(100, p) == np.unique(rows).size
-    assert np.all(np.diff(rows) > 0)  # original order kept
-    for key in QUERY_KEYS:
-        assert np.array_equal(kept[key], sample[key][rows]), key
-    for key in INPUT_KEYS + LATENT_KEYS:
-        assert kept[key] is sample[key]
-    assert kept is not sample
-
-
-def test_output_sampling_draws_a_new_subset_per_rng():
-    sample = fake_sample(np.random.default_rng(1), m=5, p=250, d=2)
-    first = output_sampling(sample, rng=np.random.default_rng(0))["output_sample_index"]
-    again = output_sampling(sample, rng=np.random.default_rng(0))["output_sample_index"]
-    other = output_sampling(sample, rng=np.random.default_rng(1))["output_sample_index"]
-    assert np.array_equal(first, again)
-    assert not np.array_equal(first, other)
-    assert output_sampling(sample, n=7, rng=np.random.default_rng(0))["output_timestamps"].size == 7
+def test_pad_stack_zero_pads_every_axis():
+    out = pad_stack([np.ones((2, 1), np.float32), np.full((1, 3), 2.0, np.float32)])
+    assert out.dtype == np.float32 and out.shape == (2, 2, 3)
+    assert out.tolist() == [[[1, 0, 0], [1, 0, 0]], [[2, 2, 2], [0, 0, 0]]]

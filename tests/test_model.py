@@ -1,4 +1,5 @@
-"""POYO network: invariances of the whole model (float64, eval mode), vocabulary growth, config, sizes."""
+"""POYO network: invariances of the whole model (float64, eval mode), the latent grid, vocabulary
+growth, config, sizes."""
 
 import dataclasses
 import json
@@ -6,13 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from neuropoyo.training.config import RunConfig
-from neuropoyo.model import END, POYO, SPIKE, START, POYOConfig, forward_flops, model_info
+from neuropoyo.model import POYO, POYOConfig, forward_flops, latent_grid, model_info, train_step_flops
+from neuropoyo.schema import END, SPIKE, START
+from neuropoyo.training.config import PRESET_DIR, RunConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = PRESET_DIR  # the presets ship inside the package
 PAPER_PARAMS = {"poyo_mp_L6": 3.8e6, "poyo_mp_L14": 7.4e6, "poyo_mp_L26": 13e6}
 
 
@@ -66,7 +70,11 @@ def make_window(gen, *, units, session, num_outputs=6, start=0.0, length=1.0, si
 
 
 def collate(model, windows, gen, *, extra_inputs=0, extra_outputs=0):
-    """Pad windows to one batch; padded slots get random garbage so that only the masks can hide them."""
+    """Pad windows to one batch; padded slots get random garbage so that only the masks can hide them.
+
+    Each window's latents sit on the model's grid over [start, start + length] (float64), passed as
+    the (B, N) ``latent_timestamps`` override, so shifting a window shifts its latents too.
+    """
     m = max(len(w["unit"]) for w in windows) + extra_inputs
     p = max(len(w["out_time"]) for w in windows) + extra_outputs
     b = len(windows)
@@ -80,7 +88,7 @@ def collate(model, windows, gen, *, extra_inputs=0, extra_outputs=0):
         output_decoder_index=torch.randint(0, 2, (b, p), generator=gen),
         output_mask=torch.zeros(b, p, dtype=torch.bool),
     )
-    latents, times = [], []
+    times = []
     for i, w in enumerate(windows):
         n, q = len(w["unit"]), len(w["out_time"])
         batch["input_unit_index"][i, :n] = w["unit"]
@@ -91,10 +99,8 @@ def collate(model, windows, gen, *, extra_inputs=0, extra_outputs=0):
         batch["output_timestamps"][i, :q] = w["out_time"]
         batch["output_decoder_index"][i, :q] = w["decoder"]
         batch["output_mask"][i, :q] = True
-        index, grid = model.latent_grid(w["length"])
-        latents.append(index)
-        times.append(grid + w["start"])
-    batch["latent_index"] = torch.stack(latents)
+        _, grid = model.latent_grid(w["length"])
+        times.append(grid.to(torch.float64) + w["start"])
     batch["latent_timestamps"] = torch.stack(times)
     return batch
 
@@ -131,13 +137,27 @@ def test_whole_model_is_time_shift_invariant(gen, token_type_embedding):
     windows = [make_window(gen, units=[0, 3, 5], session=1), make_window(gen, units=[2, 7], session=2)]
     with torch.no_grad():
         out = model(**collate(model, windows, torch.Generator().manual_seed(9)))
-        moved = [shifted(w, 123.456) for w in windows]
+        moved = [shifted(w, offset) for w, offset in zip(windows, (123.456, 7.25))]  # per window
         out_moved = model(**collate(model, moved, torch.Generator().manual_seed(9)))
         inputs_only = [w | dict(time=w["time"] + 0.05) for w in windows]
         out_inputs_only = model(**collate(model, inputs_only, torch.Generator().manual_seed(9)))
+        batch = collate(model, moved, torch.Generator().manual_seed(9))
+        out_latents_fixed = model(**(batch | dict(latent_timestamps=None)))  # latents left at [0, T]
     assert max(y.abs().max().item() for y in out.values()) > 0.1  # outputs are O(1)
     assert_outputs_close(out_moved, out, atol=1e-10)
     assert max_difference(out_inputs_only, out) > 1e-3  # relative timing does matter
+    assert max_difference(out_latents_fixed, out) > 1e-3  # and so do the latent times
+
+
+def test_default_latent_times_are_the_buffer_for_windows_starting_at_zero(gen, model):
+    windows = [make_window(gen, units=[0, 3], session=1), make_window(gen, units=[2, 7], session=2)]
+    batch = collate(model, windows, gen)
+    with torch.no_grad():
+        explicit = model(**batch)  # (B, N)
+        shared = model(**(batch | dict(latent_timestamps=model.latent_timestamps)))  # (N,)
+        default = model(**(batch | dict(latent_timestamps=None)))
+    assert_outputs_close(shared, explicit, atol=0)
+    assert_outputs_close(default, explicit, atol=0)
 
 
 def test_spike_token_order_does_not_matter(gen, model):
@@ -241,11 +261,91 @@ def test_backward_reaches_every_parameter(gen, model):
     assert unused == []
 
 
-def test_model_latent_grid_follows_its_config():
-    model = make_model(latent_timing="bin_centers")
-    index, times = model.latent_grid()
-    assert len(index) == model.config.num_latents == 12
-    torch.testing.assert_close(times[::3], torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64))
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    m=st.integers(1, 10),
+    context=st.sampled_from([0.5, 1.0, 3.0]),
+    timing=st.sampled_from(["uniform", "linspace", "bin_centers"]),
+)
+def test_latent_grid_counts_timestamps_and_distinct_embeddings(n, m, context, timing):
+    index, times = latent_grid(
+        num_latent_timestamps=n, latents_per_timestamp=m, context_length_s=context, timing=timing
+    )
+    assert isinstance(index, torch.Tensor) and isinstance(times, torch.Tensor)
+    assert index.shape == times.shape == (n * m,)
+    assert index.dtype == torch.int64 and times.dtype == torch.float32
+    k = torch.arange(n, dtype=torch.float64)
+    if timing == "bin_centers":
+        grid = (k + 0.5) * context / n
+    else:
+        grid = k * context / (n - 1) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    # computed in float64, rounded once to float32
+    torch.testing.assert_close(times.reshape(n, m), grid.to(torch.float32)[:, None].expand(n, m), rtol=0, atol=1e-7)
+    assert torch.equal(times.reshape(n, m), times.reshape(n, m)[:, :1].expand(n, m))  # shared per group
+    assert torch.equal(index.reshape(n, m), torch.arange(m).repeat(n, 1))  # e_0..e_{m-1} each
+    assert torch.equal(index, torch.arange(n * m) % m)
+
+
+def test_latent_grid_timings_and_errors():
+    def grid(**kwargs):
+        return latent_grid(latents_per_timestamp=2, context_length_s=1.0, **kwargs)[1]
+
+    uniform = grid(num_latent_timestamps=5)
+    assert torch.unique(uniform).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert torch.equal(grid(num_latent_timestamps=5, timing="linspace"), uniform)
+    assert torch.unique(grid(num_latent_timestamps=4, timing="bin_centers")).tolist() == [
+        0.125, 0.375, 0.625, 0.875
+    ]
+    assert grid(num_latent_timestamps=1).tolist() == [0.0, 0.0]
+    thirds = torch.unique(grid(num_latent_timestamps=4))  # 1/3 and 2/3: rounded once from float64
+    assert torch.equal(thirds, torch.tensor([0.0, 1 / 3, 2 / 3, 1.0], dtype=torch.float64).float())
+    with pytest.raises(ValueError, match="timing"):
+        grid(num_latent_timestamps=4, timing="x")
+    with pytest.raises(ValueError):
+        grid(num_latent_timestamps=0)
+    with pytest.raises(ValueError):
+        latent_grid(num_latent_timestamps=2, latents_per_timestamp=0, context_length_s=1.0)
+
+
+@pytest.mark.parametrize("timing", ["linspace", "bin_centers"])
+@pytest.mark.parametrize("context", [1.0, 2.5])
+def test_latent_buffers_follow_the_config(timing, context):
+    config = tiny_config(latent_timing=timing, context_length_s=context, num_latent_timestamps=5)
+    model = POYO(config)
+    index, times = latent_grid(
+        num_latent_timestamps=5, latents_per_timestamp=3, context_length_s=context, timing=timing
+    )
+    assert torch.equal(model.latent_index, index) and torch.equal(model.latent_timestamps, times)
+    assert model.latent_index.shape == (config.num_latents,) == (15,)
+    assert model.latent_index.dtype == torch.int64 and model.latent_timestamps.dtype == torch.float32
+    assert float(model.latent_timestamps.max()) <= context
+    grid_index, grid_times = model.latent_grid()
+    assert torch.equal(grid_index, model.latent_index) and torch.equal(grid_times, model.latent_timestamps)
+    _, longer = model.latent_grid(2 * context)  # another window length: the same grid, stretched
+    torch.testing.assert_close(longer, 2 * model.latent_timestamps, rtol=1e-6, atol=0)
+    double = model.double()  # buffers follow the model: times to float64, the index stays int64
+    assert double.latent_timestamps.dtype == torch.float64 and double.latent_index.dtype == torch.int64
+
+
+def test_latent_buffers_are_not_in_the_state_dict(gen):
+    model = make_model()
+    state = model.state_dict()
+    assert not any(key.startswith("latent_index") or key.startswith("latent_timestamps") for key in state)
+    assert "latent_emb.weight" in state
+    assert {name for name, _ in model.named_buffers()} >= {"latent_index", "latent_timestamps"}
+    # a model with another latent timing or context loads the same weights strictly (model files
+    # stay compatible) and keeps the grid of its own config
+    other = POYO(tiny_config(latent_timing="bin_centers", context_length_s=2.0)).double().eval()
+    other.load_state_dict(state, strict=True)
+    assert torch.equal(other.latent_index, model.latent_index)
+    torch.testing.assert_close(
+        other.latent_timestamps, torch.tensor([0.25, 0.75, 1.25, 1.75], dtype=torch.float64).repeat_interleave(3)
+    )
+    window = make_window(gen, units=[0, 4], session=1)
+    batch = collate(model, [window], gen)
+    with torch.no_grad():
+        assert_outputs_close(other(**batch), model(**batch), atol=0)  # same weights, same explicit times
 
 
 @pytest.mark.parametrize("ffn", ["gelu", "geglu"])
@@ -256,7 +356,9 @@ def test_flops_match_a_measured_count(gen, ffn):
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(**batch)
     assert forward_flops(model.config, num_input_tokens=m, num_outputs=p) == counter.get_total_flops()
-    assert model.flops_per_step(m, p, 16) == 3 * 16 * counter.get_total_flops()
+    steps = train_step_flops(model.config, num_input_tokens=m, num_outputs=p, batch_size=16)
+    assert steps == 3 * 16 * counter.get_total_flops()
+    assert not hasattr(model, "flops_per_step")  # FLOPs live in neuropoyo.model.info
 
 
 def test_parameter_groups_add_up():

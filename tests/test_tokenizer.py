@@ -1,4 +1,8 @@
-"""Tokenizer: spike and delimiter tokens, gaps, latent grid, output queries, weights, eval masks."""
+"""Tokenizer: spike and delimiter tokens, gaps, output queries, slicing invariance.
+
+The latent grid is the model's (test_model.py); loss weights and output sampling are pipeline
+transforms (test_pipeline.py); evaluation selection is tested in test_selection.py.
+"""
 
 import numpy as np
 import pytest
@@ -7,19 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
-from neuropoyo.tokenizer import (
-    END,
-    INPUT_KEYS,
-    LATENT_KEYS,
-    MODEL_KEYS,
-    QUERY_KEYS,
-    SPIKE,
-    START,
-    TARGET_KEYS,
-    Tokenizer,
-    interval_weights,
-    latent_grid,
-)
+from neuropoyo.schema import END, INPUT_KEYS, MODEL_KEYS, OUTPUT_KEYS, SPIKE, START
+from neuropoyo.tokenizer import Tokenizer
 
 UNIT_ROWS = np.array([10, 11, 12])  # global vocabulary rows of units a, b, c
 SESSION = 7
@@ -53,17 +46,7 @@ def small_recording() -> Recording:
 
 
 def make_tokenizer(**overrides) -> Tokenizer:
-    context = overrides.pop("context_length_s", 1.0)
-    index, times = latent_grid(
-        num_latent_timestamps=4, latents_per_timestamp=3, context_length_s=context
-    )
-    return Tokenizer(
-        readouts=READOUTS,
-        latent_index=index,
-        latent_timestamps=times,
-        context_length_s=context,
-        **overrides,
-    )
+    return Tokenizer(**({"readouts": READOUTS, "context_length_s": 1.0} | overrides))
 
 
 def tokenize(window: Recording, tokenizer: Tokenizer | None = None) -> dict[str, np.ndarray]:
@@ -77,18 +60,31 @@ def delimiters(tokens: dict, kind: int) -> list[tuple[int, float]]:
     return sorted(zip(units.tolist(), times.tolist()))
 
 
+QUERY_FIELDS = OUTPUT_KEYS + ("target_values", "output_sample_index")  # per-query tokenizer output
+
+
 def test_keys_dtypes_and_lengths_follow_the_model_contract():
     tokens = tokenize(small_recording().slice(0.5, 1.5))
-    assert set(tokens) == set(MODEL_KEYS + TARGET_KEYS)
-    longs = ("input_unit_index", "input_token_type", "latent_index", "output_session_index")
+    # no latents (the model's), no weights (a pipeline transform), no eval mask (evaluation's)
+    assert set(tokens) == set(MODEL_KEYS) | {"target_values", "output_sample_index"}
+    longs = ("input_unit_index", "input_token_type", "output_session_index")
     longs += ("output_decoder_index", "output_sample_index")
-    floats = ("input_timestamps", "latent_timestamps", "output_timestamps", "target_values")
+    floats = ("input_timestamps", "output_timestamps", "target_values")
     assert all(tokens[k].dtype == np.int64 for k in longs)
-    assert all(tokens[k].dtype == np.float32 for k in floats + ("target_weights",))
-    assert all(tokens[k].dtype == bool for k in ("input_mask", "output_mask", "eval_mask"))
-    for group in (INPUT_KEYS, LATENT_KEYS, QUERY_KEYS):
+    assert all(tokens[k].dtype == np.float32 for k in floats)
+    assert all(tokens[k].dtype == bool for k in ("input_mask", "output_mask"))
+    for group in (INPUT_KEYS, QUERY_FIELDS):
         assert len({tokens[k].shape[0] for k in group}) == 1
+    assert tokens["input_unit_index"].size > 0 and tokens["output_timestamps"].size > 0
     assert tokens["target_values"].shape == (tokens["output_timestamps"].size, 3)
+
+
+def test_tokenize_is_deterministic_and_does_not_mutate_the_window():
+    window = small_recording().slice(0.5, 1.5)
+    before = small_recording().slice(0.5, 1.5)
+    first, again = tokenize(window), tokenize(window)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert window == before
 
 
 @pytest.mark.parametrize("start", [0.0, 2.3, 11.0, 12.7, 18.9])
@@ -143,7 +139,18 @@ def test_a_window_inside_a_gap_has_no_delimiters_and_no_outputs():
     assert tokens["input_unit_index"].size == 0
     assert tokens["output_timestamps"].size == 0
     assert tokens["target_values"].shape == (0, 3)
-    assert tokens["latent_index"].size == 12
+    assert all(tokens[k].shape[0] == 0 for k in INPUT_KEYS + QUERY_FIELDS)
+
+
+def test_a_window_without_readout_streams_has_no_queries_but_keeps_the_dtypes():
+    window = small_recording().slice(0.0, 1.0)
+    tokens = make_tokenizer(readouts={"not_recorded": 0}).tokenize(
+        window, unit_index=UNIT_ROWS, session_index=SESSION
+    )
+    assert tokens["input_unit_index"].size > 0
+    assert all(tokens[k].shape[0] == 0 for k in QUERY_FIELDS)
+    assert tokens["target_values"].shape == (0, 0) and tokens["target_values"].dtype == np.float32
+    assert tokens["output_decoder_index"].dtype == tokens["output_sample_index"].dtype == np.int64
 
 
 def test_outputs_sit_at_the_behavior_samples_inside_the_domain_per_stream():
@@ -166,130 +173,16 @@ def test_outputs_sit_at_the_behavior_samples_inside_the_domain_per_stream():
     assert (tokens["output_decoder_index"] == 2).sum() == 25  # 50 Hz
 
 
-def brute_force_in(times: np.ndarray, spans: Intervals) -> np.ndarray:
-    return np.array([np.any((spans.start <= t) & (t < spans.end)) for t in times], dtype=bool)
-
-
-def query_times(window: Recording, tokens: dict) -> np.ndarray:
-    """(P,) float64 relative time of each query, from its stream row."""
-    names = {decoder: name for name, decoder in READOUTS.items()}
-    return np.array(
-        [
-            window.behavior[names[d]].timestamps[i]
-            for d, i in zip(tokens["output_decoder_index"], tokens["output_sample_index"])
-        ]
-    )
-
-
-def test_weights_are_five_inside_reach_and_one_outside():
-    window = small_recording().slice(0.5, 1.5)
-    tokens = tokenize(window, make_tokenizer(interval_weights={"reach": 5.0}))
-    in_reach = brute_force_in(query_times(window, tokens), window.intervals["reach"])
-    assert in_reach.any() and not in_reach.all()
-    assert np.array_equal(tokens["target_weights"], np.where(in_reach, 5.0, 1.0).astype(np.float32))
-
-
-def test_weights_multiply_across_intervals_and_overlaps_count_once():
-    times = np.array([0.5, 1.1, 1.3, 1.6, 2.5])
-    intervals = {
-        "reach": Intervals([1.0, 1.2], [1.7, 1.3]),  # overlapping spans of one interval name
-        "hold": Intervals([1.25], [2.0]),
-    }
-    weights = {"reach": 5.0, "hold": 0.5, "none": 9.0}  # "none": no such interval
-    weights = interval_weights(times, intervals=intervals, weights=weights)
-    assert weights.tolist() == [1.0, 5.0, 2.5, 2.5, 1.0]
-
-
-@pytest.mark.parametrize(
-    ("eval_intervals", "successful_only", "expected"),
-    [
-        (None, False, lambda t, w: np.ones(t.size, bool)),
-        (("reach",), False, lambda t, w: brute_force_in(t, w.intervals["reach"])),
-        (("trials",), False, lambda t, w: brute_force_in(t, w.trials)),
-        (("trials",), True, lambda t, w: brute_force_in(t, w.trials.select([0]))),
-        (
-            ("reach", "hold"),
-            False,
-            lambda t, w: brute_force_in(t, w.intervals["reach"].union(w.intervals["hold"])),
-        ),
-        (("reach",), True, lambda t, w: brute_force_in(t, w.intervals["reach"].select([0]))),
-        (("not_an_interval",), False, lambda t, w: np.zeros(t.size, bool)),
-    ],
-)
-def test_eval_mask_follows_eval_intervals_and_successful_trials(
-    eval_intervals, successful_only, expected
-):
-    # window [0, 4): trials [0.5, 2) succeeded and [2.5, 3.5) failed; reach [1, 1.5) and [3, 3.25)
-    window = small_recording().slice(0.0, 4.0)
-    tokenizer = make_tokenizer(
-        context_length_s=4.0, eval_intervals=eval_intervals, eval_successful_only=successful_only
-    )
-    tokens = tokenize(window, tokenizer)
-    want = expected(query_times(window, tokens), window)
-    assert want.any() or eval_intervals == ("not_an_interval",)
-    assert np.array_equal(tokens["eval_mask"], want)
-
-
-def test_successful_only_needs_a_success_column():
-    recording = small_recording()
-    no_success = Recording(**{**recording.__dict__, "trials": Intervals([0.5], [2.0])})
-    with pytest.raises(KeyError, match="success"):
-        tokenize(no_success.slice(0, 1), make_tokenizer(eval_successful_only=True))
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    n=st.integers(1, 10),
-    m=st.integers(1, 10),
-    context=st.sampled_from([0.5, 1.0, 3.0]),
-    timing=st.sampled_from(["uniform", "bin_centers"]),
-)
-def test_latent_grid_counts_timestamps_and_distinct_embeddings(n, m, context, timing):
-    index, times = latent_grid(
-        num_latent_timestamps=n, latents_per_timestamp=m, context_length_s=context, timing=timing
-    )
-    assert index.shape == times.shape == (n * m,)
-    assert index.dtype == np.int64 and times.dtype == np.float64
-    k = np.arange(n)
-    grid = k * context / (n - 1) if timing == "uniform" and n > 1 else (k + 0.5) * context / n
-    grid = np.zeros(1) if timing == "uniform" and n == 1 else grid
-    assert np.allclose(times.reshape(n, m), grid[:, None], atol=1e-6)
-    assert np.all(times.reshape(n, m) == times.reshape(n, m)[:, :1])  # a group shares its timestamp
-    assert np.array_equal(index.reshape(n, m), np.tile(np.arange(m), (n, 1)))  # e_0..e_{m-1} each
-    assert np.array_equal(index, np.arange(n * m) % m)
-
-
-def test_latent_grid_timings_and_errors():
-    _, uniform = latent_grid(num_latent_timestamps=5, latents_per_timestamp=2, context_length_s=1.0)
-    assert np.unique(uniform).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
-    _, alias = latent_grid(
-        num_latent_timestamps=5, latents_per_timestamp=2, context_length_s=1.0, timing="linspace"
-    )
-    assert np.array_equal(alias, uniform)
-    _, centers = latent_grid(
-        num_latent_timestamps=4, latents_per_timestamp=2, context_length_s=1.0, timing="bin_centers"
-    )
-    assert np.unique(centers).tolist() == [0.125, 0.375, 0.625, 0.875]
-    with pytest.raises(ValueError, match="timing"):
-        latent_grid(num_latent_timestamps=4, latents_per_timestamp=2, context_length_s=1.0, timing="x")
-    with pytest.raises(ValueError):
-        latent_grid(num_latent_timestamps=0, latents_per_timestamp=2, context_length_s=1.0)
-
-
-def test_tokens_carry_the_configured_latent_grid():
-    tokenizer = make_tokenizer()
-    tokens = tokenize(small_recording().slice(1.0, 2.0), tokenizer)
-    assert np.array_equal(tokens["latent_index"], tokenizer.latent_index)
-    assert np.array_equal(tokens["latent_timestamps"], tokenizer.latent_timestamps)
-
-
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="unit_index"):
         make_tokenizer().tokenize(small_recording().slice(0, 1), unit_index=[1, 2], session_index=0)
-    with pytest.raises(ValueError, match="latent"):
-        Tokenizer(readouts=READOUTS, latent_index=[0, 1], latent_timestamps=[0.0])
-    with pytest.raises(TypeError, match="eval_intervals"):
-        make_tokenizer(eval_intervals="reach")
+    for context in (0.0, -1.0):
+        with pytest.raises(ValueError, match="context_length_s"):
+            make_tokenizer(context_length_s=context)
+    with pytest.raises(ValueError, match="decoder indices"):
+        make_tokenizer(readouts={"slow": -1})
+    with pytest.raises(TypeError):
+        make_tokenizer(interval_weights={"reach": 5.0})  # weights are a pipeline transform now
 
 
 def dyadic_recording() -> Recording:
@@ -321,9 +214,7 @@ DYADIC = dyadic_recording()
 @settings(max_examples=60, deadline=None)
 @given(start=st.integers(0, 39 * 16).map(lambda k: k / 16))
 def test_tokens_do_not_depend_on_how_the_recording_was_sliced(start):
-    tokenizer = make_tokenizer(
-        interval_weights={"reach": 5.0}, eval_intervals=("reach",), eval_successful_only=True
-    )
+    tokenizer = make_tokenizer()
     direct = tokenize(DYADIC.slice(start, start + 1.0), tokenizer)
     nested = tokenize(DYADIC.slice(start - 10.0, start + 5.0).slice(10.0, 11.0), tokenizer)
     longer = tokenize(DYADIC.slice(start, start + 2.5), tokenizer)  # clipped to the 1 s context

@@ -1,4 +1,4 @@
-"""Training pieces: windows, normalisation, unit dropout, loss weights, checkpoints, resume."""
+"""Training pieces: windows, normalisation, unit dropout, loss weights, configs, checkpoints, resume."""
 
 import csv
 import dataclasses
@@ -14,11 +14,13 @@ from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.simulate import simulate_dataset
+from neuropoyo.errors import ConfigError
+from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.model.config import POYOConfig
-from neuropoyo.sampling import random_windows, sliding_windows
+from neuropoyo.pipeline.samplers import Window, random_windows, sliding_windows
+from neuropoyo.pipeline.transforms import Sample, UnitDropout
 from neuropoyo.training import loop as loop_module
-from neuropoyo.training.augment import unit_dropout
-from neuropoyo.training.config import RunConfig, TrainConfig
+from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
 from neuropoyo.training.loss import weighted_mse
 
 TINY_MODEL = dict(
@@ -54,6 +56,14 @@ def test_sliding_windows_cover_every_span_with_half_second_steps():
     assert (windows[-1].start, windows[-1].end) == (10.0, 10.4)
     covered = Intervals([w.start for w in windows], [w.end for w in windows]).merged()
     assert covered.total_duration() == pytest.approx(3.6)
+    with pytest.raises(ValueError, match="at most the window"):
+        sliding_windows(spans, context_s=1.0, step_s=1.5)  # would skip samples between windows
+
+
+def _dropout(recording, rows, seed, min_units):
+    sample = Sample(window=Window(0, 0.0, 1.0), data=recording, unit_rows=rows, session_row=0)
+    out = UnitDropout(min_units)(sample, np.random.default_rng(seed))
+    return out.data, out.unit_rows
 
 
 def test_unit_dropout_keeps_at_least_30_units_and_their_spikes():
@@ -61,7 +71,7 @@ def test_unit_dropout_keeps_at_least_30_units_and_their_spikes():
     rows = np.arange(1000, 1080)
     sizes = set()
     for seed in range(200):
-        window, kept_rows = unit_dropout(rec, rows, np.random.default_rng(seed), min_units=30)
+        window, kept_rows = _dropout(rec, rows, seed, 30)
         n = len(window.units)
         sizes.add(n)
         assert 30 <= n <= 80 and kept_rows.size == n
@@ -71,7 +81,7 @@ def test_unit_dropout_keeps_at_least_30_units_and_their_spikes():
         assert np.array_equal(window.units.ids[window.spikes.unit_index], rec.units.ids[rec.spikes.unit_index[expected]])
     assert min(sizes) < 40 and max(sizes) > 70
     small = build_recording(n_units=12)
-    window, kept = unit_dropout(small, np.arange(12), np.random.default_rng(0), min_units=30)
+    window, kept = _dropout(small, np.arange(12), 0, 30)
     assert window is small and kept.size == 12
 
 
@@ -113,10 +123,12 @@ def test_extreme_acceleration_spans_cover_the_glitch_only():
     assert len(extreme_acceleration_spans(smooth, factor=2.0)) == 0
 
 
-def _run_config(steps: int, checkpoint_every: int) -> RunConfig:
+def _run_config(steps: int, checkpoint_every: int, **training) -> RunConfig:
     return RunConfig(
         model=POYOConfig(**TINY_MODEL),
-        training=TrainConfig(batch_size=4, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every),
+        training=TrainConfig(
+            batch_size=4, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every, **training
+        ),
     )
 
 
@@ -125,28 +137,60 @@ def _losses(run_dir) -> list[tuple[int, float]]:
         return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
 
 
-def test_resume_reproduces_the_uninterrupted_loss_curve(sim_data, tmp_path, monkeypatch):
-    full = loop_module.train(_run_config(6, 3), [sim_data], tmp_path / "full", progress=False)
-    assert full.steps == 6
-
-    saves = []
+def _train_cut_after_first_checkpoint(config, data, run_dir, monkeypatch):
+    """Train until the first checkpoint is written, then die as if the machine went down."""
     real_save = loop_module.save_checkpoint
 
-    def crash_after_first_checkpoint(*args, **kwargs):
+    def crash_after_checkpoint(*args, **kwargs):
         real_save(*args, **kwargs)
-        saves.append(1)
-        raise KeyboardInterrupt  # the machine went down right after step 3's checkpoint
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_first_checkpoint)
+    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        loop_module.train(_run_config(6, 3), [sim_data], tmp_path / "cut", progress=False)
+        loop_module.train(config, data, run_dir, progress=False)
     monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
-    resumed = loop_module.train(_run_config(6, 3), [sim_data], tmp_path / "cut", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_reproduces_the_uninterrupted_loss_curve(sim_data, tmp_path, monkeypatch, workers):
+    """Cut after step 3 of 6 and resumed (with or without DataLoader workers, which may change on
+    resume): the loss curve and the final weights equal an uninterrupted run's, bit for bit."""
+    full = loop_module.train(_run_config(6, 3), [sim_data], tmp_path / "full", progress=False)
+    assert full.steps == 6
+    _train_cut_after_first_checkpoint(_run_config(6, 3), [sim_data], tmp_path / "cut", monkeypatch)
+    config = _run_config(6, 3, num_workers=workers)
+    resumed = loop_module.train(config, [sim_data], tmp_path / "cut", resume=True, progress=False)
     assert resumed.steps == 6
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")
     a = checkpoint_module.load_model(tmp_path / "full").model.state_dict()
     b = checkpoint_module.load_model(tmp_path / "cut").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_workers_do_not_change_the_loss_curve(sim_data, tmp_path):
+    """Augmentation draws from the window's own stream, so two workers give the same run."""
+    loop_module.train(_run_config(4, 10), [sim_data], tmp_path / "w0", progress=False)
+    loop_module.train(_run_config(4, 10, num_workers=2), [sim_data], tmp_path / "w2", progress=False)
+    assert _losses(tmp_path / "w0") == _losses(tmp_path / "w2")
+
+
+def test_resume_refuses_a_different_run(sim_data, tmp_path, monkeypatch):
+    _train_cut_after_first_checkpoint(_run_config(6, 3), [sim_data], tmp_path / "cut", monkeypatch)
+    changed = {
+        "config training.lr": dataclasses.replace(
+            _run_config(6, 3), training=TrainConfig(batch_size=4, lr=2e-3, max_steps=6, checkpoint_every=3)
+        ),
+        "config training.max_steps: 6 -> 9": _run_config(9, 3),
+    }
+    for message, config in changed.items():
+        with pytest.raises(ConfigError, match=message):
+            loop_module.train(config, [sim_data], tmp_path / "cut", resume=True, progress=False)
+    other = write_dataset(
+        simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=16, duration_s=30.0, seed=5),
+        tmp_path / "other",
+    )
+    with pytest.raises(ConfigError, match="data: "):
+        loop_module.train(_run_config(6, 3), other, tmp_path / "cut", resume=True, progress=False)
 
 
 def test_model_directory_round_trip(sim_data, tmp_path):
@@ -158,7 +202,8 @@ def test_model_directory_round_trip(sim_data, tmp_path):
     checkpoint_module.save_model(trained, again)
     reloaded = checkpoint_module.load_model(again)
     assert reloaded.unit_vocab.to_list() == trained.unit_vocab.to_list()
-    assert reloaded.normalizer == trained.normalizer and reloaded.data == trained.data
+    assert reloaded.normalizer == trained.normalizer and reloaded.settings == trained.settings
+    assert trained.settings == _run_config(1, 1).settings()
     state = trained.model.state_dict()
     assert all(torch.equal(v, reloaded.model.state_dict()[k]) for k, v in state.items())
     assert not list(tmp_path.glob(".copy*"))  # no temporary folder left behind
@@ -190,4 +235,49 @@ def test_a_model_refuses_recordings_it_was_not_trained_on(sim_data, tmp_path):
         tmp_path / "other",
     )
     with pytest.raises(KeyError, match="unknown to the model.*sim_monkey1"):
-        checkpoint_module.load_model(tmp_path / "run").recordings(other)
+        recordings_for(checkpoint_module.load_model(tmp_path / "run"), other)
+
+
+@pytest.mark.parametrize(
+    "section, text, message",
+    [
+        ("training", "{checkpoint_every: 0}", "training.checkpoint_every must be >= 1"),
+        ("training", "{max_steps: 0}", "training.max_steps must be >= 1"),
+        ("training", "{batch_size: 0}", "training.batch_size must be >= 1"),
+        ("training", "{lr: -1.0}", "need lr > 0"),
+        ("loss", "{output_samples: 0}", "loss.output_samples must be >= 1"),
+        ("loss", "{interval_weights: {reach: -5.0}}", "weight of 'reach' must be finite and >= 0"),
+        ("loss", "{scale: per_lab}", "loss.scale must be one of per_dim, lab_scalar"),
+        ("augment", "{unit_dropout_min: 0}", "augment.unit_dropout_min must be >= 1"),
+        ("evaluation", "{step_s: 2.0}", "longer than the model's window"),
+        ("evaluation", "{step_s: 0.0}", "step_s must be a number of seconds > 0"),
+    ],
+)
+def test_option_values_are_checked_when_read(tmp_path, section, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"model: demo.yaml\n{section}: {text}\n")
+    with pytest.raises(ConfigError, match=message) as error:
+        RunConfig.from_yaml(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_0_1_0_data_section_is_read_into_the_new_sections(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "model: demo.yaml\ndata: {eval_step_s: 0.25, interval_weights: {reach: 3.0}, unit_dropout_min: 10}\n"
+    )
+    config = RunConfig.from_yaml(path)
+    assert config.evaluation.step_s == 0.25
+    assert config.loss.interval_weights == {"reach": 3.0} and config.augment.unit_dropout_min == 10
+    path.write_text("model: demo.yaml\ndata: {eval_stepsize: 0.25}\n")
+    with pytest.raises(ConfigError, match="unknown data option.*eval_stepsize"):
+        RunConfig.from_yaml(path)
+
+
+def test_presets_ship_in_the_package_and_are_found_by_name():
+    assert PRESET_DIR.parent.name == "neuropoyo" and (PRESET_DIR / "demo_run.yaml").is_file()
+    by_name = RunConfig.from_yaml("demo_run.yaml")
+    assert by_name == RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
+    assert RunConfig.from_yaml("demo_run") == by_name
+    with pytest.raises(FileNotFoundError, match="presets: .*demo_run.yaml"):
+        RunConfig.from_yaml("no_such_preset.yaml")

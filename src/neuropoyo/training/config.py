@@ -117,11 +117,12 @@ class RunConfig:
             model = POYOConfig.from_dict(dict(model), source=f"{source}: model")
         else:
             raise ConfigError(f"{source}: 'model' must be a preset file name or a mapping")
-        return cls(
-            model=model,
-            **{name: config.from_dict(sections.get(name), source=source) for name, config in SETTINGS.items()},
-            training=TrainConfig.from_dict(sections.get("training"), source=source),
-        )
+        settings = {name: config.from_dict(sections.get(name), source=source) for name, config in SETTINGS.items()}
+        training = TrainConfig.from_dict(sections.get("training"), source=source)
+        try:
+            return cls(model=model, **settings, training=training)
+        except ConfigError as error:  # a rule across sections
+            raise ConfigError(f"{source}: {error}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
