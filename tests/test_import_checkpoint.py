@@ -177,13 +177,53 @@ def test_pickled_objects_need_the_full_unpickler(tmp_path, monkeypatch):
     assert calls == [path] and load_model(out).model.config.dim == 8
 
 
-def test_untrusted_checkpoint_is_refused(handmade_ckpt, tmp_path, capsys):
-    path, _ = handmade_ckpt
+def test_weights_only_checkpoint_imports_without_trust_pickle(handmade_ckpt, tmp_path, monkeypatch):
+    path, theirs = handmade_ckpt
+    monkeypatch.setattr(tbc, "_unpickle", lambda p: pytest.fail("plain dicts load with weights_only"))
     out = tmp_path / "model"
-    assert main(["import-checkpoint", str(path), "--out", str(out)]) == 2
+    assert main(["import-checkpoint", str(path), "--out", str(out)]) == 0
+    assert torch.equal(load_model(out).model.latent_emb.weight.detach(), theirs["latent_emb.weight"])
+
+
+TRIPPED = []
+
+
+def _tripwire():
+    TRIPPED.append("unpickled")
+    return "a callback's state"
+
+
+class Tripwire:
+    """An arbitrary Python object: unpickling it calls :func:`_tripwire`."""
+
+    def __reduce__(self):
+        return _tripwire, ()
+
+
+@pytest.fixture
+def object_ckpt(tmp_path):
+    checkpoint = lightning_checkpoint(HANDMADE_HPARAMS, handmade_state())
+    checkpoint["callbacks"] = {"ModelCheckpoint": Tripwire()}
+    path = tmp_path / "objects.ckpt"
+    torch.save(checkpoint, path)
+    TRIPPED.clear()
+    return path
+
+
+def test_full_unpickling_is_refused_without_trust_pickle(object_ckpt, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["import-checkpoint", str(object_ckpt), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert str(path) in err and "--trust-pickle" in err and "pickle" in err and "trust" in err
-    assert not out.exists()
+    assert f"{object_ckpt}: refusing to read it without --trust-pickle" in err
+    reason = "Unsupported global: GLOBAL test_import_checkpoint._tripwire was not an allowed global"
+    assert f"weights_only=True) cannot read it ({reason} by default)" in err
+    assert "execute arbitrary code" in err
+    assert TRIPPED == [] and not out.exists()
+
+
+def test_trust_pickle_unpickles_fully(object_ckpt, tmp_path):
+    out = import_checkpoint(object_ckpt, tmp_path / "model", trust_pickle=True)
+    assert TRIPPED == ["unpickled"] and load_model(out).model.config.dim == 8
 
 
 def test_missing_file_is_a_clear_error(tmp_path, capsys):

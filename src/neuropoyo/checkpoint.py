@@ -11,16 +11,14 @@ A model directory holds::
 
 A training checkpoint is a model directory plus ``trainer.pt`` (optimizer state, step, random
 states) — only tensors, numbers and strings, read back with ``torch.load(weights_only=True)``.
-Directories are written under a temporary name and renamed into place, so a reader never sees a
-half-written one.
+Directories are published with :func:`neuropoyo.io.publish_dir` (the path is a symlink to a
+complete hidden version, switched atomically), so a reader never sees a half-written one, even
+after a crash.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from neuropoyo import __version__
 from neuropoyo.data.normalize import Normalizer
+from neuropoyo.io import publish_dir, published_dir
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.settings import sections_from_legacy_data
@@ -66,29 +65,8 @@ def _write_model_files(folder: Path, trained: TrainedModel) -> None:
     (folder / "normalizer.json").write_text(json.dumps(trained.normalizer.to_dict(), indent=2))
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished folder ``tmp`` to ``final``, replacing an older one."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-
-
 def _atomic_dir(final: Path, write) -> Path:
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        write(tmp)
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return publish_dir(final, write)
 
 
 def save_model(trained: TrainedModel, folder: str | Path) -> Path:
@@ -107,9 +85,10 @@ def save_checkpoint(trained: TrainedModel, trainer_state: dict, folder: str | Pa
 
 
 def model_dir(path: str | Path) -> Path:
-    """The model directory of ``path``: itself, or ``path/model`` for a run directory."""
+    """The model directory of ``path``: itself, or ``path/model`` for a run directory; for a
+    published directory, the version it links to (:func:`neuropoyo.io.published_dir`)."""
     path = Path(path)
-    for folder in (path, path / "model"):
+    for folder in (published_dir(path), published_dir(path / "model")):
         if (folder / "model.safetensors").is_file():
             return folder
     raise FileNotFoundError(
@@ -142,4 +121,4 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Train
 
 def load_trainer_state(folder: str | Path) -> dict:
     """The ``trainer.pt`` of a checkpoint, read without executing code."""
-    return torch.load(Path(folder) / TRAINER_FILE, weights_only=True)
+    return torch.load(published_dir(folder) / TRAINER_FILE, weights_only=True)

@@ -1,10 +1,14 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial one."""
+"""Atomic writes of files and directories: readers see the old one or the complete new one, never
+a partial one, also after a crash."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
+from typing import Callable
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
@@ -33,3 +37,131 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """:func:`write_bytes_atomic` for text."""
     return write_bytes_atomic(path, text.encode(encoding))
+
+
+# --- directories --------------------------------------------------------------------------------
+#
+# A published directory NAME is a relative symlink NAME -> .NAME.vN to a hidden sibling, N counting
+# publications. Siblings of NAME, by state:
+#   .NAME.tmp-HEX    being written (incomplete)
+#   .NAME.vN         complete: renamed from a tmp folder only after every file in it was fsynced
+#   .NAME.link-HEX   a new symlink not yet moved onto NAME
+#   .NAME.trash-HEX  a superseded version being deleted
+# Anything but the link's target is left over from a crash and removed by the next publish.
+
+
+def publish_dir(final: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(folder)`` on a new empty folder, then make it the directory at ``final``.
+
+    The switch is one ``os.replace`` of a symlink, so at every instant ``final`` is the complete
+    old directory or the complete new one, also across a crash. The old version is deleted after
+    the switch, and so are the leftovers of earlier crashes. A real directory at ``final`` (written
+    before this layout) is moved to a version name and replaced by the link: a crash between those
+    two renames leaves nothing at ``final`` but both versions complete, and :func:`published_dir`
+    and the next publish use the newer one. One writer per ``final`` at a time.
+    """
+    final = Path(final)
+    if final.name in ("", ".", ".."):
+        raise ValueError(f"{final}: cannot publish a directory there; give a path ending in a name")
+    if final.exists() and not final.is_dir():
+        raise FileExistsError(f"{final}: exists and is not a directory; move it or pick another name")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    legacy = final.is_dir() and not final.is_symlink()
+    number = max(_versions(final), default=0) + 1
+    if legacy:  # the old folder becomes version `number`, the new one `number + 1`
+        number += 1
+    version = _sibling(final, f"v{number}")
+    tmp = _sibling(final, f"tmp-{secrets.token_hex(6)}")
+    os.mkdir(tmp)
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+        os.replace(tmp, version)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    link = _sibling(final, f"link-{secrets.token_hex(6)}")
+    os.symlink(version.name, link)
+    if legacy:
+        os.replace(final, _sibling(final, f"v{number - 1}"))
+    os.replace(link, final)
+    _fsync_dir(final.parent)
+    for leftover in _leftovers(final, keep=version.name):  # the old version among them
+        _discard(leftover, final)
+    return final
+
+
+def published_dir(final: str | Path) -> Path:
+    """The folder a reader of ``final`` should open: the version ``final`` links to (one snapshot
+    even if a new one is published meanwhile), ``final`` itself if it is a plain directory, or,
+    after a crash while replacing a plain directory, the newest complete version."""
+    final = Path(final)
+    target = _target(final)
+    if target is not None:
+        return target
+    if final.exists() or final.is_symlink():
+        return final
+    versions = _versions(final)
+    return _sibling(final, f"v{max(versions)}") if versions else final
+
+
+def _sibling(final: Path, suffix: str) -> Path:
+    return final.with_name(f".{final.name}.{suffix}")
+
+
+def _pattern(final: Path) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(final.name)}\.(?:v(\d+)|(?:tmp|link|trash)-[0-9a-f]+)")
+
+
+def _versions(final: Path) -> list[int]:
+    """Numbers N of the complete versions .NAME.vN beside ``final``."""
+    pattern = _pattern(final)
+    found = (pattern.fullmatch(p.name) for p in final.parent.iterdir()) if final.parent.is_dir() else ()
+    return [int(m.group(1)) for m in found if m and m.group(1)]
+
+
+def _target(final: Path) -> Path | None:
+    """The version ``final`` links to, or None (no link, or a link this module did not make)."""
+    if not final.is_symlink():
+        return None
+    name = os.readlink(final)
+    match = _pattern(final).fullmatch(name)
+    return final.with_name(name) if match and match.group(1) else None
+
+
+def _leftovers(final: Path, *, keep: str) -> list[Path]:
+    pattern = _pattern(final)
+    return [p for p in final.parent.iterdir() if p.name != keep and pattern.fullmatch(p.name)]
+
+
+def _discard(path: Path, final: Path) -> None:
+    """Delete a leftover; a version is first renamed to trash, so a .vN folder is always complete."""
+    if path.is_symlink():
+        os.unlink(path)
+        return
+    if _pattern(final).fullmatch(path.name).group(1):
+        trash = _sibling(final, f"trash-{secrets.token_hex(6)}")
+        os.replace(path, trash)
+        path = trash
+    shutil.rmtree(path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder`` (so a power cut cannot leave it half-written)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

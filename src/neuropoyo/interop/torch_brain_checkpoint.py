@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -83,9 +84,10 @@ SPECIAL_KEYS = (
 )
 
 TRUST_MESSAGE = (
-    "{path}: refusing to read it without --trust-pickle. A Lightning .ckpt is a Python pickle, and "
-    "loading a pickle can execute arbitrary code; pass --trust-pickle (trust_pickle=True) only for "
-    "files from a source you trust"
+    "{path}: refusing to read it without --trust-pickle. PyTorch's safe loader (torch.load with "
+    "weights_only=True) cannot read it ({reason}), so it needs full unpickling, and unpickling can "
+    "execute arbitrary code; pass --trust-pickle (trust_pickle=True) only for files from a source "
+    "you trust"
 )
 
 
@@ -105,20 +107,21 @@ class ConvertedWeights(NamedTuple):
     session_ids: list[str]
 
 
-def read_lightning_checkpoint(path: str | Path, *, trust_pickle: bool) -> LightningCheckpoint:
+def read_lightning_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> LightningCheckpoint:
     """Read a Lightning checkpoint of a torch_brain POYO.
 
-    Tries ``torch.load(weights_only=True)`` first and unpickles fully only when that fails (e.g. for
-    omegaconf or Lightning objects among the hyper-parameters), which needs ``trust_pickle``.
+    Tries ``torch.load(weights_only=True)`` first, which runs no code; only when that refuses the
+    file (e.g. for omegaconf or Lightning objects among the hyper-parameters) does it unpickle fully,
+    and only with ``trust_pickle``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if not trust_pickle:
-        raise CheckpointError(TRUST_MESSAGE.format(path=path))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        if not trust_pickle:
+            raise CheckpointError(TRUST_MESSAGE.format(path=path, reason=_refusal(error))) from None
         checkpoint = _unpickle(path)
     except Exception as error:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from None
@@ -139,6 +142,13 @@ def read_lightning_checkpoint(path: str | Path, *, trust_pickle: bool) -> Lightn
         )
     stripped = {key[len(PARAMETER_PREFIX) :]: value for key, value in state.items()}
     return LightningCheckpoint(dict(hparams), stripped)
+
+
+def _refusal(error: pickle.UnpicklingError) -> str:
+    """The first sentence of what PyTorch's weights_only unpickler objected to."""
+    text = str(error)
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    return (found.group(1) if found else text.strip().split("\n", 1)[0]).split(". ")[0].rstrip(".")
 
 
 def _unpickle(path: Path) -> Any:
@@ -388,9 +398,16 @@ def identity_normalizer(session_ids: list[str], readout: str, dim: int) -> Norma
 
 
 def import_checkpoint(
-    path: str | Path, out_dir: str | Path, *, trust_pickle: bool, readout: str = DEFAULT_READOUT
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    trust_pickle: bool = False,
+    readout: str = DEFAULT_READOUT,
 ) -> Path:
     """Convert the torch_brain POYO checkpoint ``path`` into a model directory ``out_dir`` (atomically).
+
+    ``trust_pickle`` allows full unpickling when ``torch.load(weights_only=True)`` cannot read the
+    file (see :func:`read_lightning_checkpoint`).
 
     The readout decodes the behavior stream named ``readout``. torch_brain checkpoints carry no
     behavior scale, so the model directory gets an identity normalizer: predictions come out in
