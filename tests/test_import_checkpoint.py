@@ -383,12 +383,12 @@ def test_imported_checkpoint_computes_what_torch_brain_computes(torch_brain_poyo
     assert json.loads((out / "config.json").read_text())["model"]["readouts"] == {"cursor_vel": 2}
 
     their_index, their_times = poyo.create_linspace_latent_tokens(0.0, 1.0, 0.125, 4)
-    latent_index, latent_times = ours.latent_grid()
-    assert torch.equal(latent_index, torch.from_numpy(their_index))
-    assert torch.equal(latent_times, torch.from_numpy(their_times))
+    assert torch.equal(ours.latent_index, torch.from_numpy(their_index))
+    assert torch.equal(ours.latent_timestamps, torch.from_numpy(their_times).float())  # the model's own grid
 
     unit, time, kind, mask, output_time, session = window_batch(torch.Generator().manual_seed(1), dtype)
-    latent_index, latent_times = latent_index.expand(2, -1), latent_times.to(dtype).expand(2, -1)
+    latent_index = torch.from_numpy(their_index).expand(2, -1)
+    latent_times = torch.from_numpy(their_times).to(dtype).expand(2, -1)
     if dtype == torch.float64:
         theirs, ours = copy.deepcopy(theirs).double(), ours.double()
     with torch.no_grad():
@@ -407,10 +407,9 @@ def test_imported_checkpoint_computes_what_torch_brain_computes(torch_brain_poyo
             input_timestamps=time,
             input_token_type=kind,
             input_mask=mask,
-            latent_index=latent_index,
-            latent_timestamps=latent_times,
             output_session_index=(session - 1)[:, None].expand(-1, 12),
             output_timestamps=output_time,
+            latent_timestamps=latent_times,
         )["cursor_vel"]
     assert expected.abs().max() > 0.1  # not trivially small
     torch.testing.assert_close(got, expected.to(got.dtype), rtol=0, atol=1e-5)

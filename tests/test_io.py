@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from neuropoyo.checkpoint import TrainedModel, load_model, load_trainer_state, save_checkpoint
-from neuropoyo.data.dataset import DataConfig
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.io import publish_dir, published_dir
 from neuropoyo.model.config import POYOConfig
@@ -169,10 +168,10 @@ def tiny_trained(seed: int) -> TrainedModel:
     )
     return TrainedModel(
         model=POYO(config),
-        data=DataConfig(),
         unit_vocab=Vocabulary(["lab/s0/u0", "lab/s0/u1"]),
         session_vocab=Vocabulary(["lab/s0"]),
         normalizer=Normalizer({"lab": {"hand_vel": Scale(mean=(0.0, 0.0), std=(1.0, 1.0))}}),
+        settings={"loss": {"output_samples": 100}},
     )
 
 

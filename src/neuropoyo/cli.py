@@ -419,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--out", required=True, type=Path, metavar="DIR", help="model directory to write")
     importer.add_argument(
         "--trust-pickle", action="store_true",
-        help="required: a .ckpt is a Python pickle, which can run arbitrary code when loaded; "
-        "pass this only for files from a source you trust",
+        help="allow full unpickling when PyTorch's safe loader (torch.load with weights_only=True) "
+        "cannot read the file, e.g. a .ckpt holding Lightning or omegaconf objects; unpickling can "
+        "run arbitrary code, so pass this only for files from a source you trust",
     )
     importer.add_argument(
         "--readout", metavar="NAME",

@@ -30,12 +30,12 @@ import torch
 from torch import Tensor
 
 from neuropoyo.checkpoint import TrainedModel, save_model
-from neuropoyo.data.dataset import DataConfig
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.errors import CheckpointError
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.model.rotary import rotary_periods
+from neuropoyo.training.config import RunConfig
 from neuropoyo.vocab import Vocabulary
 
 DEFAULT_READOUT = "cursor_vel"
@@ -426,9 +426,9 @@ def import_checkpoint(
     model.load_state_dict(weights.state_dict)
     trained = TrainedModel(
         model=model.eval(),
-        data=DataConfig(),
         unit_vocab=Vocabulary(weights.unit_ids),
         session_vocab=Vocabulary(weights.session_ids),
         normalizer=identity_normalizer(weights.session_ids, readout, dim_out),
+        settings=RunConfig(model=model.config).settings(),  # neuropoyo's defaults
     )
     return save_model(trained, out_dir)

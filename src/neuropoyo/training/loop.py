@@ -33,7 +33,7 @@ from neuropoyo.checkpoint import (
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import recordings_for
-from neuropoyo.io import write_text_atomic
+from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
 from neuropoyo.pipeline import RandomWindowSampler, RecordingSet, WindowDataset, training_pipeline, window_loader
 from neuropoyo.schema import MODEL_KEYS
@@ -134,7 +134,7 @@ def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, de
     """(trained model, recordings, trainer state or None) for a fresh or resumed run."""
     checkpoint = run_dir / CHECKPOINT_DIR
     if resume:
-        if not checkpoint.is_dir():
+        if not published_dir(checkpoint).is_dir():
             raise FileNotFoundError(f"{checkpoint}: no checkpoint to resume from")
         trained = load_model(checkpoint, device=device)
         return trained, recordings_for(trained, paths), load_trainer_state(checkpoint)
