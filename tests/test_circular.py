@@ -61,9 +61,9 @@ def test_report_gives_angular_error_for_circular_streams_only():
         rid, "head_direction", "lab", "ry", t, true, shifted, np.zeros(100, dtype=int), unit
     )
     summary = summarize([result("hd", CIRCULAR_UNIT), result("plain", "m")], split="test")
-    error = summary["recordings"]["hd"]["angular_error_deg"]
+    error = summary["recordings"]["hd"]["streams"]["ry"]["angular_error_deg"]
     assert error["mean"] == pytest.approx(np.degrees(0.1)) and error["median"] == pytest.approx(
         np.degrees(0.1)
     )
-    assert "angular_error_deg" not in summary["recordings"]["plain"]
+    assert "angular_error_deg" not in summary["recordings"]["plain"]["streams"]["ry"]
     assert "hd: angular error 5.7 deg mean, 5.7 deg median (ry as cos, sin)" in format_table(summary)

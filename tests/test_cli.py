@@ -11,6 +11,7 @@ import yaml
 
 from neuropoyo.cli import main
 from neuropoyo.data.store import read_recording
+from neuropoyo.training.config import PRESET_DIR
 
 SMALL = ["--animals", "2", "--sessions", "1", "--trials", "16", "--duration", "30"]
 
@@ -29,6 +30,16 @@ def test_console_script_help():
     assert result.returncode == 0
     for command in ("demo", "simulate", "inspect"):
         assert command in result.stdout
+
+
+def test_help_loads_neither_torch_nor_matplotlib():
+    """`neuropoyo --help` builds every subcommand's parser without the heavy libraries."""
+    code = (
+        "import sys; from neuropoyo.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'pynwb') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_simulate_writes_one_valid_file_per_session_with_splits(sim_dir):
@@ -93,12 +104,13 @@ def test_demo_quick_trains_and_decodes_held_out_data(tmp_path, capsys):
         baseline = json.loads((tmp_path / "baselines" / method / "metrics.json").read_text())
         assert baseline["recordings"].keys() == metrics["recordings"].keys()
         for rid, record in baseline["recordings"].items():
-            assert record["samples"] == metrics["recordings"][rid]["samples"]
+            ours = metrics["recordings"][rid]["streams"]["hand_vel"]
+            assert record["streams"]["hand_vel"]["samples"] == ours["samples"]
 
 
 def test_train_readout_names_the_stream_and_takes_its_width_from_the_data(sim_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--config", "configs/demo.yaml", "--data", str(sim_dir), "--out", str(run)]
+    argv = ["train", "--config", "demo.yaml", "--data", str(sim_dir), "--out", str(run)]
     assert main([*argv, "--max-steps", "1", "--readout", "hand_vel"]) == 0
     config = json.loads((run / "run.json").read_text())["config"]["model"]
     assert config["readouts"] == {"hand_vel": 2}
@@ -109,10 +121,50 @@ def test_train_readout_names_the_stream_and_takes_its_width_from_the_data(sim_di
 
 
 def test_train_names_a_readout_narrower_or_wider_than_the_data(sim_dir, tmp_path, capsys):
-    model = yaml.safe_load(open("configs/demo.yaml")) | {"readouts": {"hand_vel": 3}}
+    model = yaml.safe_load(open(PRESET_DIR / "demo.yaml")) | {"readouts": {"hand_vel": 3}}
     config = tmp_path / "wide.yaml"
     config.write_text(yaml.safe_dump({"model": model}))
     argv = ["train", "--config", str(config), "--data", str(sim_dir), "--out", str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "behavior/hand_vel has 2 dimension(s) but the model's readout 'hand_vel' has 3" in err
+
+
+def test_two_readouts_train_and_evaluate_with_one_report_per_stream(sim_dir, tmp_path, capsys):
+    """train --readout hand_vel --readout hand_pos, then evaluate: every (recording, stream) pair
+    gets its own row, predictions file and figure (they used to collide and crash)."""
+    run, report = tmp_path / "run", tmp_path / "eval"
+    argv = ["train", "--config", "demo.yaml", "--data", str(sim_dir), "--out", str(run), "--max-steps", "2"]
+    assert main([*argv, "--readout", "hand_vel", "--readout", "hand_pos"]) == 0
+    assert main(["evaluate", "--model", str(run), "--data", str(sim_dir), "--out", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    ids = sorted(p.stem for p in sim_dir.glob("*.h5"))
+    assert sorted(metrics["recordings"]) == ids
+    for rid in ids:
+        streams = metrics["recordings"][rid]["streams"]
+        assert sorted(streams) == ["hand_pos", "hand_vel"]
+        assert metrics["recordings"][rid]["r2"] == pytest.approx(np.mean([s["r2"] for s in streams.values()]))
+        for stream in streams:
+            header = (report / "predictions" / rid / f"{stream}.csv").read_text().splitlines()[0]
+            assert f"true_{stream}_0" in header
+            assert (report / "figures" / "traces" / rid / f"{stream}.png").is_file()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(tuple(ids))]
+    assert len(rows) == 2 * len(ids)
+
+
+def test_eval_intervals_on_the_command_line(sim_dir, tmp_path):
+    """--eval-intervals all scores every test sample; the default scores center-out reaches only."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", "demo.yaml", "--data", str(sim_dir), "--out", str(run), "--max-steps", "1"]) == 0
+    counts = {}
+    for name, extra in (("default", []), ("all", ["--eval-intervals", "all"])):
+        assert main(["evaluate", "--model", str(run), "--data", str(sim_dir), "--out", str(tmp_path / name), *extra]) == 0
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        counts[name] = {
+            rid: m["streams"]["hand_vel"]["samples"] for rid, m in metrics["recordings"].items()
+        }
+    for rid in counts["all"]:
+        if rid.endswith("_co"):
+            assert counts["default"][rid] < counts["all"][rid]
+        else:
+            assert counts["default"][rid] == counts["all"][rid]
