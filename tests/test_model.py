@@ -3,7 +3,6 @@ growth, config, sizes."""
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
