@@ -4,7 +4,6 @@ reference (training) spans alone."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest

@@ -18,6 +18,7 @@ from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.model.config import POYOConfig
+from neuropoyo.model.poyo import POYO
 from neuropoyo.pipeline.samplers import Window, random_windows, sliding_windows
 from neuropoyo.pipeline.transforms import Sample, UnitDropout
 from neuropoyo.training import loop as loop_module
@@ -282,3 +283,31 @@ def test_presets_ship_in_the_package_and_are_found_by_name():
     assert RunConfig.from_yaml("demo_run") == by_name
     with pytest.raises(FileNotFoundError, match="presets: .*demo_run.yaml"):
         RunConfig.from_yaml("no_such_preset.yaml")
+
+
+def test_unit_and_session_rows_absent_from_a_batch_do_not_move(sim_data, tmp_path):
+    """The trainer's LAMB is sparse on the unit and session tables: after a step whose batch only
+    touches session 0, session 1's row (moved by an earlier step, so with momentum) is unchanged."""
+    model = POYO(POYOConfig(**{**TINY_MODEL, "num_sessions": 2, "num_units": 3}))
+    groups = loop_module._param_groups(model, 1e-4)
+    sparse = [g for g in groups if g.get("sparse_rows")]
+    assert len(sparse) == 1 and {id(p) for p in sparse[0]["params"]} == {
+        id(model.unit_emb.weight), id(model.session_emb.weight)
+    }
+    optimizer = loop_module.Lamb(groups, lr=1e-2, weight_decay=1e-4)
+
+    def step(sessions):
+        batch = {
+            "input_unit_index": torch.tensor([[0, 1, 2]]), "input_timestamps": torch.tensor([[0.1, 0.5, 0.9]]),
+            "input_token_type": torch.zeros(1, 3, dtype=torch.long),
+            "output_session_index": torch.tensor([sessions]), "output_timestamps": torch.tensor([[0.5] * len(sessions)]),
+        }
+        optimizer.zero_grad()
+        model(**batch)["hand_vel"].square().sum().backward()
+        optimizer.step()
+
+    step([0, 1])
+    before = model.session_emb.weight.detach().clone()
+    step([0, 0])
+    after = model.session_emb.weight.detach()
+    assert torch.equal(after[1], before[1]) and not torch.equal(after[0], before[0])

@@ -13,10 +13,13 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from neuropoyo import __version__
 from neuropoyo.errors import CheckpointError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from neuropoyo.training.config import RunConfig
 
 TASKS = ("center_out", "random_target")
 

@@ -24,7 +24,7 @@ from neuropoyo.data.recording import Recording
 from neuropoyo.data.store import read_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.report import RecordingResult, write_report
-from neuropoyo.evaluation.selection import EvaluationConfig, evaluation_mask
+from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
 
 METHODS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
 
@@ -71,15 +71,7 @@ def _test_design(
     """Test samples that count for evaluation: (X, y, times, segment index)."""
     test_spans = recording.splits["test"]
     X, y, times = design(recording, stream, test_spans, bin_s=bin_s, n_lags=n_lags)
-    test = recording.restrict(test_spans)
-    keep = evaluation_mask(
-        times,
-        task=recording.info.task,
-        trials=test.trials,
-        intervals=test.intervals,
-        config=evaluation,
-        source=recording.recording_id,
-    )
+    keep = split_evaluation_mask(recording, test_spans, times, evaluation)
     segment = np.searchsorted(test_spans.start, times[keep], side="right") - 1
     return X[keep], y[keep], times[keep], segment
 

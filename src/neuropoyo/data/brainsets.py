@@ -44,7 +44,6 @@ can therefore keep torch_brain's words as neuropoyo ids.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterable, Sequence
 

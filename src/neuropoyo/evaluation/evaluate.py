@@ -16,11 +16,9 @@ from tqdm.auto import tqdm
 
 from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.directory import find_recordings
-from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.store import RecordingFile
 from neuropoyo.errors import DataError
 from neuropoyo.evaluation.report import RecordingResult, write_report
-from neuropoyo.evaluation.selection import EvaluationConfig, evaluation_mask
+from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
 from neuropoyo.evaluation.stitch import Stitcher
 from neuropoyo.pipeline import RecordingSet, WindowDataset, evaluation_pipeline, sliding_windows, window_loader
 from neuropoyo.pipeline.transforms import ABSOLUTE_TIME
@@ -51,18 +49,6 @@ def _stream_rows(stream_times: np.ndarray, times: np.ndarray) -> np.ndarray:
     if np.any(np.abs(stream_times[rows] - times) > TIME_TOLERANCE_S):
         raise RuntimeError("evaluation: a window's sample does not map back to its stream")
     return rows
-
-
-def _scored(f: RecordingFile, spans: Intervals, times: np.ndarray, config: EvaluationConfig) -> np.ndarray:
-    """(N,) bool: which of the split's predicted sample ``times`` count for evaluation."""
-    return evaluation_mask(
-        times,
-        task=f.info.task,
-        trials=f.trials.intersect(spans),
-        intervals={name: s.intersect(spans) for name, s in f.intervals.items()},
-        config=config,
-        source=str(f.path),
-    )
 
 
 @torch.no_grad()
@@ -113,7 +99,7 @@ def predict(
     for (r, name), stream in streams.items():
         f = recordings.files[r]
         rows = np.flatnonzero(stitchers[(r, name)].covered)
-        rows = rows[_scored(f, spans[r], stream.timestamps[rows], evaluation)]
+        rows = rows[split_evaluation_mask(f, spans[r], stream.timestamps[rows], evaluation)]
         predicted = recordings.normalizer.denormalize(
             stitchers[(r, name)].mean()[rows], f.info.brainset, name
         )

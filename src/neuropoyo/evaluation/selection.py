@@ -171,3 +171,17 @@ def evaluation_mask(
     if config.successful_only and "success" in trials.columns:
         mask &= in_spans(times, trials.select(trials.columns["success"].astype(bool)))
     return mask
+
+
+def split_evaluation_mask(recording, spans: Intervals, times: np.ndarray, config: EvaluationConfig) -> np.ndarray:
+    """:func:`evaluation_mask` of ``times`` inside the split ``spans`` of ``recording`` (a Recording
+    or a RecordingFile: anything with ``info``, ``trials`` and ``intervals``), its trials and
+    intervals cut to the split first."""
+    return evaluation_mask(
+        times,
+        task=recording.info.task,
+        trials=recording.trials.intersect(spans),
+        intervals={name: s.intersect(spans) for name, s in recording.intervals.items()},
+        config=config,
+        source=recording.info.recording_id,
+    )
