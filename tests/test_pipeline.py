@@ -9,6 +9,7 @@ window's key alone (not on the worker); the random streams of different uses nev
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -27,12 +28,14 @@ from neuropoyo.data.store import write_recording
 from neuropoyo.pipeline import (
     AugmentConfig,
     Compose,
+    EpochBatches,
     LossConfig,
     RandomWindowSampler,
     RecordingSet,
     Sample,
     Window,
     WindowDataset,
+    batches_of,
     collate_windows,
     evaluation_pipeline,
     random_windows,
@@ -530,21 +533,24 @@ def training_dataset(recordings: RecordingSet, seed: int = 0) -> WindowDataset:
 
 
 def test_training_tokens_do_not_depend_on_the_worker(population):
+    """Two epochs through one DataLoader pass with two workers equal the windows of each epoch
+    tokenized in the main process, cut into batches epoch by epoch."""
     _, recordings = population
     dataset = training_dataset(recordings, seed=7)
     sampler = RandomWindowSampler(recordings.split_spans("train"), context_s=1.0, seed=7)
-    loader = window_loader(dataset, sampler, batch_size=4, num_workers=2)
+    batches = EpochBatches(RandomWindowSampler(recordings.split_spans("train"), context_s=1.0, seed=7), batch_size=4)
+    loader = window_loader(dataset, batches, num_workers=2)
+    expected = []
     for epoch in (0, 1):
-        sampler.set_epoch(epoch)
-        windows = list(sampler)
-        expected = [collate_windows([dataset[w] for w in windows[i : i + 4]]) for i in range(0, len(windows), 4)]
-        got = list(loader)  # persistent workers, a new epoch of the same sampler
-        assert len(got) == len(expected) > 1
-        for (got_windows, got_batch), (want_windows, want_batch) in zip(got, expected):
-            assert got_windows == want_windows
-            assert got_batch.keys() == want_batch.keys()
-            for key in want_batch:
-                assert torch.equal(got_batch[key], want_batch[key]), key
+        windows = epoch_windows(sampler, epoch)
+        expected += [collate_windows([dataset[w] for w in batch]) for batch in batches_of(windows, 4)]
+    assert len(expected) == 2 * batches.steps_per_epoch > 2
+    got = list(itertools.islice(loader, len(expected)))
+    for (got_windows, got_batch), (want_windows, want_batch) in zip(got, expected, strict=True):
+        assert got_windows == want_windows
+        assert got_batch.keys() == want_batch.keys()
+        for key in want_batch:
+            assert torch.equal(got_batch[key], want_batch[key]), key
     # not vacuous: the augmentation does draw, from the stream named by the window's key
     window = windows[0]
     same, again = dataset[window][1], dataset[window][1]
@@ -638,3 +644,24 @@ def test_streams_of_different_uses_never_coincide():
     keys = {tuple(draws(seeding.stream(0, seeding.AUGMENT, e, i))) for e in range(6) for i in range(6)}
     assert len(keys) == 36  # every (epoch, position) of a training window has its own stream
     assert seeding.torch_seed(0) != seeding.torch_seed(1) and 0 <= seeding.torch_seed(0) < 2**63
+
+
+@settings(max_examples=25, deadline=None)
+@given(epoch=st.integers(0, 20), start=st.integers(0, 6), batch_size=st.integers(1, 9))
+def test_epoch_batches_cut_each_epoch_as_a_loop_over_epochs_would(epoch, start, batch_size):
+    """From (epoch, start batch): the tail of that epoch's batches, then every later epoch whole,
+    each cut into ceil(n / batch_size) batches with a short last one."""
+    windows = RandomWindowSampler(SPANS, context_s=1.0, seed=1)
+    batches = EpochBatches(RandomWindowSampler(SPANS, context_s=1.0, seed=1), batch_size=batch_size)
+    assert batches.steps_per_epoch == -(-PER_EPOCH // batch_size)
+    start = min(start, batches.steps_per_epoch - 1)
+    batches.epoch, batches.start = epoch, start
+    expected = batches_of(epoch_windows(windows, epoch), batch_size)[start:]
+    expected += batches_of(epoch_windows(windows, epoch + 1), batch_size)
+    expected += batches_of(epoch_windows(windows, epoch + 2), batch_size)
+    assert list(itertools.islice(batches, len(expected))) == expected
+
+
+def test_epoch_batches_refuse_spans_without_recorded_time():
+    with pytest.raises(ValueError, match="no recorded time"):
+        EpochBatches(RandomWindowSampler([Intervals.empty()], context_s=1.0, seed=0), batch_size=4)

@@ -77,7 +77,7 @@ def publish_dir(final: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         _fsync_tree(tmp)
         os.replace(tmp, version)
-        _fsync_dir(final.parent)
+        fsync_path(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -86,7 +86,7 @@ def publish_dir(final: str | Path, write: Callable[[Path], None]) -> Path:
     if legacy:
         os.replace(final, _sibling(final, f"v{number - 1}"))
     os.replace(link, final)
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
     for leftover in _leftovers(final, keep=version.name):  # the old version among them
         _discard(leftover, final)
     return final
@@ -151,16 +151,13 @@ def _fsync_tree(folder: Path) -> None:
     """fsync every file and folder under ``folder`` (so a power cut cannot leave it half-written)."""
     for root, _, files in os.walk(folder):
         for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(root))
+            fsync_path(Path(root) / name)
+        fsync_path(Path(root))
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: str | Path) -> None:
+    """fsync the file or folder at ``path``: its bytes (or entries) are on disk when this returns."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -39,7 +39,6 @@ from typing import Callable, Mapping, NamedTuple
 import h5py
 import numpy as np
 
-from neuropoyo.errors import MissingKeyError
 from neuropoyo import __version__
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import (
@@ -51,6 +50,8 @@ from neuropoyo.data.recording import (
     Units,
 )
 from neuropoyo.data.validate import InvalidRecordingError, recording_problems, validate_recording
+from neuropoyo.errors import MissingKeyError
+from neuropoyo.io import fsync_path
 
 SCHEMA_VERSION = 1
 FORMAT = "neuropoyo.recording"
@@ -87,7 +88,7 @@ def write_recording(recording: Recording, path: str | Path) -> Path:
     try:
         with h5py.File(temporary, "w-", track_order=True, **_ALIGNED) as file:
             _write_contents(file, recording)
-        _flush_to_disk(temporary)
+        fsync_path(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -132,15 +133,6 @@ def _storage_problems(recording: Recording) -> list[str]:
         if array.dtype.kind not in _NUMERIC
     ]
     return bad_names + bad_columns + bad_values
-
-
-def _flush_to_disk(path: Path) -> None:
-    """fsync ``path`` so that the rename that follows never exposes a file with missing bytes."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _write_contents(file: h5py.File, recording: Recording) -> None:

@@ -20,7 +20,14 @@ from neuropoyo.errors import DataError
 from neuropoyo.evaluation.report import RecordingResult, write_report
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
 from neuropoyo.evaluation.stitch import Stitcher
-from neuropoyo.pipeline import RecordingSet, WindowDataset, evaluation_pipeline, sliding_windows, window_loader
+from neuropoyo.pipeline import (
+    RecordingSet,
+    WindowDataset,
+    batches_of,
+    evaluation_pipeline,
+    sliding_windows,
+    window_loader,
+)
 from neuropoyo.pipeline.transforms import ABSOLUTE_TIME
 from neuropoyo.schema import MODEL_KEYS
 
@@ -71,8 +78,7 @@ def predict(
     windows = sliding_windows(spans, context_s=context, step_s=evaluation.step_s)
     loader = window_loader(
         WindowDataset(recordings, evaluation_pipeline(recordings, context_length_s=context, split=split)),
-        windows,
-        batch_size=batch_size,
+        batches_of(windows, batch_size),
         num_workers=num_workers,
         pin_memory=torch.device(device).type == "cuda",
     )

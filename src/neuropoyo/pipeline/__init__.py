@@ -9,18 +9,27 @@ from neuropoyo.pipeline.loader import (
     window_loader,
 )
 from neuropoyo.pipeline.recordings import RecordingSet
-from neuropoyo.pipeline.samplers import RandomWindowSampler, Window, random_windows, sliding_windows
+from neuropoyo.pipeline.samplers import (
+    EpochBatches,
+    RandomWindowSampler,
+    Window,
+    batches_of,
+    random_windows,
+    sliding_windows,
+)
 from neuropoyo.pipeline.transforms import Compose, Sample
 
 __all__ = [
     "AugmentConfig",
     "Compose",
+    "EpochBatches",
     "LossConfig",
     "RandomWindowSampler",
     "RecordingSet",
     "Sample",
     "Window",
     "WindowDataset",
+    "batches_of",
     "collate_windows",
     "evaluation_pipeline",
     "random_windows",

@@ -1,10 +1,9 @@
 """Windows -> batches: the composed pipelines and the DataLoaders that run them.
 
-:class:`WindowDataset` is a map-style dataset indexed by :class:`Window`: a sampler (the
-:class:`RandomWindowSampler` for training, a list of sliding windows for evaluation) says which
-windows to read, and one DataLoader, built once, serves every epoch (persistent workers). A training
-window's augmentation draws from the stream named by its key, so results do not depend on the
-number of workers.
+:class:`WindowDataset` is a map-style dataset indexed by :class:`Window`; a batch sampler says which
+windows go together (:class:`EpochBatches` for training: every epoch in one pass, so the workers
+never restart; :func:`batches_of` sliding windows for evaluation). A training window's augmentation
+draws from the stream named by its key, so results do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -88,20 +87,20 @@ def collate_windows(items: Sequence[tuple[Window, dict]]) -> tuple[list[Window],
 
 def window_loader(
     dataset: WindowDataset,
-    windows: Iterable[Window],
+    batches: Iterable[list[Window]],
     *,
-    batch_size: int,
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over ``windows`` (a sampler or a list) in batches of ``batch_size``; workers
-    persist across epochs (iterations of the loader). It has a generator of its own: starting an
-    epoch draws worker seeds from it, never from torch's global generator (which dropout uses), so a
-    resumed run's dropout masks equal an uninterrupted run's."""
+    """A DataLoader yielding (windows, padded batch) for each list of windows in ``batches``.
+
+    Workers persist if the loader is iterated again. It has a generator of its own: starting a pass
+    draws worker seeds from it, never from torch's global generator (which dropout uses), so a
+    resumed run's dropout masks equal an uninterrupted run's.
+    """
     return torch.utils.data.DataLoader(
         dataset,
-        sampler=windows,
-        batch_size=batch_size,
+        batch_sampler=batches,
         collate_fn=collate_windows,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

@@ -109,3 +109,41 @@ class RandomWindowSampler(torch.utils.data.Sampler[Window]):
         windows = random_windows(self.spans, context_s=self.context_s, rng=rng)
         for i in range(self.start, len(windows)):
             yield dataclasses.replace(windows[i], key=(self.epoch, i))
+
+
+class EpochBatches(torch.utils.data.Sampler[list[Window]]):
+    """Batches of a :class:`RandomWindowSampler`'s epochs, one epoch after another, without end.
+
+    Epoch e is cut into ``steps_per_epoch`` = ceil(n / batch_size) consecutive batches (the last
+    may be short), exactly as a loop over epochs would cut it, but one DataLoader pass over this
+    serves the whole run: its workers never restart and keep prefetching across epoch boundaries.
+    The pass begins at batch ``start`` of epoch ``epoch`` (to resume a run mid-epoch).
+    """
+
+    def __init__(self, windows: RandomWindowSampler, *, batch_size: int, epoch: int = 0, start: int = 0):
+        if windows.windows_per_epoch == 0:
+            raise ValueError("training windows: the spans hold no recorded time to draw windows from")
+        self.windows, self.batch_size, self.epoch, self.start = windows, batch_size, epoch, start
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.windows.windows_per_epoch / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[Window]]:
+        epoch, first = self.epoch, self.start
+        while True:
+            self.windows.set_epoch(epoch, start=first * self.batch_size)
+            batch: list[Window] = []
+            for window in self.windows:
+                batch.append(window)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+            epoch, first = epoch + 1, 0
+
+
+def batches_of(windows: Sequence[Window], batch_size: int) -> list[list[Window]]:
+    """Consecutive batches of ``batch_size`` windows (the last may be short)."""
+    return [list(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]

@@ -1,8 +1,9 @@
 """The training loop: random 1 s windows -> POYO -> weighted MSE -> LAMB, with checkpoints.
 
-One DataLoader (persistent workers) serves every epoch: the window sampler draws epoch e's windows
-from its own random stream, and each window's augmentation from (seed, epoch, position), so results
-do not depend on the number of workers. The optimizer, schedule and torch random states are saved in
+One DataLoader pass serves the whole run: :class:`EpochBatches` hands it every epoch's batches in
+turn, so its workers never restart and keep prefetching across epoch boundaries. Epoch e's windows
+come from their own random stream and each window's augmentation from (seed, epoch, position), so
+results do not depend on the number of workers. The optimizer, schedule and torch random states are saved in
 each checkpoint: on CPU, ``resume=True`` continues bit-identically where an uninterrupted run would
 be. On CUDA the random states are restored too, but kernels are not bit-deterministic.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
-import math
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,11 +32,18 @@ from neuropoyo.checkpoint import (
     save_model,
 )
 from neuropoyo.data.directory import find_recordings
-from neuropoyo.errors import ConfigError
+from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
-from neuropoyo.pipeline import RandomWindowSampler, RecordingSet, WindowDataset, training_pipeline, window_loader
+from neuropoyo.pipeline import (
+    EpochBatches,
+    RandomWindowSampler,
+    RecordingSet,
+    WindowDataset,
+    training_pipeline,
+    window_loader,
+)
 from neuropoyo.schema import MODEL_KEYS
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.lamb import Lamb
@@ -244,8 +252,11 @@ def train(
         _check_resume(run_dir, _run_info(config, paths, total_steps=None))
     trained, recordings, state = _setup(config, paths, run_dir, resume, device)
     model = trained.model
-    sampler = RandomWindowSampler(recordings.split_spans("train"), context_s=context, seed=tc.seed)
-    steps_per_epoch = max(1, math.ceil(sampler.windows_per_epoch / tc.batch_size))
+    windows = RandomWindowSampler(recordings.split_spans("train"), context_s=context, seed=tc.seed)
+    if windows.windows_per_epoch == 0:
+        raise DataError(f"training: the recordings {[str(p) for p in paths]} hold no training split")
+    batches = EpochBatches(windows, batch_size=tc.batch_size)
+    steps_per_epoch = batches.steps_per_epoch
     total_steps = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
     info = _run_info(config, paths, total_steps)
     if resume:
@@ -264,13 +275,13 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         _restore_random_states(state, device)
         step = int(state["step"])
+    batches.epoch, batches.start = divmod(step, steps_per_epoch)
     pipeline = training_pipeline(
         recordings, context_length_s=context, loss=config.loss, augment=config.augment
     )
     loader = window_loader(
         WindowDataset(recordings, pipeline, seed=tc.seed),
-        sampler,
-        batch_size=tc.batch_size,
+        batches,
         num_workers=tc.num_workers,
         pin_memory=device.type == "cuda",
     )
@@ -280,46 +291,42 @@ def train(
     started, loss_value = time.perf_counter(), float("nan")
     model.train()
     try:
-        while step < total_steps:
-            epoch, first = divmod(step, steps_per_epoch)
-            sampler.set_epoch(epoch, start=first * tc.batch_size)
-            for _, batch in loader:
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with _autocast(device, tc.amp):
-                    predictions = model(**{k: batch[k] for k in MODEL_KEYS})
-                loss = weighted_mse(predictions, batch, readout_dims)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                loss_value = loss.item()
-                log.add(
-                    {
-                        "step": step - 1,
-                        "epoch": epoch,
-                        "loss": loss_value,
-                        "lr": lr,
-                        "grad_norm": float(grad_norm),
-                        "seconds": round(time.perf_counter() - started, 3),
-                    }
-                )
-                bar.update()
-                if step % tc.log_every == 0:
-                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-                    log.file.flush()
-                if step % tc.checkpoint_every == 0 or step == total_steps:
-                    trainer_state = {
-                        "step": step,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        **_random_states(device),
-                    }
-                    save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
-                if step >= total_steps:
-                    break
+        for _, batch in itertools.islice(loader, total_steps - step):  # the loader never ends
+            epoch = step // steps_per_epoch
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with _autocast(device, tc.amp):
+                predictions = model(**{k: batch[k] for k in MODEL_KEYS})
+            loss = weighted_mse(predictions, batch, readout_dims)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_value = loss.item()
+            log.add(
+                {
+                    "step": step - 1,
+                    "epoch": epoch,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            )
+            bar.update()
+            if step % tc.log_every == 0:
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+                log.file.flush()
+            if step % tc.checkpoint_every == 0 or step == total_steps:
+                trainer_state = {
+                    "step": step,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    **_random_states(device),
+                }
+                save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
     finally:
         bar.close()
         log.close()
