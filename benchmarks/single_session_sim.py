@@ -49,7 +49,7 @@ def main() -> None:
         rows.append((path.stem, record["task"], record["r2"], time.perf_counter() - started))
         print(f"{path.stem:<22} {record['task']:<14} R2 {record['r2']:.4f}  ({rows[-1][3]:.0f} s)")
     print()
-    print(f"| recording | task | test R2 | train+eval s |\n|---|---|---:|---:|")
+    print("| recording | task | test R2 | train+eval s |\n|---|---|---:|---:|")
     for name, task, r2, seconds in rows:
         print(f"| {name} | {task} | {r2:.4f} | {seconds:.0f} |")
     print(
