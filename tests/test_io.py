@@ -8,7 +8,7 @@ import torch
 
 from neuropoyo.checkpoint import TrainedModel, load_model, load_trainer_state, save_checkpoint
 from neuropoyo.data.normalize import Normalizer, Scale
-from neuropoyo.io import publish_dir, published_dir
+from neuropoyo.io import publish_dir, published_dir, write_dir_atomic
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.vocab import Vocabulary
@@ -192,3 +192,21 @@ def test_a_crash_while_saving_a_checkpoint_leaves_a_loadable_one(tmp_path):
         assert all(torch.equal(loaded[key], expected[key]) for key in expected)
         seen.append(step)
     assert seen == sorted(seen) and seen[0] == 1 and seen[-1] == 2
+
+
+def test_write_dir_atomic_gives_a_plain_folder_and_keeps_the_old_one_on_failure(tmp_path):
+    """A model directory stays a plain folder (copied and shared as it is); a failed write leaves
+    the previous one whole and no temporary folder behind."""
+    final = tmp_path / "model"
+    write_dir_atomic(final, lambda folder: (folder / "a.txt").write_text("one"))
+    write_dir_atomic(final, lambda folder: (folder / "a.txt").write_text("two"))
+    assert final.is_dir() and not final.is_symlink() and (final / "a.txt").read_text() == "two"
+
+    def broken(folder):
+        (folder / "a.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_dir_atomic(final, broken)
+    assert (final / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

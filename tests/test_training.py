@@ -2,7 +2,6 @@
 
 import csv
 import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -208,7 +207,8 @@ def test_model_directory_round_trip(sim_data, tmp_path):
     assert trained.settings == _run_config(1, 1).settings()
     state = trained.model.state_dict()
     assert all(torch.equal(v, reloaded.model.state_dict()[k]) for k, v in state.items())
-    assert [p.name for p in tmp_path.glob(".copy*")] == [os.readlink(again)]  # only the live version
+    assert again.is_dir() and not again.is_symlink()  # a plain folder, safe to copy
+    assert not list(tmp_path.glob(".copy*"))  # no temporary folder left behind
 
 
 def test_resume_without_checkpoint_is_a_clear_error(sim_data, tmp_path):

@@ -11,9 +11,11 @@ A model directory holds::
 
 A training checkpoint is a model directory plus ``trainer.pt`` (optimizer state, step, random
 states) — only tensors, numbers and strings, read back with ``torch.load(weights_only=True)``.
-Directories are published with :func:`neuropoyo.io.publish_dir` (the path is a symlink to a
-complete hidden version, switched atomically), so a reader never sees a half-written one, even
-after a crash.
+A model directory is a plain folder written under a temporary name and renamed into place
+(:func:`neuropoyo.io.write_dir_atomic`), so it can be copied and shared as it is. A checkpoint,
+rewritten all through a run, is published with :func:`neuropoyo.io.publish_dir`: the path is a
+symlink to a complete hidden version, switched atomically, so even a crash at any moment leaves a
+complete checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from neuropoyo import __version__
 from neuropoyo.data.normalize import Normalizer
-from neuropoyo.io import publish_dir, published_dir
+from neuropoyo.io import publish_dir, published_dir, write_dir_atomic
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.settings import sections_from_legacy_data
@@ -65,23 +67,20 @@ def _write_model_files(folder: Path, trained: TrainedModel) -> None:
     (folder / "normalizer.json").write_text(json.dumps(trained.normalizer.to_dict(), indent=2))
 
 
-def _atomic_dir(final: Path, write) -> Path:
-    return publish_dir(final, write)
-
-
 def save_model(trained: TrainedModel, folder: str | Path) -> Path:
-    """Write ``trained`` as a model directory at ``folder`` (atomically)."""
-    return _atomic_dir(Path(folder), lambda tmp: _write_model_files(tmp, trained))
+    """Write ``trained`` as a model directory at ``folder``: a plain folder, written atomically."""
+    return write_dir_atomic(folder, lambda tmp: _write_model_files(tmp, trained))
 
 
 def save_checkpoint(trained: TrainedModel, trainer_state: dict, folder: str | Path) -> Path:
-    """A model directory plus ``trainer.pt`` (optimizer state, step, random states)."""
+    """A model directory plus ``trainer.pt`` (optimizer state, step, random states), published
+    with :func:`neuropoyo.io.publish_dir`: a crash at any moment leaves a complete checkpoint."""
 
     def write(tmp: Path) -> None:
         _write_model_files(tmp, trained)
         torch.save(trainer_state, tmp / TRAINER_FILE)
 
-    return _atomic_dir(Path(folder), write)
+    return publish_dir(folder, write)
 
 
 def model_dir(path: str | Path) -> Path:

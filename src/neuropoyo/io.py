@@ -40,6 +40,35 @@ def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> P
 
 
 # --- directories --------------------------------------------------------------------------------
+
+
+def write_dir_atomic(final: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(folder)`` on a new empty folder beside ``final``, then rename it to ``final``.
+
+    ``final`` stays a plain directory (safe to copy, zip or share). A reader never sees a partial
+    one; replacing an existing ``final`` takes two renames, and a crash between them leaves the
+    old one as ``.NAME.old-HEX`` beside it. For a directory rewritten again and again while a run
+    depends on it (a training checkpoint), use :func:`publish_dir`, which has no such moment.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(6)}")
+    os.mkdir(tmp)
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{secrets.token_hex(6)}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
 #
 # A published directory NAME is a relative symlink NAME -> .NAME.vN to a hidden sibling, N counting
 # publications. Siblings of NAME, by state:
