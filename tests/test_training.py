@@ -1,6 +1,7 @@
 """Training pieces: windows, normalisation, unit dropout, loss weights, configs, checkpoints, resume."""
 
 import csv
+import json
 import dataclasses
 
 import numpy as np
@@ -311,3 +312,22 @@ def test_unit_and_session_rows_absent_from_a_batch_do_not_move(sim_data, tmp_pat
     step([0, 0])
     after = model.session_emb.weight.detach()
     assert torch.equal(after[1], before[1]) and not torch.equal(after[0], before[0])
+
+
+def test_a_model_directory_of_0_1_0_loads_with_its_settings_in_the_new_sections(sim_data, tmp_path):
+    """0.1.0 wrote one flat "data" section into config.json; its keys land in their sections."""
+    loop_module.train(_run_config(1, 1), [sim_data], tmp_path / "run", progress=False)
+    config_file = tmp_path / "run" / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    legacy = {
+        "eval_step_s": 0.25, "interval_weights": {"reach": 5.0}, "eval_intervals": {"center_out": ["reach"]},
+        "eval_successful_only": True, "exclude_acceleration_factor": 2.0, "unit_dropout_min": 30,
+        "output_samples": 100,
+    }
+    config_file.write_text(json.dumps({"model": config["model"], "data": legacy, "neuropoyo_version": "0.1.0"}))
+    settings = checkpoint_module.load_model(tmp_path / "run").settings
+    assert settings == {
+        "evaluation": {"step_s": 0.25, "intervals": {"center_out": ["reach"]}, "successful_only": True},
+        "loss": {"interval_weights": {"reach": 5.0}, "exclude_acceleration_factor": 2.0, "output_samples": 100},
+        "augment": {"unit_dropout_min": 30},
+    }

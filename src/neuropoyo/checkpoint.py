@@ -108,7 +108,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Train
     model.load_state_dict(load_file(folder / "model.safetensors"))
     config.pop("neuropoyo_version", None)
     if "data" in config:  # written by neuropoyo 0.1.0
-        config = {**config, **sections_from_legacy_data(config.pop("data"), source=source)}
+        legacy = config.pop("data")
+        config.update(sections_from_legacy_data(legacy, source=source))
     return TrainedModel(
         model=model.to(device),
         unit_vocab=Vocabulary.load(folder / "units.json"),
