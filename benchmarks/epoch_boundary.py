@@ -1,16 +1,17 @@
 """Epoch-boundary cost of the training DataLoader: this tree against a baseline source tree.
 
     python benchmarks/epoch_boundary.py [--steps 50] [--repeats 3] [--workers 2] [--batch-size 128]
-        [--baseline-src /work/wt-old/src] [--out DIR]
+        [--baseline-src OLD/src] [--out DIR]
 
 Simulates one center-out session (`neuropoyo simulate --animals 1 --sessions 1 --tasks center_out
 --trials 100`; about 5 steps per epoch at batch 128), then runs `neuropoyo train` on it with the
-demo.yaml model and `num_workers: --workers` for --steps steps, once per tree and repeat, interleaved
-(A, B, A, B, ...). The baseline tree (e.g. commit 84a7db4, which rebuilt the DataLoader and its
-workers every epoch) is run with PYTHONPATH=--baseline-src. From each RUN/metrics.csv (`seconds` =
-wall time since training started, at the end of each step) it prints steps/s over all steps and the
-mean time of the first step of each epoch ("boundary") vs the other steps. Step 0 (first worker
-start-up, in both trees) counts in steps/s but in neither mean. Medians over repeats.
+demo.yaml model and `num_workers: --workers` for --steps steps, once per tree and repeat,
+interleaved (A, B, A, B, ...). The baseline tree (e.g. `git worktree add OLD 84a7db4`: that commit
+rebuilt the DataLoader and its workers every epoch) runs with PYTHONPATH=--baseline-src. From each
+RUN/metrics.csv (`seconds` = wall time since training started, at the end of each step) it prints
+steps/s over all steps and the mean time of the first step of each epoch ("boundary") vs the other
+steps. Step 0 (first worker start-up, in both trees) counts in steps/s but in neither mean.
+Medians over repeats.
 """
 
 from __future__ import annotations
