@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -45,7 +45,7 @@ from neuropoyo.pipeline import (
     window_loader,
 )
 from neuropoyo.schema import MODEL_KEYS
-from neuropoyo.training.config import RunConfig
+from neuropoyo.training.config import RunConfig, TrainConfig
 from neuropoyo.training.lamb import Lamb
 from neuropoyo.training.loss import weighted_mse
 from neuropoyo.training.schedule import lr_factor
@@ -242,29 +242,68 @@ def train(
     ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
     from ``run.json``.
     """
-    tc = config.training
-    torch.manual_seed(seeding.torch_seed(tc.seed))
-    device = torch.device(device)
+    torch.manual_seed(seeding.torch_seed(config.training.seed))
     run_dir = Path(run_dir)
     paths = find_recordings(data)
-    context = config.model.context_length_s
     if resume:
         _check_resume(run_dir, _run_info(config, paths, total_steps=None))
-    trained, recordings, state = _setup(config, paths, run_dir, resume, device)
-    model = trained.model
-    windows = RandomWindowSampler(recordings.split_spans("train"), context_s=context, seed=tc.seed)
-    if windows.windows_per_epoch == 0:
-        raise DataError(f"training: the recordings {[str(p) for p in paths]} hold no training split")
-    batches = EpochBatches(windows, batch_size=tc.batch_size)
-    steps_per_epoch = batches.steps_per_epoch
-    total_steps = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
+    trained, recordings, state = _setup(config, paths, run_dir, resume, torch.device(device))
+    batches = epoch_batches(recordings, config)
+    total_steps = run_length(config.training, batches)
     info = _run_info(config, paths, total_steps)
     if resume:
         _check_resume(run_dir, info)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
+        write_run_info(run_dir, info)
+    return fit(
+        trained, recordings, config, run_dir, batches=batches, total_steps=total_steps, state=state,
+        device=device, progress=progress,
+    )
 
+
+def epoch_batches(recordings: RecordingSet, config: RunConfig) -> EpochBatches:
+    """The random training batches of ``recordings``, epoch after epoch (seeded by the config)."""
+    tc = config.training
+    spans = recordings.split_spans("train")
+    windows = RandomWindowSampler(spans, context_s=config.model.context_length_s, seed=tc.seed)
+    if windows.windows_per_epoch == 0:
+        names = [str(f.path) for f in recordings.files]
+        raise DataError(f"training: the recordings {names} hold no training split")
+    return EpochBatches(windows, batch_size=tc.batch_size)
+
+
+def run_length(tc: TrainConfig, batches: EpochBatches) -> int:
+    """Total optimisation steps: ``max_steps`` when set, else ``epochs`` passes."""
+    return tc.max_steps if tc.max_steps is not None else tc.epochs * batches.steps_per_epoch
+
+
+def write_run_info(run_dir: Path, info: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
+
+
+def fit(
+    trained: TrainedModel,
+    recordings: RecordingSet,
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    batches: EpochBatches,
+    total_steps: int,
+    state: dict | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    before_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """The optimisation loop: ``total_steps`` LAMB steps on ``batches``, checkpoints, log, model.
+
+    state: a checkpoint's trainer state to continue from. before_step(step) runs before each step
+    (e.g. to unfreeze weights at a given step); parameters without a gradient are left untouched.
+    """
+    tc = config.training
+    device = torch.device(device)
+    model = trained.model.to(device)
+    steps_per_epoch = batches.steps_per_epoch
     optimizer = Lamb(_param_groups(model, tc.weight_decay), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
@@ -277,7 +316,7 @@ def train(
         step = int(state["step"])
     batches.epoch, batches.start = divmod(step, steps_per_epoch)
     pipeline = training_pipeline(
-        recordings, context_length_s=context, loss=config.loss, augment=config.augment
+        recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
     )
     loader = window_loader(
         WindowDataset(recordings, pipeline, seed=tc.seed),
@@ -293,6 +332,8 @@ def train(
     try:
         for _, batch in itertools.islice(loader, total_steps - step):  # the loader never ends
             epoch = step // steps_per_epoch
+            if before_step is not None:
+                before_step(step)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with _autocast(device, tc.amp):
                 predictions = model(**{k: batch[k] for k in MODEL_KEYS})
