@@ -1,7 +1,8 @@
 """The one-way flow of the package, read from the imports themselves (../shared/GUIDE.md, section 1).
 
     leaves (errors, schema, seeding, settings, io) <- data <- vocab, tokenizer, batching <- pipeline
-    leaves <- model <- checkpoint <- evaluation <- baselines;  everything <- training <- interop <- cli
+    leaves <- model <- checkpoint <- evaluation <- baselines;  everything <- training <- transfer,
+    interop <- cli
 
 Each layer may import only the layers listed for it below; an import that runs against the flow
 fails this test with the file, the line and the layer it reached.
@@ -27,9 +28,10 @@ BELOW = {
     "baselines": {"data", "evaluation"},
     "training": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation"},
     "interop": {"data", "vocab", "model", "checkpoint", "evaluation", "pipeline", "training"},
+    "transfer": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation", "training"},
     "cli": {
         "data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation",
-        "baselines", "training", "interop",
+        "baselines", "training", "interop", "transfer",
     },
 }
 

@@ -290,7 +290,7 @@ def test_unit_and_session_rows_absent_from_a_batch_do_not_move(sim_data, tmp_pat
     """The trainer's LAMB is sparse on the unit and session tables: after a step whose batch only
     touches session 0, session 1's row (moved by an earlier step, so with momentum) is unchanged."""
     model = POYO(POYOConfig(**{**TINY_MODEL, "num_sessions": 2, "num_units": 3}))
-    groups = loop_module._param_groups(model, 1e-4)
+    groups = loop_module.lamb_groups(model, 1e-4)
     sparse = [g for g in groups if g.get("sparse_rows")]
     assert len(sparse) == 1 and {id(p) for p in sparse[0]["params"]} == {
         id(model.unit_emb.weight), id(model.session_emb.weight)

@@ -156,6 +156,25 @@ def cmd_train(args: argparse.Namespace) -> None:
     _print_training(result)
 
 
+FINETUNE_OPTIONS = (
+    "mode", "max_steps", "unfreeze_at", "embedding_lr", "lr", "batch_size", "trials", "minutes", "seed",
+    "num_workers",
+)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from neuropoyo.transfer import FinetuneConfig, finetune
+
+    given = {key: getattr(args, key) for key in FINETUNE_OPTIONS if getattr(args, key) is not None}
+    config = FinetuneConfig.from_dict(given, source="neuropoyo finetune")
+    result = finetune(args.model, args.data, args.out, config, readouts=args.readout, device=args.device)
+    _print_training(result)
+    print(
+        f"adapted ({config.mode}); score it with `neuropoyo evaluate --model {args.out} --data "
+        f"{' '.join(map(str, args.data))} --out EVAL`"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from neuropoyo.evaluation.evaluate import evaluate
     from neuropoyo.evaluation.report import format_table
@@ -369,6 +388,35 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--seed", type=int, help="random seed (overrides the config)")
     trainer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     trainer.set_defaults(func=cmd_train)
+
+    tuner = commands.add_parser(
+        "finetune", help="adapt a trained model to new recordings: unit identification or finetuning"
+    )
+    tuner.add_argument("--model", required=True, help="run directory or model directory to adapt")
+    tuner.add_argument("--data", nargs="+", required=True, help="the new recordings (files or folders)")
+    tuner.add_argument("--out", required=True, help="run directory of the adapted model")
+    tuner.add_argument(
+        "--mode", choices=("unit-id", "full"),
+        help="unit-id: learn only the new unit and session embeddings (default); full: unit-id, "
+        "then every weight from --unfreeze-at",
+    )
+    few = tuner.add_mutually_exclusive_group()
+    few.add_argument("--trials", type=int, help="use only the first N training trials of each recording")
+    few.add_argument("--minutes", type=float, help="use only the first M minutes of training data")
+    tuner.add_argument("--max-steps", type=int, help="optimisation steps (default 600)")
+    tuner.add_argument("--unfreeze-at", type=int, help="full mode: step that unfreezes the network (default: a third of the steps)")
+    tuner.add_argument("--embedding-lr", type=float, help="LAMB rate of the new rows and heads (default 0.02)")
+    tuner.add_argument("--lr", type=float, help="LAMB rate of the pretrained weights once unfrozen (default 1e-4)")
+    tuner.add_argument("--batch-size", type=int, help="windows per step (default 32)")
+    tuner.add_argument(
+        "--readout", action="append", metavar="STREAM",
+        help="stream to decode (default: the model's readouts the data hold); a stream the model has "
+        "no head for gets a new one; repeatable",
+    )
+    tuner.add_argument("--seed", type=int, help="random seed (default 0)")
+    tuner.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
+    tuner.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    tuner.set_defaults(func=cmd_finetune)
 
     evaluator = commands.add_parser("evaluate", help="score a trained model (R2 per recording)")
     evaluator.add_argument("--model", required=True, help="run directory or model directory")

@@ -148,3 +148,34 @@ def assign_splits(
     test = spans.select(labels == 2).intersect(domain)
     train = domain.difference(valid.merged()).difference(test.merged())
     return recording.with_splits({"train": train, "valid": valid, "test": test})
+
+
+def first_trials(train: Intervals, trials: Intervals, n: int, *, source: str = "recording") -> Intervals:
+    """The few-shot training set of ``n`` trials: the spans of the first ``n`` trials (by start)
+    that lie wholly inside the ``train`` spans, and nothing else of the training split."""
+    train = train.merged()
+    span = np.searchsorted(train.start, trials.start, side="right") - 1
+    whole = (span >= 0) & (trials.end <= train.end[np.maximum(span, 0)]) if len(train) else span < -1
+    candidates = np.flatnonzero(whole)
+    if not 1 <= n <= candidates.size:
+        raise MissingKeyError(
+            f"{source}: asked for the first {n} training trials but its training split holds "
+            f"{candidates.size}; ask for 1 to {candidates.size}"
+        )
+    chosen = np.sort(candidates[np.argsort(trials.start[candidates], kind="stable")[:n]])
+    return Intervals(trials.start[chosen], trials.end[chosen]).merged()
+
+
+def first_minutes(train: Intervals, minutes: float, *, source: str = "recording") -> Intervals:
+    """The few-shot training set of the first ``minutes`` of recorded training time, in time order."""
+    train = train.merged()
+    total = train.total_duration()
+    if not 0 < minutes * 60.0 <= total + 1e-9:
+        raise MissingKeyError(
+            f"{source}: asked for the first {minutes} min of training data but its training split "
+            f"holds {total / 60:.2f} min"
+        )
+    before = np.concatenate([[0.0], np.cumsum(train.durations())[:-1]])
+    keep = before < minutes * 60.0
+    end = np.minimum(train.end[keep], train.start[keep] + minutes * 60.0 - before[keep])
+    return Intervals(train.start[keep], end)

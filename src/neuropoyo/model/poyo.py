@@ -183,6 +183,22 @@ class POYO(nn.Module):
             timing=c.latent_timing,
         )
 
+    def add_readout(self, name: str, dim: int) -> None:
+        """A new readout head ``name`` of ``dim`` outputs (transfer to a stream the model has no
+        head for), initialised like the others; existing heads are unchanged. Readouts stay in
+        sorted-name order, so decoder indices of later names shift: refused with task embeddings,
+        whose rows are indexed by them."""
+        if name in self.readouts:
+            raise ValueError(f"the model already has a readout {name!r}")
+        if self.task_emb is not None:
+            raise ValueError(f"cannot add readout {name!r} to a model with task embeddings")
+        config = dataclasses.replace(self.config, readouts={**self.config.readouts, name: dim})
+        head = nn.Linear(self.config.dim, dim).to(self.session_emb.weight)
+        self._init_weights(head)
+        self.readouts[name] = head
+        self.readouts = nn.ModuleDict({n: self.readouts[n] for n in config.readout_names})
+        self.config = config
+
     def grow_units(self, n_new: int) -> range:
         """Append n_new randomly initialised unit rows (unit identification); returns their indices."""
         rows = _grow_embedding(self.unit_emb, n_new, std=self.config.init_std)

@@ -7,6 +7,7 @@ transforms (:mod:`neuropoyo.pipeline.transforms`) turn them into tokens.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -29,7 +30,9 @@ class RecordingSet:
     paths: recording files. readouts: behavior stream name -> dim, in the model's readout order;
     every recording must hold at least one of the streams. unit_vocab / session_vocab: the model's
     vocabularies; ids of these recordings missing from them are appended (``grow``) or refused.
-    normalizer: fitted on the training splits with ``scale`` when not given.
+    normalizer: fitted on the training splits with ``scale`` when not given. train_spans: per
+    recording, spans that replace its training split (e.g. a few-shot subset); the other splits
+    stay as the files have them.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class RecordingSet:
         normalizer: Normalizer | None = None,
         scale: str = "per_dim",
         grow: bool = True,
+        train_spans: Sequence[Intervals] | None = None,
     ):
         self.readouts = dict(readouts)
         self.files: list[RecordingFile] = [open_recording(p) for p in paths]
@@ -53,6 +57,9 @@ class RecordingSet:
         self.unit_vocab = unit_vocab if unit_vocab is not None else Vocabulary()
         self.session_vocab = session_vocab if session_vocab is not None else Vocabulary()
         self._register(grow)
+        if train_spans is not None and len(train_spans) != len(self.files):
+            raise ValueError(f"recordings: {len(train_spans)} train_spans for {len(self.files)} recordings")
+        self.train_spans = None if train_spans is None else [s.merged() for s in train_spans]
         self.normalizer = normalizer or self._fit_normalizer(scale)
 
     def __len__(self) -> int:
@@ -103,6 +110,8 @@ class RecordingSet:
                     f"{f.path}: no {split!r} split (has {sorted(f.splits) or 'none'}); assign splits "
                     "with neuropoyo.data.splits.assign_splits or `neuropoyo prepare`"
                 )
+        if split == "train" and self.train_spans is not None:
+            return list(self.train_spans)
         return [f.splits[split] for f in self.files]
 
     def readout_streams(self, recording: int) -> dict[str, TimeSeries]:
@@ -134,6 +143,9 @@ class RecordingSet:
     def read(self, window: Window) -> Sample:
         """The window's recording (times relative to its start) with its vocabulary rows."""
         data = self.files[window.recording].slice(window.start, window.end)
+        if self.train_spans is not None:
+            train = self.train_spans[window.recording].slice(window.start, window.end)
+            data = dataclasses.replace(data, splits={**data.splits, "train": train})
         return Sample(
             window=window,
             data=data,

@@ -81,7 +81,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _param_groups(model: POYO, weight_decay: float) -> list[dict]:
+def lamb_groups(model: POYO, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (not biases, norms or embeddings); the unit and session tables
     get sparse-row LAMB, so rows of units and sessions absent from a batch do not move."""
     decay, no_decay, sparse = [], [], []
@@ -293,18 +293,21 @@ def fit(
     state: dict | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    param_groups: list[dict] | None = None,
     before_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """The optimisation loop: ``total_steps`` LAMB steps on ``batches``, checkpoints, log, model.
 
-    state: a checkpoint's trainer state to continue from. before_step(step) runs before each step
-    (e.g. to unfreeze weights at a given step); parameters without a gradient are left untouched.
+    state: a checkpoint's trainer state to continue from. param_groups: LAMB's groups (default
+    :func:`lamb_groups`). before_step(step) runs before each step (e.g. to unfreeze weights at a
+    given step); parameters without a gradient are left untouched.
     """
     tc = config.training
     device = torch.device(device)
     model = trained.model.to(device)
     steps_per_epoch = batches.steps_per_epoch
-    optimizer = Lamb(_param_groups(model, tc.weight_decay), lr=tc.lr, weight_decay=tc.weight_decay)
+    groups = param_groups if param_groups is not None else lamb_groups(model, tc.weight_decay)
+    optimizer = Lamb(groups, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
     )
