@@ -161,3 +161,15 @@ def test_known_sessions_and_missing_streams_are_clear_errors(setup, tmp_path):
         FinetuneConfig(unfreeze_at=3)
     with pytest.raises(ConfigError, match="trials or minutes, not both"):
         FinetuneConfig(trials=3, minutes=1.0)
+
+
+def test_reading_some_streams_keeps_the_models_decoder_indices(setup):
+    """A model decoding (hand_pos, hand_vel) adapted on hand_vel alone: its queries must go to
+    decoder 1, the hand_vel head, not to 0."""
+    _, _, new = setup
+    both = {"hand_pos": 2, "hand_vel": 2}
+    recordings = RecordingSet(new, readouts=both, streams=["hand_vel"])
+    assert recordings.decoder_index == {"hand_vel": 1} and recordings.readouts == {"hand_vel": 2}
+    assert list(recordings.readout_streams(0)) == ["hand_vel"]
+    with pytest.raises(ValueError, match="not readouts of the model"):
+        RecordingSet(new, readouts=both, streams=["cursor_vel"])

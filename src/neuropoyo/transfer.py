@@ -218,7 +218,8 @@ def finetune(
     )
     recordings = RecordingSet(
         paths,
-        readouts={name: run.model.readouts[name] for name in run.model.readout_names if name in streams},
+        readouts=run.model.readouts,
+        streams=streams,
         unit_vocab=trained.unit_vocab,
         session_vocab=trained.session_vocab,
         scale=loss.scale,

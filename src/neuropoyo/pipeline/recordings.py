@@ -27,8 +27,9 @@ from neuropoyo.vocab import Vocabulary, session_key_of, unit_keys
 class RecordingSet:
     """Recording files with their vocabulary rows and behavior scales.
 
-    paths: recording files. readouts: behavior stream name -> dim, in the model's readout order;
-    every recording must hold at least one of the streams. unit_vocab / session_vocab: the model's
+    paths: recording files. readouts: the model's readouts, behavior stream name -> dim, in its
+    readout order (which gives each stream its decoder index); ``streams`` (default all of them)
+    are the ones read, and every recording must hold at least one. unit_vocab / session_vocab: the model's
     vocabularies; ids of these recordings missing from them are appended (``grow``) or refused.
     normalizer: fitted on the training splits with ``scale`` when not given. train_spans: per
     recording, spans that replace its training split (e.g. a few-shot subset); the other splits
@@ -46,8 +47,13 @@ class RecordingSet:
         scale: str = "per_dim",
         grow: bool = True,
         train_spans: Sequence[Intervals] | None = None,
+        streams: Sequence[str] | None = None,
     ):
-        self.readouts = dict(readouts)
+        unknown = sorted(set(streams or ()) - set(readouts))
+        if unknown:
+            raise ValueError(f"recordings: streams {unknown} are not readouts of the model ({list(readouts)})")
+        self.decoder_index = {name: i for i, name in enumerate(readouts) if streams is None or name in streams}
+        self.readouts = {name: readouts[name] for name in self.decoder_index}
         self.files: list[RecordingFile] = [open_recording(p) for p in paths]
         ids = [f.recording_id for f in self.files]
         if len(set(ids)) != len(ids):
@@ -64,11 +70,6 @@ class RecordingSet:
 
     def __len__(self) -> int:
         return len(self.files)
-
-    @property
-    def decoder_index(self) -> dict[str, int]:
-        """Readout stream name -> its index in the model's readout list."""
-        return {name: i for i, name in enumerate(self.readouts)}
 
     def _check_streams(self, f: RecordingFile) -> None:
         present = [name for name in self.readouts if name in f.behavior_names]
