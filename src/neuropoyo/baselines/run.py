@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from neuropoyo.baselines.binning import BIN_S, N_LAGS, design
@@ -68,12 +67,11 @@ class _Progress:
 def _test_design(
     recording: Recording, stream: str, evaluation: EvaluationConfig, bin_s: float, n_lags: int
 ):
-    """Test samples that count for evaluation: (X, y, times, segment index)."""
+    """Test samples that count for evaluation: (X, y, times)."""
     test_spans = recording.splits["test"]
     X, y, times = design(recording, stream, test_spans, bin_s=bin_s, n_lags=n_lags)
     keep = split_evaluation_mask(recording, test_spans, times, evaluation)
-    segment = np.searchsorted(test_spans.start, times[keep], side="right") - 1
-    return X[keep], y[keep], times[keep], segment
+    return X[keep], y[keep], times[keep]
 
 
 def run_baselines(
@@ -107,22 +105,15 @@ def run_baselines(
                 )
                 for name in ("train", "valid")
             }
-            X_test, y_test, times, segment = _test_design(recording, stream, evaluation, bin_s, n_lags)
+            X_test, y_test, times = _test_design(recording, stream, evaluation, bin_s, n_lags)
             for method in methods:
                 progress.start(recording.recording_id, method)
                 decoder = _decoder(method, seed)
                 decoder.fit(splits["train"][0], splits["train"][1], splits["valid"][0], splits["valid"][1])
                 results[method].append(
-                    RecordingResult(
-                        recording_id=recording.recording_id,
-                        task=recording.info.task,
-                        brainset=recording.info.brainset,
-                        stream=stream,
-                        timestamps=times,
-                        true=y_test,
-                        predicted=decoder.predict(X_test),
-                        segment=segment,
-                        units=recording.behavior[stream].unit,
+                    RecordingResult.in_split(
+                        recording.info, stream, recording.behavior[stream].unit,
+                        recording.splits["test"], times, true=y_test, predicted=decoder.predict(X_test),
                     )
                 )
                 progress.finish()

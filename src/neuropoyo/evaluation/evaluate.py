@@ -109,18 +109,10 @@ def predict(
         predicted = recordings.normalizer.denormalize(
             stitchers[(r, name)].mean()[rows], f.info.brainset, name
         )
-        times_kept = stream.timestamps[rows]
         results.append(
-            RecordingResult(
-                recording_id=f.recording_id,
-                task=f.info.task,
-                brainset=f.info.brainset,
-                stream=name,
-                timestamps=times_kept,
-                true=stream.values[rows].astype(np.float64),
-                predicted=predicted,
-                segment=np.searchsorted(spans[r].start, times_kept, side="right") - 1,
-                units=stream.unit,
+            RecordingResult.in_split(
+                f.info, name, stream.unit, spans[r], stream.timestamps[rows],
+                true=stream.values[rows].astype(np.float64), predicted=predicted,
             )
         )
     return results

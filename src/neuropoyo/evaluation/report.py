@@ -65,6 +65,22 @@ class RecordingResult:
         _check_file_name("stream", self.stream)
         _check_arrays(self)
 
+    @classmethod
+    def in_split(cls, info, stream: str, units: str, spans, timestamps, true, predicted) -> "RecordingResult":
+        """A result for the samples ``timestamps`` of a split, each sample's segment being the
+        split span (``spans``, an Intervals) holding it. info: the recording's RecordingInfo."""
+        return cls(
+            recording_id=info.recording_id,
+            task=info.task,
+            brainset=info.brainset,
+            stream=stream,
+            timestamps=timestamps,
+            true=true,
+            predicted=predicted,
+            segment=np.searchsorted(spans.start, timestamps, side="right") - 1,
+            units=units,
+        )
+
 
 def _check_file_name(field: str, name: str) -> None:
     """Recording ids and stream names name files, so they must be plain file names."""
