@@ -139,7 +139,7 @@ def _losses(run_dir) -> list[tuple[int, float]]:
         return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
 
 
-def _train_cut_after_first_checkpoint(config, data, run_dir, monkeypatch):
+def _train_cut_after_first_checkpoint(config, data, run_dir, monkeypatch, **options):
     """Train until the first checkpoint is written, then die as if the machine went down."""
     real_save = loop_module.save_checkpoint
 
@@ -149,7 +149,7 @@ def _train_cut_after_first_checkpoint(config, data, run_dir, monkeypatch):
 
     monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        loop_module.train(config, data, run_dir, progress=False)
+        loop_module.train(config, data, run_dir, progress=False, **options)
     monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
 
 
@@ -193,6 +193,34 @@ def test_resume_refuses_a_different_run(sim_data, tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match="data: "):
         loop_module.train(_run_config(6, 3), other, tmp_path / "cut", resume=True, progress=False)
+
+
+def test_few_shot_training_records_its_spans_and_resumes_only_with_them(sim_data, tmp_path, monkeypatch):
+    from neuropoyo.data.directory import find_recordings, few_shot_spans
+
+    paths = find_recordings([sim_data])
+    spans = few_shot_spans(paths, minutes=0.1)
+    run = tmp_path / "few"
+    _train_cut_after_first_checkpoint(_run_config(6, 3), [sim_data], run, monkeypatch, train_spans=spans)
+    recorded = json.loads((run / "run.json").read_text())["train_spans"]
+    assert recorded == [loop_module.span_list(s) for s in spans] and len(recorded) == len(paths)
+    with pytest.raises(ConfigError, match="training spans"):
+        loop_module.train(_run_config(6, 3), [sim_data], run, resume=True, progress=False)
+    seen = []
+    real_read = loop_module.RecordingSet.read
+
+    def spy(self, window):
+        seen.append((window.recording, window.start, window.end))
+        return real_read(self, window)
+
+    monkeypatch.setattr(loop_module.RecordingSet, "read", spy)
+    loop_module.train(_run_config(6, 3), [sim_data], run, resume=True, progress=False, train_spans=spans)
+    assert len(seen) >= 3  # the three steps after the checkpoint read windows
+    for recording, start, end in seen:  # every training window lies in the first 6 s of training data
+        span = spans[recording]
+        k = np.searchsorted(span.start, start, side="right") - 1
+        assert k >= 0 and end <= span.end[k] + 1e-9
+    assert all(s.total_duration() == pytest.approx(6.0) for s in spans)
 
 
 def test_model_directory_round_trip(sim_data, tmp_path):

@@ -20,6 +20,7 @@ from neuropoyo.training.config import RunConfig, TrainConfig
 from neuropoyo.training.loop import train
 from neuropoyo import transfer
 from neuropoyo.transfer import FinetuneConfig, finetune
+from neuropoyo.vocab import unit_keys
 
 TINY = dict(
     readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2, cross_heads=1, depth=1,
@@ -63,6 +64,21 @@ def test_unit_identification_moves_only_the_new_rows(setup):
     more = state(adapt(setup, "uid4", max_steps=4))
     assert not torch.equal(more["unit_emb.weight"][n_units:], after["unit_emb.weight"][n_units:])
     assert not torch.equal(more["session_emb.weight"][n_sessions:], after["session_emb.weight"][n_sessions:])
+
+
+def test_new_rows_start_random_for_units_and_at_the_trained_mean_for_sessions(setup):
+    root, _, new = setup
+    trained = load_model(root / "pre")
+    sessions = trained.model.session_emb.weight.detach().clone()
+    units = trained.model.unit_emb.weight.detach().clone()
+    unit_mask, session_mask = transfer._grow(trained, new)
+    grown_sessions = trained.model.session_emb.weight.detach()
+    assert session_mask.tolist() == [0.0] * len(sessions) + [1.0]
+    assert torch.equal(grown_sessions[: len(sessions)], sessions)
+    assert torch.allclose(grown_sessions[-1], sessions.mean(dim=0))
+    fresh = trained.model.unit_emb.weight.detach()[unit_mask.bool()]
+    assert len(fresh) == len(unit_keys(open_recording(new[0]))) and unit_mask[: len(units)].sum() == 0
+    assert fresh.std().item() == pytest.approx(trained.model.config.init_std, rel=0.2)
 
 
 def test_old_sessions_predict_bit_identically_after_unit_identification(setup):

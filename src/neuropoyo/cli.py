@@ -175,6 +175,45 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     )
 
 
+def _sizes(text: str) -> tuple[int | None, ...]:
+    """'14,35,all' -> (14, 35, None)."""
+    try:
+        return tuple(None if part.strip() == "all" else int(part) for part in text.split(","))
+    except ValueError:
+        raise CommandError(f"--sizes: expected trial counts and 'all' separated by commas, got {text!r}") from None
+
+
+def cmd_experiment_transfer(args: argparse.Namespace) -> None:
+    from neuropoyo.data.directory import find_recordings
+    from neuropoyo.experiments import transfer as experiment
+    from neuropoyo.training.config import RunConfig
+
+    out = Path(args.out)
+    plan = experiment.TransferPlan(
+        config=RunConfig.from_yaml(args.config), sizes=_sizes(args.sizes), finetune_steps=args.steps,
+        reid_steps=args.reid_steps, device=args.device,
+        **({"methods": tuple(args.methods.split(","))} if args.methods else {}),
+    )
+    if args.data is None:
+        if args.seen or args.unseen or args.pretrain or args.reidentify:
+            raise CommandError("--seen, --unseen, --pretrain and --reidentify choose among --data recordings")
+        pretrain, held_out, reidentify = experiment.simulated_recordings(out / "data")
+        print(f"simulated recordings in {out / 'data'}")
+    else:
+        if not args.seen and not args.unseen:
+            raise CommandError("with --data, name the held-out recordings with --seen and/or --unseen")
+        paths = find_recordings(args.data)
+        pretrain, held_out = experiment.choose_recordings(
+            paths, seen=args.seen, unseen=args.unseen, pretrain=args.pretrain
+        )
+        by_id = {p.stem: p for p in pretrain}
+        if args.reidentify is not None and args.reidentify not in by_id:
+            raise CommandError(f"--reidentify {args.reidentify}: not a pretraining recording; choose from {sorted(by_id)}")
+        reidentify = by_id.get(args.reidentify)
+    experiment.run_transfer(out, plan, held_out=held_out, pretrain=pretrain, model=args.model, reidentify=reidentify)
+    print(f"table in {out / 'table.md'}; figures and results.json in {out}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from neuropoyo.evaluation.evaluate import evaluate
     from neuropoyo.evaluation.report import format_table
@@ -482,6 +521,30 @@ def build_parser() -> argparse.ArgumentParser:
         "identity normalizer (mean 0, std 1): targets and predictions stay in the units it was trained on",
     )
     importer.set_defaults(func=cmd_import_checkpoint)
+
+    experiment = commands.add_parser("experiment", help="the paper's experiments: tables and figures")
+    experiments = experiment.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    transfer = experiments.add_parser(
+        "transfer", help="transfer to held-out recordings and animals (Table 2, Figure 4, Table 5)",
+        description="Pretrain on some recordings (or take --model), hold out recordings of a seen "
+        "animal and of an unseen one, and for each training-set size fit POYO from scratch, the MLP "
+        "and GRU, unit identification and full finetuning. Without --data it simulates 3 animals x 2 "
+        "days. A rerun into the same --out skips finished fits.",
+    )
+    transfer.add_argument("--out", required=True, help="folder of the results, table and figures")
+    transfer.add_argument("--data", nargs="+", help="recording files or folders (default: simulated)")
+    transfer.add_argument("--seen", nargs="+", default=[], metavar="ID", help="held-out recordings of pretrained animals")
+    transfer.add_argument("--unseen", nargs="+", default=[], metavar="ID", help="held-out recordings of a new animal")
+    transfer.add_argument("--pretrain", nargs="+", default=[], metavar="ID", help="recordings to pretrain on (default: the rest)")
+    transfer.add_argument("--model", help="a pretrained run or model directory instead of pretraining")
+    transfer.add_argument("--reidentify", metavar="ID", help="a pretraining recording to re-identify (simulated: animal 0 day 0)")
+    transfer.add_argument("--config", default="demo_run.yaml", help="run file of pretraining and from-scratch POYO (default demo_run.yaml)")
+    transfer.add_argument("--sizes", default="14,35,all", help="training-set sizes in trials (default 14,35,all)")
+    transfer.add_argument("--methods", help="comma-separated subset of scratch,mlp,gru,unit-id,full (default: all)")
+    transfer.add_argument("--steps", type=int, default=600, help="unit-identification and finetuning steps (default 600)")
+    transfer.add_argument("--reid-steps", type=int, default=1000, help="re-identification steps (0: skip; default 1000)")
+    transfer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    transfer.set_defaults(func=cmd_experiment_transfer)
     return parser
 
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from neuropoyo.baselines.binning import BIN_S, N_LAGS, design
 from neuropoyo.baselines.decoders import GRUDecoder, MLPDecoder, WienerFilter
 from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 from neuropoyo.data.store import read_recording
 from neuropoyo.errors import ConfigError
@@ -84,26 +85,32 @@ def run_baselines(
     bin_s: float = BIN_S,
     n_lags: int = N_LAGS,
     seed: int = 0,
+    train_spans: Sequence[Intervals] | None = None,
 ) -> dict[str, dict]:
     """Fit every method on every recording of ``data``; returns method -> summary (metrics.json).
 
     evaluation: which test samples are scored (default :class:`EvaluationConfig`, as evaluate).
+    train_spans: one Intervals per recording (in ``find_recordings`` order) to fit on instead of
+    its training split (a few-shot subset); the validation and test splits stay the file's.
     """
     evaluation = evaluation or EvaluationConfig()
     for method in methods:
         _decoder(method, seed)  # fail on an unknown method before any work
     paths = find_recordings(data)
+    if train_spans is not None and len(train_spans) != len(paths):
+        raise ConfigError(f"baselines: {len(train_spans)} train_spans for {len(paths)} recordings")
     results: dict[str, list[RecordingResult]] = {method: [] for method in methods}
     progress = _Progress(len(paths) * len(methods))
     try:
-        for path in paths:
+        for k, path in enumerate(paths):
             recording = read_recording(path)
+            fit_spans = {
+                "train": recording.splits["train"] if train_spans is None else train_spans[k],
+                "valid": recording.splits["valid"],
+            }
             splits = {
-                name: design(
-                    recording, stream, recording.splits[name], bin_s=bin_s, n_lags=n_lags,
-                    one_per_bin=True,
-                )
-                for name in ("train", "valid")
+                name: design(recording, stream, spans, bin_s=bin_s, n_lags=n_lags, one_per_bin=True)
+                for name, spans in fit_spans.items()
             }
             X_test, y_test, times = _test_design(recording, stream, evaluation, bin_s, n_lags)
             for method in methods:

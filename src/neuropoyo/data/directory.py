@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
-from neuropoyo.data.splits import assign_splits
+from neuropoyo.data.splits import assign_splits, first_minutes, first_trials
 from neuropoyo.data.store import SUFFIX, RecordingFile, write_recording
 from neuropoyo.errors import MissingKeyError
 
@@ -46,6 +47,26 @@ def stream_dims(paths: Sequence[Path], names: Sequence[str]) -> dict[str, int]:
             f"{', '.join(sorted(dims)) or 'none'}"
         )
     return {name: dims[name] for name in names}
+
+
+def few_shot_spans(
+    paths: Sequence[Path], *, trials: int | None = None, minutes: float | None = None
+) -> list[Intervals] | None:
+    """The training spans of each recording cut to its first ``trials`` trials or ``minutes``
+    minutes (one of them; None when both are None: the whole training split)."""
+    if trials is not None and minutes is not None:
+        raise ValueError("few_shot_spans: give trials or minutes, not both")
+    if trials is None and minutes is None:
+        return None
+    spans = []
+    for path in paths:
+        with RecordingFile(path) as f:
+            train = f.splits["train"]
+            if trials is not None:
+                spans.append(first_trials(train, f.trials, trials, source=str(path)))
+            else:
+                spans.append(first_minutes(train, minutes, source=str(path)))
+    return spans
 
 
 def write_dataset(

@@ -150,13 +150,18 @@ def assign_splits(
     return recording.with_splits({"train": train, "valid": valid, "test": test})
 
 
-def first_trials(train: Intervals, trials: Intervals, n: int, *, source: str = "recording") -> Intervals:
-    """The few-shot training set of ``n`` trials: the spans of the first ``n`` trials (by start)
-    that lie wholly inside the ``train`` spans, and nothing else of the training split."""
+def whole_trials(train: Intervals, trials: Intervals) -> np.ndarray:
+    """Indices of the ``trials`` that lie wholly inside the ``train`` spans (the training trials)."""
     train = train.merged()
     span = np.searchsorted(train.start, trials.start, side="right") - 1
     whole = (span >= 0) & (trials.end <= train.end[np.maximum(span, 0)]) if len(train) else span < -1
-    candidates = np.flatnonzero(whole)
+    return np.flatnonzero(whole)
+
+
+def first_trials(train: Intervals, trials: Intervals, n: int, *, source: str = "recording") -> Intervals:
+    """The few-shot training set of ``n`` trials: the spans of the first ``n`` training trials (by
+    start, :func:`whole_trials`), and nothing else of the training split."""
+    candidates = whole_trials(train, trials)
     if not 1 <= n <= candidates.size:
         raise MissingKeyError(
             f"{source}: asked for the first {n} training trials but its training split holds "

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.intervals import Intervals
 from neuropoyo.errors import DataError
 from neuropoyo.evaluation.report import RecordingResult, write_report
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
@@ -34,8 +35,11 @@ from neuropoyo.schema import MODEL_KEYS
 TIME_TOLERANCE_S = 1e-6  # a query's absolute time maps back to its stream row within this
 
 
-def recordings_for(trained: TrainedModel, paths: Sequence[str | Path]) -> RecordingSet:
-    """``paths`` read with the model's readouts, vocabularies and scales (their ids must be known)."""
+def recordings_for(
+    trained: TrainedModel, paths: Sequence[str | Path], *, train_spans: Sequence[Intervals] | None = None
+) -> RecordingSet:
+    """``paths`` read with the model's readouts, vocabularies and scales (their ids must be known);
+    train_spans as in RecordingSet."""
     return RecordingSet(
         paths,
         readouts=trained.model.config.readouts,
@@ -43,6 +47,7 @@ def recordings_for(trained: TrainedModel, paths: Sequence[str | Path]) -> Record
         session_vocab=trained.session_vocab,
         normalizer=trained.normalizer,
         grow=False,
+        train_spans=train_spans,
     )
 
 

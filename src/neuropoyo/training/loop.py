@@ -32,6 +32,7 @@ from neuropoyo.checkpoint import (
     save_model,
 )
 from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.intervals import Intervals
 from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.io import published_dir, write_text_atomic
@@ -138,15 +139,18 @@ class _Log:
             self.board.close()
 
 
-def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, device):
+def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, device, train_spans):
     """(trained model, recordings, trainer state or None) for a fresh or resumed run."""
     checkpoint = run_dir / CHECKPOINT_DIR
     if resume:
         if not published_dir(checkpoint).is_dir():
             raise FileNotFoundError(f"{checkpoint}: no checkpoint to resume from")
         trained = load_model(checkpoint, device=device)
-        return trained, recordings_for(trained, paths), load_trainer_state(checkpoint)
-    recordings = RecordingSet(paths, readouts=config.model.readouts, scale=config.loss.scale)
+        recordings = recordings_for(trained, paths, train_spans=train_spans)
+        return trained, recordings, load_trainer_state(checkpoint)
+    recordings = RecordingSet(
+        paths, readouts=config.model.readouts, scale=config.loss.scale, train_spans=train_spans
+    )
     model_config = dataclasses.replace(
         config.model,
         num_units=len(recordings.unit_vocab),
@@ -162,15 +166,21 @@ def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, de
     return trained, recordings, None
 
 
-def _run_info(config: RunConfig, paths: list[Path], total_steps: int | None) -> dict:
+def _run_info(config: RunConfig, paths: list[Path], total_steps: int | None, train_spans) -> dict:
     return {
         "neuropoyo_version": __version__,
         "git_commit": _git_commit(),
         "config": config.to_dict(),
         "data": [str(p.resolve()) for p in paths],
+        "train_spans": None if train_spans is None else [span_list(s) for s in train_spans],
         "total_steps": total_steps,
         "torch": torch.__version__,
     }
+
+
+def span_list(spans: Intervals) -> list[list[float]]:
+    """[[start, end], ...] of ``spans`` (s), as run.json records a few-shot training set."""
+    return [[float(a), float(b)] for a, b in zip(spans.start, spans.end)]
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:
@@ -194,6 +204,8 @@ def _check_resume(run_dir: Path, info: dict) -> None:
     problems = [f"config {key}: {_lookup(started['config'], key)!r} -> {_lookup(info['config'], key)!r}" for key in changed]
     if started.get("data") is not None and started["data"] != info["data"]:
         problems.append(f"data: {started['data']} -> {info['data']}")
+    if started.get("train_spans") != info["train_spans"]:
+        problems.append("the training spans (few-shot subset) differ from the interrupted run's")
     if info["total_steps"] is not None and started.get("total_steps") not in (None, info["total_steps"]):
         problems.append(
             f"total steps: {started['total_steps']} -> {info['total_steps']} (it would reshape the "
@@ -234,9 +246,13 @@ def train(
     resume: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    train_spans: Sequence[Intervals] | None = None,
+    after_step: Callable[[int, TrainedModel], None] | None = None,
 ) -> TrainResult:
     """Train POYO on the training splits of ``data`` (recording files or folders) into ``run_dir``.
 
+    train_spans: one Intervals per recording to train on instead of its training split (a few-shot
+    subset, :func:`~neuropoyo.data.directory.few_shot_spans`); after_step: as in :func:`fit`.
     run_dir gets ``model/`` (final model directory), ``checkpoint/`` (latest training checkpoint),
     ``metrics.csv`` (loss per step), ``run.json`` (resolved config, data, version, git commit).
     ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
@@ -246,18 +262,18 @@ def train(
     run_dir = Path(run_dir)
     paths = find_recordings(data)
     if resume:
-        _check_resume(run_dir, _run_info(config, paths, total_steps=None))
-    trained, recordings, state = _setup(config, paths, run_dir, resume, torch.device(device))
+        _check_resume(run_dir, _run_info(config, paths, None, train_spans))
+    trained, recordings, state = _setup(config, paths, run_dir, resume, torch.device(device), train_spans)
     batches = epoch_batches(recordings, config)
     total_steps = run_length(config.training, batches)
-    info = _run_info(config, paths, total_steps)
+    info = _run_info(config, paths, total_steps, train_spans)
     if resume:
         _check_resume(run_dir, info)
     else:
         write_run_info(run_dir, info)
     return fit(
         trained, recordings, config, run_dir, batches=batches, total_steps=total_steps, state=state,
-        device=device, progress=progress,
+        device=device, progress=progress, after_step=after_step,
     )
 
 
@@ -295,12 +311,15 @@ def fit(
     progress: bool = True,
     param_groups: list[dict] | None = None,
     before_step: Callable[[int], None] | None = None,
+    after_step: Callable[[int, TrainedModel], None] | None = None,
 ) -> TrainResult:
     """The optimisation loop: ``total_steps`` LAMB steps on ``batches``, checkpoints, log, model.
 
     state: a checkpoint's trainer state to continue from. param_groups: LAMB's groups (default
     :func:`lamb_groups`). before_step(step) runs before each step (e.g. to unfreeze weights at a
-    given step); parameters without a gradient are left untouched.
+    given step); parameters without a gradient are left untouched. after_step(steps, trained) runs
+    after each optimiser step with the number of steps taken (e.g. to score the model during
+    training; the model is put back in train mode when the call returns).
     """
     tc = config.training
     device = torch.device(device)
@@ -348,6 +367,9 @@ def fit(
             optimizer.step()
             scheduler.step()
             step += 1
+            if after_step is not None:
+                after_step(step, trained)
+                model.train()
             loss_value = loss.item()
             log.add(
                 {

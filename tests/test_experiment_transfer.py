@@ -1,0 +1,124 @@
+"""neuropoyo experiment transfer: the held-out choice, the identification scores, the resumable
+grid and its table and figures (tiny model, a few steps: the real run is in benchmarks/)."""
+
+import json
+
+import pytest
+import torch
+
+from neuropoyo.cli import main
+from neuropoyo.data.directory import write_dataset
+from neuropoyo.data.simulate import simulate_dataset
+from neuropoyo.data.store import open_recording
+from neuropoyo.errors import ConfigError
+from neuropoyo.experiments import transfer as experiment
+from neuropoyo.experiments.transfer import TransferPlan, choose_recordings, identification_scores
+from neuropoyo.model.config import POYOConfig
+from neuropoyo.training.config import RunConfig, TrainConfig
+
+TINY = dict(
+    readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2, cross_heads=1, depth=1,
+    num_latent_timestamps=4, latents_per_timestamp=2,
+)
+CONFIG = RunConfig(model=POYOConfig(**TINY), training=TrainConfig(batch_size=4, lr=1e-2, max_steps=3))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """2 animals x 2 days of 16 trials: animal 0 day 0 is pretrained on."""
+    recordings = simulate_dataset(n_animals=2, sessions_per_animal=2, tasks=("center_out",), n_trials=16)
+    return write_dataset(recordings, tmp_path_factory.mktemp("experiment") / "data")
+
+
+def ids(paths):
+    return [open_recording(p).recording_id for p in paths]
+
+
+def test_identification_scores_are_exact_on_known_rows():
+    table = torch.eye(4) * torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None]  # 4 orthogonal rows
+    true_rows = torch.tensor([2, 0])
+    assert identification_scores(table[true_rows] * 5, true_rows, table) == (1.0, 1.0)  # scale-free
+    cosine, accuracy = identification_scores(table[[0, 2]], true_rows, table)  # swapped
+    assert (cosine, accuracy) == (0.0, 0.0)
+    halfway = torch.stack([table[2] / 3 + table[1] / 2 * 0.5, table[0]])
+    cosine, accuracy = identification_scores(halfway, true_rows, table)
+    assert accuracy == 1.0 and cosine == pytest.approx((2 / 5**0.5 + 1) / 2)
+
+
+def test_held_out_recordings_must_match_their_group(data):
+    rid = ids(data)  # sorted: monkey0 day0, monkey0 day1, monkey1 day0, monkey1 day1
+    pretrain, held = choose_recordings(data, seen=[rid[1]], unseen=rid[2:], pretrain=[])
+    assert ids(pretrain) == [rid[0]] and ids(held["seen"]) == [rid[1]] and ids(held["unseen"]) == rid[2:]
+    with pytest.raises(ConfigError, match=r"is not pretrained on; list it under --unseen"):
+        choose_recordings(data, seen=[rid[2]], unseen=[], pretrain=[rid[0]])
+    with pytest.raises(ConfigError, match=r"is pretrained on; list it under --seen"):
+        choose_recordings(data, seen=[], unseen=[rid[1]], pretrain=[rid[0]])
+    with pytest.raises(ConfigError, match="no recording with id \\['nope'\\]"):
+        choose_recordings(data, seen=["nope"], unseen=[])
+    with pytest.raises(ConfigError, match="both held out and pretrained on"):
+        choose_recordings(data, seen=[rid[1]], unseen=[], pretrain=[rid[0], rid[1]])
+
+
+def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, monkeypatch):
+    rid = ids(data)
+    pretrain, held = choose_recordings(data, seen=[rid[1]], unseen=[rid[2]], pretrain=[rid[0]])
+    plan = TransferPlan(config=CONFIG, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4))
+    results = experiment.run_transfer(tmp_path, plan, held_out=held, pretrain=pretrain, reidentify=pretrain[0], log=lambda _: None)
+    rows = results["rows"]
+    assert len(rows) == 2 * 2 * 5  # recordings x sizes x methods
+    assert {r["trials"] for r in rows if r["size"] == "3trials"} == {3}
+    assert {r["trials"] for r in rows if r["size"] == "all"} == {experiment.training_trials(held["seen"][0])}
+    for row in rows:
+        assert -10 < row["r2"] <= 1
+        if row["method"] in ("unit-id", "full"):
+            assert [step for step, _ in row["curve"]] == [2, 4]
+        elif row["method"] == "scratch":
+            assert [step for step, _ in row["curve"]] == [2]  # the run is 3 steps long
+    reid = results["reidentification"]
+    assert [p[0] for p in reid["curve"]] == [1, 10, 20] and reid["units"] > 0
+    assert all(-1 <= cosine <= 1 and 0 <= accuracy <= 1 for _, cosine, accuracy in reid["curve"])
+    table = (tmp_path / "table.md").read_text()
+    assert "| method | same animal, other day | new animal |" in table
+    assert "first 3 training trials" in table and "POYO pretrained + unit identification" in table
+    for name in ("transfer.png", "reidentification.png", "results.json"):
+        assert (tmp_path / name).stat().st_size > 0
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished fit was run again")
+
+    monkeypatch.setattr(experiment, "train", refuse)
+    monkeypatch.setattr(experiment, "finetune", refuse)
+    monkeypatch.setattr(experiment, "run_baselines", refuse)
+    again = experiment.run_transfer(tmp_path, plan, held_out=held, pretrain=pretrain, reidentify=pretrain[0], log=lambda _: None)
+    assert again == json.loads((tmp_path / "results.json").read_text()) == results
+
+
+def test_few_shot_baselines_fit_on_the_subset_only(data, tmp_path):
+    from neuropoyo.baselines.run import run_baselines
+    from neuropoyo.data.directory import few_shot_spans
+
+    spans = few_shot_spans(data[:1], trials=2)
+    few = run_baselines(data[:1], tmp_path / "few", methods=["wiener"], train_spans=spans)
+    full = run_baselines(data[:1], tmp_path / "full", methods=["wiener"])
+    assert few["wiener"]["mean_r2"] != full["wiener"]["mean_r2"]
+    with pytest.raises(ConfigError, match="1 train_spans for 2 recordings"):
+        run_baselines(data[:2], tmp_path / "x", methods=["wiener"], train_spans=spans)
+
+
+def test_cli_runs_a_given_model_on_named_recordings(data, tmp_path, capsys):
+    rid = ids(data)
+    from neuropoyo.training.loop import train
+
+    train(CONFIG, data[:1], tmp_path / "pre", progress=False)
+    code = main([
+        "experiment", "transfer", "--data", str(data[0].parent), "--seen", rid[1], "--unseen", rid[3],
+        "--pretrain", rid[0], "--model", str(tmp_path / "pre"), "--sizes", "2", "--steps", "2",
+        "--methods", "unit-id,mlp", "--reid-steps", "0", "--out", str(tmp_path / "x"),
+    ])
+    assert code == 0
+    rows = json.loads((tmp_path / "x" / "results.json").read_text())["rows"]
+    assert sorted((r["recording"], r["method"]) for r in rows) == sorted(
+        (r, m) for r in (rid[1], rid[3]) for m in ("unit-id", "mlp")
+    )
+    assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--sizes", "7,x"]) == 2
+    assert "--sizes: expected trial counts" in capsys.readouterr().err
