@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--reidentify", metavar="ID", help="a pretraining recording to re-identify (simulated: animal 0 day 0)")
     transfer.add_argument("--config", default="demo_run.yaml", help="run file of pretraining and from-scratch POYO (default demo_run.yaml)")
     transfer.add_argument("--sizes", default="14,35,all", help="training-set sizes in trials (default 14,35,all)")
-    transfer.add_argument("--methods", help="comma-separated subset of scratch,mlp,gru,unit-id,full (default: all)")
+    transfer.add_argument("--methods", help="comma-separated subset of mlp,gru,scratch,unit-id,full (default: all)")
     transfer.add_argument("--steps", type=int, default=600, help="unit-identification and finetuning steps (default 600)")
     transfer.add_argument("--reid-steps", type=int, default=1000, help="re-identification steps (0: skip; default 1000)")
     transfer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -44,7 +44,7 @@ from neuropoyo.training.loop import MODEL_DIR, train
 from neuropoyo.transfer import FinetuneConfig, finetune
 from neuropoyo.vocab import unit_keys
 
-METHODS = ("scratch", "mlp", "gru", "unit-id", "full")
+METHODS = ("mlp", "gru", "scratch", "unit-id", "full")
 LABELS = {
     "mlp": "MLP (from scratch)",
     "gru": "GRU (from scratch)",
@@ -336,17 +336,18 @@ def plot_transfer(rows: list[dict]):
     for column, group in enumerate(groups):
         mine = [r for r in rows if r["group"] == group]
         top, bottom = axes[0][column], axes[1][column]
-        for k, method in enumerate(m for m in METHODS if any(r["method"] == m for r in mine)):
+        for method in (m for m in METHODS if any(r["method"] == m for r in mine)):
+            colour = f"C{METHODS.index(method)}"  # the same in every panel
             points = sorted((r["trials"], r["r2"]) for r in mine if r["method"] == method)
             by_size: dict[int, list[float]] = {}
             for trials, r2 in points:
                 by_size.setdefault(trials, []).append(r2)
             sizes = sorted(by_size)
-            top.plot(sizes, [np.mean(by_size[n]) for n in sizes], "o-", color=f"C{k}", label=LABELS[method])
+            top.plot(sizes, [np.mean(by_size[n]) for n in sizes], "o-", color=colour, label=LABELS[method])
             curves = [dict(map(tuple, r["curve"])) for r in mine if r["method"] == method and r["size"] == "all"]
             steps = sorted(set.intersection(*(set(c) for c in curves))) if curves and curves[0] else []
             if steps:
-                bottom.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], "o-", color=f"C{k}")
+                bottom.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], "o-", color=colour)
         top.set(title=GROUPS[group], xlabel="training trials", ylabel="test R2")
         bottom.set(xlabel="optimisation steps (all trials)", ylabel="test R2", xscale="log")
         for axis in (top, bottom):
