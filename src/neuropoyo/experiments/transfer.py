@@ -174,6 +174,7 @@ def run_transfer(
             rid = open_recording(path).recording_id
             for size in plan.sizes:
                 folder = out / "runs" / rid / size_label(size)
+                trials = training_trials(path) if size is None else size
                 for method in plan.methods:
                     def compute(method=method, size=size, path=path, folder=folder):
                         if method in ("mlp", "gru"):
@@ -181,7 +182,6 @@ def run_transfer(
                         return _fit_poyo(method, path, size, Path(model), folder / method, plan)
 
                     result = _cached(folder / f"{method}.json", compute, log, f"{rid} {size_label(size)} {method}")
-                    trials = training_trials(path) if size is None else size
                     rows.append({"group": group, "recording": rid, "trials": trials, "size": size_label(size),
                                  "method": method, **result})
     results = {"rows": rows, "model": str(Path(model).resolve())}
@@ -240,7 +240,7 @@ def reidentification(folder: Path, model: Path, path: Path, plan: TransferPlan, 
     config = FinetuneConfig(max_steps=plan.reid_steps)
     finetune(pretrained, [copy], folder / "run", config, device=plan.device, progress=False, after_step=follow)
     r2 = r2_on_test_split(load_model(folder / "run" / MODEL_DIR), copy)
-    original_r2 = r2_on_test_split(load_model(model), path)
+    original_r2 = r2_on_test_split(load_model(model), path)  # `pretrained` was grown in place
     result = {
         "recording": original.recording_id, "units": len(new_keys), "steps": plan.reid_steps,
         "seconds": round(time.perf_counter() - started, 1), "r2": r2, "original_r2": original_r2,
