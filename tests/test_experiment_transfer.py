@@ -62,8 +62,12 @@ def test_held_out_recordings_must_match_their_group(data):
 def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, monkeypatch):
     rid = ids(data)
     pretrain, held = choose_recordings(data, seen=[rid[1]], unseen=[rid[2]], pretrain=[rid[0]])
-    plan = TransferPlan(config=CONFIG, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4))
+    plan = TransferPlan(config=CONFIG, pretrain_steps=5, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4))
     results = experiment.run_transfer(tmp_path, plan, held_out=held, pretrain=pretrain, reidentify=pretrain[0], log=lambda _: None)
+    pretraining = json.loads((tmp_path / "pretrained" / "run.json").read_text())
+    assert pretraining["total_steps"] == 5 and pretraining["config"]["training"]["max_steps"] == 5
+    scratch = json.loads((tmp_path / "runs" / rid[2] / "all" / "scratch" / "run.json").read_text())
+    assert scratch["total_steps"] == 3  # POYO from scratch keeps the run file's steps
     rows = results["rows"]
     assert len(rows) == 2 * 2 * 5  # recordings x sizes x methods
     assert {r["trials"] for r in rows if r["size"] == "3trials"} == {3}
@@ -122,3 +126,5 @@ def test_cli_runs_a_given_model_on_named_recordings(data, tmp_path, capsys):
     )
     assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--sizes", "7,x"]) == 2
     assert "--sizes: expected trial counts" in capsys.readouterr().err
+    assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--pretrain-steps", "0"]) == 2
+    assert "pretrain steps must be >= 1, got 0" in capsys.readouterr().err

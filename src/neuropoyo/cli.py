@@ -189,9 +189,12 @@ def cmd_experiment_transfer(args: argparse.Namespace) -> None:
     from neuropoyo.training.config import RunConfig
 
     out = Path(args.out)
+    pretrain_steps = args.pretrain_steps
+    if args.data is None and pretrain_steps is None:
+        pretrain_steps = experiment.SIMULATED_PRETRAIN_STEPS
     plan = experiment.TransferPlan(
-        config=RunConfig.from_yaml(args.config), sizes=_sizes(args.sizes), finetune_steps=args.steps,
-        reid_steps=args.reid_steps, device=args.device,
+        config=RunConfig.from_yaml(args.config), pretrain_steps=pretrain_steps, sizes=_sizes(args.sizes),
+        finetune_steps=args.steps, reid_steps=args.reid_steps, device=args.device,
         **({"methods": tuple(args.methods.split(","))} if args.methods else {}),
     )
     if args.data is None:
@@ -539,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--model", help="a pretrained run or model directory instead of pretraining")
     transfer.add_argument("--reidentify", metavar="ID", help="a pretraining recording to re-identify (simulated: animal 0 day 0)")
     transfer.add_argument("--config", default="demo_run.yaml", help="run file of pretraining and from-scratch POYO (default demo_run.yaml)")
+    transfer.add_argument("--pretrain-steps", type=int, help="pretraining steps (default: the run file's; "
+                          "3000 on simulated data)")
     transfer.add_argument("--sizes", default="14,35,all", help="training-set sizes in trials (default 14,35,all)")
     transfer.add_argument("--methods", help="comma-separated subset of mlp,gru,scratch,unit-id,full (default: all)")
     transfer.add_argument("--steps", type=int, default=600, help="unit-identification and finetuning steps (default 600)")
