@@ -138,7 +138,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     }
     if args.epochs is not None and args.max_steps is None:
         overrides["max_steps"] = None
-    return dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
+    return config.with_training(**overrides)
 
 
 def _print_training(result) -> None:
@@ -314,9 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(format_summary(summarize(read_recording(path))), end="\n\n")
     config = RunConfig.from_yaml(DEMO_RUN)
     if args.quick:
-        config = dataclasses.replace(
-            config, training=dataclasses.replace(config.training, max_steps=DEMO_QUICK_STEPS)
-        )
+        config = config.with_training(max_steps=DEMO_QUICK_STEPS)
     print(f"training a small POYO (preset {DEMO_RUN}) for {config.training.max_steps} steps")
     result = train(config, [data_dir], out / "run")
     _print_training(result)

@@ -92,8 +92,7 @@ class TransferPlan:
         """The run file of pretraining: ``config`` with ``pretrain_steps`` steps where given."""
         if self.pretrain_steps is None:
             return self.config
-        training = dataclasses.replace(self.config.training, max_steps=self.pretrain_steps)
-        return dataclasses.replace(self.config, training=training)
+        return self.config.with_training(max_steps=self.pretrain_steps)
 
 
 def size_label(size: int | None) -> str:

@@ -90,6 +90,10 @@ class RunConfig:
                 f"(context_length_s = {context} s): samples between windows would never be scored"
             )
 
+    def with_training(self, **changes: Any) -> "RunConfig":
+        """This run file with the given ``training`` fields replaced (e.g. ``max_steps=3000``)."""
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
+
     def settings(self) -> dict[str, dict]:
         """The sections a model directory keeps (loss, augment, evaluation) as JSON-ready dicts."""
         return {name: getattr(self, name).to_dict() for name in SETTINGS}
