@@ -12,6 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from neuropoyo.model import POYO, POYOConfig, forward_flops, latent_grid, model_info, train_step_flops
+from neuropoyo.model.poyo import ENCODER_GROUP
 from neuropoyo.schema import END, SPIKE, START
 from neuropoyo.training.config import PRESET_DIR, RunConfig
 
@@ -182,6 +183,74 @@ def test_padding_does_not_change_outputs(gen, model):
         assert torch.equal(padded[name][0, 9:], torch.zeros_like(padded[name][0, 9:]))
 
 
+def direct_encode(model, batch):
+    """The encoder without its shortcuts: every token embedded and projected, one padded batch."""
+    inputs = model.embed_inputs(batch["input_unit_index"], batch["input_token_type"])
+    latents = model.latent_emb(model.latent_index).expand(len(inputs), -1, -1)
+    return model.encoder(
+        latents,
+        model.encoder.attention.project_context(inputs),
+        x_rotation=model.rotary(batch["latent_timestamps"]),
+        context_rotation=model.rotary(batch["input_timestamps"]),
+        context_mask=batch["input_mask"],
+    )
+
+
+@pytest.mark.parametrize("token_type_embedding", [False, True])
+def test_encoder_shortcuts_equal_the_direct_encoder(gen, token_type_embedding):
+    """Distinct (unit, type) rows projected once and windows grouped by length (more windows than
+    ENCODER_GROUP, some equal in length) give the per-token, fully padded result."""
+    model = make_model(token_type_embedding=token_type_embedding)
+    assert ENCODER_GROUP < 11
+    windows = [make_window(gen, units=list(range(1 + i % 6)), session=i % 3, rate=3 + i) for i in range(11)]
+    windows.append(windows[0] | {"session": 2})  # same length as window 0
+    batch = collate(model, windows, gen, extra_inputs=3)
+    with torch.no_grad():
+        latents = model.encode(
+            batch["input_unit_index"],
+            batch["input_timestamps"],
+            batch["input_token_type"],
+            batch["input_mask"],
+            latent_rotation=model.rotary(batch["latent_timestamps"]),
+        )
+        torch.testing.assert_close(latents, direct_encode(model, batch), rtol=0, atol=1e-12)
+        together = model(**batch)
+        for i, window in enumerate(windows):
+            alone = model(**collate(model, [window], gen))
+            q = len(window["out_time"])
+            for name, y in alone.items():
+                torch.testing.assert_close(together[name][i, :q], y[0], rtol=0, atol=1e-12)
+
+
+def test_an_all_true_mask_equals_no_mask(gen, model):
+    windows = [make_window(gen, units=[0, 1, 2], session=0, rate=4)]
+    batch = collate(model, windows, gen)
+    assert batch["input_mask"].all()
+    with torch.no_grad():
+        assert_outputs_close(model(**(batch | {"input_mask": None})), model(**batch), atol=0)
+
+
+def test_bfloat16_autocast_tracks_float32(gen):
+    """The bf16 path (autocast matmuls, float32 rotation and attention on CPU) stays within bf16
+    rounding of float32, forward and backward."""
+    model = make_model(ffn_dropout=0.0, linear_dropout=0.0, attention_dropout=0.0).float().train()
+    windows = [make_window(gen, units=list(range(8)), session=i % 3, rate=10) for i in range(4)]
+    batch = {k: v.float() if v.is_floating_point() else v for k, v in collate(model, windows, gen).items()}
+    runs = {}
+    for bf16 in (False, True):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(**batch)
+        sum(y.float().square().sum() for y in out.values()).backward()
+        runs[bf16] = out, {n: p.grad.clone() for n, p in model.named_parameters()}
+    (out32, grad32), (out16, grad16) = runs[False], runs[True]
+    for name in out32:
+        scale = out32[name].abs().max()
+        assert (out16[name].float() - out32[name]).abs().max() < 0.05 * scale
+    for name, g in grad32.items():
+        assert (grad16[name] - g).norm() < 0.1 * g.norm() + 1e-6, name
+
+
 def test_delimiters_of_a_silent_unit_change_the_output(gen, model):
     window = make_window(gen, units=[0, 1, 2], session=0, silent=(2,))
     assert (window["unit"] == 2).sum() == 2  # only its START and END tokens
@@ -349,8 +418,11 @@ def test_latent_buffers_are_not_in_the_state_dict(gen):
 
 @pytest.mark.parametrize("ffn", ["gelu", "geglu"])
 def test_flops_match_a_measured_count(gen, ffn):
+    """Silent units only: every token is a distinct (unit, type) pair, so the key/value projection
+    runs once per token, as the nominal count assumes."""
     model = make_model(ffn=ffn)
-    batch = collate(model, [make_window(gen, units=[0, 1, 2, 3], session=0, num_outputs=7)], gen)
+    window = make_window(gen, units=[0, 1, 2, 3], session=0, num_outputs=7, silent=(0, 1, 2, 3))
+    batch = collate(model, [window], gen)
     m, p = batch["input_unit_index"].shape[1], batch["output_timestamps"].shape[1]
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(**batch)

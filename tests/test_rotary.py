@@ -112,7 +112,7 @@ def test_rotations_compose_and_invert(gen):
     torch.testing.assert_close(rotate(rotate(x, emb(a)), emb(b)), rotate(x, emb(a + b)), rtol=0, atol=1e-10)
     torch.testing.assert_close(rotate(rotate(x, emb(a)), emb(a).inverse()), x, rtol=0, atol=1e-12)
     inverse, negative = emb(a).inverse(), emb(-a)
-    assert torch.equal(inverse.cos, negative.cos) and torch.equal(inverse.sin, negative.sin)
+    torch.testing.assert_close(inverse.phase, negative.phase, rtol=0, atol=1e-15)
 
 
 def test_rotated_dot_products_depend_only_on_time_differences(gen):
@@ -133,10 +133,19 @@ def test_rotated_dot_products_depend_only_on_time_differences(gen):
 
 def test_rotation_follows_the_timestamp_dtype():
     emb = RotaryTimeEmbedding(head_dim=8)
-    assert emb(torch.zeros(3, dtype=torch.float32)).cos.dtype == torch.float32
+    assert emb(torch.zeros(3, dtype=torch.float32)).phase.dtype == torch.complex64
     rotation = emb(torch.zeros(3, dtype=DTYPE))
-    assert isinstance(rotation, Rotation) and rotation.cos.dtype == DTYPE
-    assert rotation.cos.shape == (3, 2)
+    assert isinstance(rotation, Rotation) and rotation.phase.dtype == torch.complex128
+    assert rotation.phase.shape == (3, 4)  # one phase per pair of the head
+
+
+def test_bfloat16_is_rotated_in_float32_and_cast_back(gen):
+    emb = RotaryTimeEmbedding(head_dim=16)
+    x = torch.randn(2, 5, 3, 16, generator=gen).to(torch.bfloat16)  # (B, T, H, D)
+    t = torch.rand(2, 5, generator=gen)
+    y = rotate(x, emb(t), head_axis=-2)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, rotate(x.float(), emb(t), head_axis=-2).to(torch.bfloat16), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -148,12 +157,14 @@ def test_value_rotation_equals_the_direct_quadratic_form(gen, masked):
     tq = torch.rand(2, 3, generator=gen, dtype=DTYPE)
     tk = torch.rand(2, 5, generator=gen, dtype=DTYPE)
     mask = torch.tensor([[True] * 5, [True, True, False, True, False]]) if masked else None
+    tokens_major = [x.transpose(1, 2) for x in (q, k, v)]  # (B, N, H, D), the layers' layout
     fast = rotary_attention(
-        q, k, v, q_rotation=emb(tq), k_rotation=emb(tk), key_mask=mask, rotate_value=True
-    )
+        *tokens_major, q_rotation=emb(tq), k_rotation=emb(tk), key_mask=mask, rotate_value=True
+    ).transpose(1, 2)
     direct = direct_value_rotation_attention(q, k, v, tq, tk, emb.periods, mask)
     torch.testing.assert_close(fast, direct, rtol=0, atol=1e-10)
-    plain = rotary_attention(q, k, v, q_rotation=emb(tq), k_rotation=emb(tk), key_mask=mask)
+    plain = rotary_attention(*tokens_major, q_rotation=emb(tq), k_rotation=emb(tk), key_mask=mask)
+    plain = plain.transpose(1, 2)
     assert (plain - fast).abs().max() > 1e-3  # value rotation is not a no-op
 
 
@@ -164,7 +175,8 @@ def test_attention_without_value_rotation_is_softmax_of_rotated_scores(gen):
     v = torch.randn(1, 2, 4, 8, generator=gen, dtype=DTYPE)
     tq = torch.rand(1, 3, generator=gen, dtype=DTYPE)
     tk = torch.rand(1, 4, generator=gen, dtype=DTYPE)
-    out = rotary_attention(q, k, v, q_rotation=emb(tq), k_rotation=emb(tk))
+    tokens_major = [x.transpose(1, 2) for x in (q, k, v)]
+    out = rotary_attention(*tokens_major, q_rotation=emb(tq), k_rotation=emb(tk)).transpose(1, 2)
     scores = rotate(q, emb(tq)) @ rotate(k, emb(tk)).transpose(-1, -2) / math.sqrt(8)
     torch.testing.assert_close(out, scores.softmax(-1) @ v, rtol=0, atol=1e-12)
 

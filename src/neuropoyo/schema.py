@@ -5,6 +5,7 @@ tokenizer, and the tokenizer can name batch fields without knowing the model.
 """
 
 SPIKE, START, END = 0, 1, 2  # input_token_type values
+TOKEN_TYPES = (SPIKE, START, END)
 
 INPUT_KEYS = ("input_unit_index", "input_timestamps", "input_token_type", "input_mask")
 OUTPUT_KEYS = ("output_session_index", "output_timestamps", "output_decoder_index", "output_mask")

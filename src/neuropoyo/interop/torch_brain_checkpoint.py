@@ -36,12 +36,13 @@ from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.model.rotary import rotary_periods
 from neuropoyo.training.config import RunConfig
+from neuropoyo.schema import TOKEN_TYPES
 from neuropoyo.vocab import Vocabulary
 
 DEFAULT_READOUT = "cursor_vel"
 PARAMETER_PREFIX = "model."  # the LightningModule holds the POYO as ``self.model``
 PADDING_WORD = "NA"
-TOKEN_TYPES = 3  # spike, start, end
+
 OMEGA_RTOL = 1e-5  # their omega is computed in float32
 REQUIRED_HPARAMS = ("sequence_length", "latent_step")
 # torch_brain POYO's keyword defaults, for the keys a checkpoint's hyper_parameters leave out
@@ -315,7 +316,7 @@ def convert_state_dict(
     weights |= {
         "unit_emb.weight": unit_rows,
         "session_emb.weight": session_rows,
-        "token_type_emb.weight": _tensor(state_dict, "token_type_emb.weight", source)[:TOKEN_TYPES],
+        "token_type_emb.weight": _tensor(state_dict, "token_type_emb.weight", source)[: len(TOKEN_TYPES)],
     }
     _check_shapes(weights, config, source)
     converted = {key: value.detach().to(torch.float32).contiguous() for key, value in weights.items()}

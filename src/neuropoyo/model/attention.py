@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,28 +25,36 @@ def rotary_attention(
     """a_jk = softmax_k(R(t_j) q_j . R(t_k) k_k / sqrt(d)); returns sum_k a_jk v_k per query j.
 
     With rotate_value, returns R(-t_j) sum_k a_jk R(t_k) v_k = sum_k a_jk R(t_k - t_j) v_k.
-    q: (B, H, Nq, Dh); k, v: (B, H, Nk, Dh); rotations over (B, Nq, .) and (B, Nk, .);
-    key_mask: (B, Nk) bool, True for real keys. Returns (B, H, Nq, Dh).
+    Token-major layout (the projections' own, so no head transpose is copied): q (B, Nq, H, Dh);
+    k, v (B, Nk, H, Dh); rotation tables over (B, Nq, Dh) and (B, Nk, Dh) (or broadcastable);
+    key_mask: (B, Nk) bool, True for real keys. Returns (B, Nq, H, Dh), in float32 for half-precision
+    inputs on CPU (the attention itself runs in float32 there), else in the inputs' dtype.
     """
-    q = rotate(q, q_rotation)
-    k = rotate(k, k_rotation)
-    if rotate_value:
-        v = rotate(v, k_rotation)
+    # CPU half-precision attention backward is several times slower than float32: upcast, and keep
+    # autocast from casting back down
+    upcast = q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+    dtype = torch.float32 if upcast else q.dtype
+    q = rotate(q, q_rotation, head_axis=-2, dtype=dtype)
+    k = rotate(k, k_rotation, head_axis=-2, dtype=dtype)
+    v = rotate(v, k_rotation, head_axis=-2, dtype=dtype) if rotate_value else v.to(dtype)
     mask = None if key_mask is None else key_mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    with torch.autocast("cpu", enabled=False) if upcast else contextlib.nullcontext():
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p
+        ).transpose(1, 2)
     if rotate_value:
-        out = rotate(out, q_rotation.inverse())
+        out = rotate(out, q_rotation.inverse(), head_axis=-2)
     return out
 
 
-def _split_heads(x: Tensor, heads: int) -> Tensor:
-    """(B, N, H * Dh) -> (B, H, N, Dh)."""
-    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+def linear_parts(x: Tensor, layer: nn.Linear, parts: int) -> tuple[Tensor, ...]:
+    """``layer(x).chunk(parts, dim=-1)``, as one matmul per slice of the weight.
 
-
-def _merge_heads(x: Tensor) -> Tensor:
-    """(B, H, N, Dh) -> (B, N, H * Dh)."""
-    return x.transpose(1, 2).flatten(2)
+    Equal to chunking the output, but the backward pass then sums ``parts`` small input gradients
+    instead of concatenating the large output gradients into one buffer.
+    """
+    biases = (None,) * parts if layer.bias is None else layer.bias.chunk(parts)
+    return tuple(F.linear(x, w, b) for w, b in zip(layer.weight.chunk(parts), biases))
 
 
 class RotaryCrossAttention(nn.Module):
@@ -72,29 +83,38 @@ class RotaryCrossAttention(nn.Module):
         self.to_kv = nn.Linear(context_dim, 2 * inner, bias=qkv_bias)
         self.to_out = nn.Linear(inner, dim)
 
+    def project_context(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """(..., context_dim) -> keys, values, each (..., heads * head_dim), before rotation.
+
+        Row-wise (LayerNorm, then a linear map), so it can run on a table of distinct context rows
+        and be gathered per token.
+        """
+        return linear_parts(self.norm_context(context), self.to_kv, 2)
+
     def forward(
         self,
         x: Tensor,
-        context: Tensor,
+        context_kv: tuple[Tensor, Tensor],
         *,
         x_rotation: Rotation,
         context_rotation: Rotation,
         context_mask: Tensor | None = None,
     ) -> Tensor:
-        """context_mask: (B, Nk) bool, True for real tokens. Returns (B, Nq, dim)."""
-        q = self.to_q(self.norm(x))
-        k, v = self.to_kv(self.norm_context(context)).chunk(2, dim=-1)
+        """x (B, Nq, dim); context_kv: keys, values (B, Nk, heads * head_dim) from
+        :meth:`project_context`; context_mask: (B, Nk) bool, True for real tokens. Returns (B, Nq, dim)."""
+        q = self.to_q(self.norm(x)).unflatten(-1, (self.heads, -1))
+        k, v = (part.unflatten(-1, (self.heads, -1)) for part in context_kv)
         out = rotary_attention(
-            _split_heads(q, self.heads),
-            _split_heads(k, self.heads),
-            _split_heads(v, self.heads),
+            q,
+            k,
+            v,
             q_rotation=x_rotation,
             k_rotation=context_rotation,
             key_mask=context_mask,
             dropout_p=self.dropout if self.training else 0.0,
             rotate_value=self.rotate_value,
         )
-        return self.to_out(_merge_heads(out))
+        return self.to_out(out.flatten(2))
 
 
 class RotarySelfAttention(nn.Module):
@@ -121,7 +141,7 @@ class RotarySelfAttention(nn.Module):
 
     def forward(self, x: Tensor, *, rotation: Rotation) -> Tensor:
         """Returns (B, N, dim)."""
-        q, k, v = (_split_heads(t, self.heads) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
+        q, k, v = (part.unflatten(-1, (self.heads, -1)) for part in linear_parts(self.norm(x), self.to_qkv, 3))
         out = rotary_attention(
             q,
             k,
@@ -131,36 +151,44 @@ class RotarySelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             rotate_value=self.rotate_value,
         )
-        return self.to_out(_merge_heads(out))
+        return self.to_out(out.flatten(2))
 
 
 class GEGLU(nn.Module):
-    """(..., 2h) -> (..., h): x * gelu(gate) (Shazeer 2020)."""
+    """(x, gate) -> x * gelu(gate) (Shazeer 2020)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        x, gate = x.chunk(2, dim=-1)
+    def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         return x * F.gelu(gate)
 
 
 class FeedForward(nn.Module):
-    """Pre-norm MLP dim -> mult * dim -> dim with GELU or GEGLU; dropout on the hidden layer."""
+    """Pre-norm MLP dim -> mult * dim -> dim with GELU or GEGLU; dropout on the hidden layer.
+
+    ``net`` holds [LayerNorm, Linear(dim, hidden or 2 hidden), activation, Dropout, Linear(hidden,
+    dim)]; GEGLU's [x; gate] projection runs as two matmuls (:func:`linear_parts`).
+    """
 
     def __init__(self, *, dim: int, mult: int = 4, kind: str = "gelu", dropout: float = 0.0):
         super().__init__()
         if kind not in ("gelu", "geglu"):
             raise ValueError(f"feed-forward kind must be 'gelu' or 'geglu', got {kind!r}")
         hidden = mult * dim
-        gated = kind == "geglu"
-        self.net = nn.Sequential(
-            nn.LayerNorm(dim),
-            nn.Linear(dim, 2 * hidden if gated else hidden),
-            GEGLU() if gated else nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, dim),
+        self.gated = kind == "geglu"
+        self.net = nn.ModuleList(
+            [
+                nn.LayerNorm(dim),
+                nn.Linear(dim, 2 * hidden if self.gated else hidden),
+                GEGLU() if self.gated else nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, dim),
+            ]
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        norm, project, activation, dropout, out = self.net
+        x = norm(x)
+        hidden = activation(*linear_parts(x, project, 2)) if self.gated else activation(project(x))
+        return out(dropout(hidden))
 
 
 class CrossAttentionBlock(nn.Module):
@@ -175,14 +203,15 @@ class CrossAttentionBlock(nn.Module):
     def forward(
         self,
         x: Tensor,
-        context: Tensor,
+        context_kv: tuple[Tensor, Tensor],
         *,
         x_rotation: Rotation,
         context_rotation: Rotation,
         context_mask: Tensor | None = None,
     ) -> Tensor:
+        """context_kv: the context through ``attention.project_context``."""
         attended = self.attention(
-            x, context, x_rotation=x_rotation, context_rotation=context_rotation, context_mask=context_mask
+            x, context_kv, x_rotation=x_rotation, context_rotation=context_rotation, context_mask=context_mask
         )
         x = x + self.dropout(attended)
         return x + self.dropout(self.feedforward(x))

@@ -15,7 +15,9 @@ def forward_flops(config: POYOConfig, *, num_input_tokens: int, num_outputs: int
 
     Counts the linear layers and the two attention matmuls (QK^T, AV); norms, softmax, rotations,
     GELUs and embedding lookups are elementwise and left out. M = num_input_tokens (padding included),
-    N = latents, P = num_outputs.
+    N = latents, P = num_outputs. This is the nominal count, with the encoder's key/value projection
+    applied per input token: :meth:`POYO.encode` applies it once per distinct (unit, token type)
+    pair instead, so it executes fewer when units spike more than once.
     """
     c = config
     d, m, n, p = c.dim, num_input_tokens, c.num_latents, num_outputs

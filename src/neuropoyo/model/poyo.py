@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuropoyo.model.attention import (
@@ -22,9 +23,11 @@ from neuropoyo.model.attention import (
     SelfAttentionBlock,
 )
 from neuropoyo.model.config import POYOConfig
-from neuropoyo.model.rotary import RotaryTimeEmbedding
 from neuropoyo.model.latents import latent_grid
-from neuropoyo.schema import SPIKE, START
+from neuropoyo.model.rotary import RotaryTimeEmbedding, Rotation
+from neuropoyo.schema import TOKEN_TYPES
+
+ENCODER_GROUP = 8  # windows per encoder group; each group pads only to its own longest window
 
 
 class POYO(nn.Module):
@@ -112,8 +115,10 @@ class POYO(nn.Module):
         x = self.unit_emb(unit_index)
         if self.config.token_type_embedding:
             return x + self.token_type_emb(token_type)
-        delimiter = self.token_type_emb((token_type - START).clamp(min=0))
-        return x + torch.where((token_type != SPIKE).unsqueeze(-1), delimiter, 0.0)
+        # rows by token type: SPIKE -> 0, START -> x_start, END -> x_end (one gather, no branch)
+        delimiters = self.token_type_emb.weight
+        by_type = torch.cat((delimiters.new_zeros(1, delimiters.shape[1]), delimiters))
+        return x + by_type[token_type]
 
     def forward(
         self,
@@ -138,33 +143,25 @@ class POYO(nn.Module):
             [0, context_length_s] (the ``latent_timestamps`` buffer), which windows starting at 0 use.
         Returns {readout name: (B, P, out_dim)}, computed at every query; padded queries hold 0.
         """
-        batch = input_unit_index.shape[0]
         if latent_timestamps is None:
             latent_timestamps = self.latent_timestamps
-        latent_timestamps = latent_timestamps.expand(batch, -1)
-        inputs = self.embed_inputs(input_unit_index, input_token_type)
-        latents = self.latent_emb(self.latent_index).expand(batch, -1, -1)
         queries = self.session_emb(output_session_index)
         if self.task_emb is not None:
             if output_decoder_index is None:
                 raise ValueError("output_decoder_index is required when task_embedding is enabled")
             queries = queries + self.task_emb(output_decoder_index)
-
-        input_rotation = self.rotary(input_timestamps)
         latent_rotation = self.rotary(latent_timestamps)
-        output_rotation = self.rotary(output_timestamps)
 
-        latents = self.encoder(
-            latents,
-            inputs,
-            x_rotation=latent_rotation,
-            context_rotation=input_rotation,
-            context_mask=input_mask,
+        latents = self.encode(
+            input_unit_index, input_timestamps, input_token_type, input_mask, latent_rotation=latent_rotation
         )
         for block in self.processor:
             latents = block(latents, rotation=latent_rotation)
         outputs = self.decoder(
-            queries, latents, x_rotation=output_rotation, context_rotation=latent_rotation
+            queries,
+            self.decoder.attention.project_context(latents),
+            x_rotation=self.rotary(output_timestamps),
+            context_rotation=latent_rotation,
         )
 
         predictions = {name: head(outputs) for name, head in self.readouts.items()}
@@ -172,6 +169,59 @@ class POYO(nn.Module):
             padded = ~output_mask.unsqueeze(-1)
             predictions = {name: y.masked_fill(padded, 0.0) for name, y in predictions.items()}
         return predictions
+
+    def encode(
+        self,
+        unit_index: Tensor,
+        timestamps: Tensor,
+        token_type: Tensor,
+        mask: Tensor | None,
+        *,
+        latent_rotation: Rotation,
+    ) -> Tensor:
+        """Encoder: (B, M) input tokens -> (B, N, dim) latents.
+
+        Two exact shortcuts. Keys and values depend on a token only through its (unit, type) pair
+        before rotation, so LayerNorm and the key/value projection run once per distinct pair in the
+        batch and are gathered per token. Windows are grouped by token count (ENCODER_GROUP per group)
+        and each group is cut to its own longest window, so short windows do not attend over the
+        padding of long ones; a group without padding runs unmasked.
+        latent_rotation: phases over (N, head_dim / 2) or (B, N, head_dim / 2).
+        """
+        batch = unit_index.shape[0]
+        pair = unit_index * len(TOKEN_TYPES) + token_type
+        distinct, token_row = torch.unique(pair, return_inverse=True)
+        key_table, value_table = self.encoder.attention.project_context(
+            self.embed_inputs(distinct // len(TOKEN_TYPES), distinct % len(TOKEN_TYPES))
+        )
+        latents = self.latent_emb(self.latent_index).expand(batch, -1, -1)
+        lengths = None if mask is None else mask.sum(dim=1)
+        if lengths is None or batch <= ENCODER_GROUP:
+            groups = [torch.arange(batch, device=unit_index.device)]
+        else:
+            groups = lengths.argsort().split(ENCODER_GROUP)
+        encoded = []
+        for rows in groups:
+            n = unit_index.shape[1] if lengths is None else int(lengths[rows].max())
+            group_mask = None if mask is None else mask[rows, :n]
+            if group_mask is not None and bool(group_mask.all()):
+                group_mask = None
+            group_latent_rotation = latent_rotation
+            if latent_rotation.phase.dim() == 3:
+                group_latent_rotation = Rotation(latent_rotation.phase[rows])
+            encoded.append(
+                self.encoder(
+                    latents[rows],
+                    (F.embedding(token_row[rows, :n], key_table), F.embedding(token_row[rows, :n], value_table)),
+                    x_rotation=group_latent_rotation,
+                    context_rotation=self.rotary(timestamps[rows, :n]),
+                    context_mask=group_mask,
+                )
+            )
+        if len(encoded) == 1:
+            return encoded[0]
+        order = torch.cat(groups)
+        return torch.cat(encoded).index_select(0, order.argsort())
 
     def latent_grid(self, window_length: float | None = None) -> tuple[Tensor, Tensor]:
         """latent_index (N,), latent_timestamps (N,) for a window (default: context_length_s)."""

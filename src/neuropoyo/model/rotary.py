@@ -44,31 +44,38 @@ def rotary_periods(
 
 
 class Rotation(NamedTuple):
-    """R(t) for a set of tokens: cos and sin of the angles, each (..., tokens, rotate_dim // 2)."""
+    """R(t) for a set of tokens as one complex table ``phase`` (..., tokens, head_dim / 2).
 
-    cos: Tensor
-    sin: Tensor
+    Pair k of a head, (x_2k, x_2k+1), is read as the complex number x_2k + i x_2k+1; R(t) multiplies
+    it by phase[k] = exp(i a_k) for rotated pairs and by 1 for the unrotated rest. One complex
+    multiply per head, forward and backward: no slicing, swapping or concatenation of halves.
+    """
+
+    phase: Tensor
 
     def inverse(self) -> Rotation:
         """R(-t) = R(t)^T."""
-        return Rotation(self.cos, -self.sin)
+        return Rotation(self.phase.conj())
 
 
-def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3) -> Tensor:
-    """Apply R(t) to every head of x; the unrotated dimensions are returned bit-identical.
+def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3, dtype: torch.dtype | None = None) -> Tensor:
+    """Apply R(t) to every head of x; the unrotated dimensions come back with the same values.
 
     x: (..., heads, tokens, head_dim) with head_axis=-3, or (..., tokens, heads, head_dim) with
-    head_axis=-2. rotation: cos/sin over (..., tokens, rotate_dim // 2). Pairs (2k, 2k+1) are rotated.
+    head_axis=-2. rotation: phases over (..., tokens, head_dim / 2), broadcast over heads.
+    Half-precision x is rotated in float32 (there is no bfloat16 complex type); the result is cast
+    to ``dtype`` (default: x's).
     """
     if head_axis not in (-3, -2):
         raise ValueError(f"head_axis must be -3 (heads, tokens) or -2 (tokens, heads), got {head_axis}")
-    half = rotation.cos.shape[-1]
-    cos = rotation.cos.unsqueeze(head_axis).to(x.dtype)
-    sin = rotation.sin.unsqueeze(head_axis).to(x.dtype)
-    pairs = x[..., : 2 * half].unflatten(-1, (half, 2))
-    x1, x2 = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-    return torch.cat((rotated, x[..., 2 * half :]), dim=-1)
+    real = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if real.stride(-1) != 1:
+        real = real.contiguous()
+    pairs = torch.view_as_complex(real.unflatten(-1, (-1, 2)))
+    phase = rotation.phase.unsqueeze(head_axis)
+    if phase.dtype != pairs.dtype:
+        phase = phase.to(pairs.dtype)
+    return torch.view_as_real(pairs * phase).flatten(-2).to(dtype or x.dtype)
 
 
 class RotaryTimeEmbedding(nn.Module):
@@ -108,5 +115,9 @@ class RotaryTimeEmbedding(nn.Module):
         self.register_buffer("omega", omega, persistent=False)  # float64, derived from the config
 
     def forward(self, timestamps: Tensor) -> Rotation:
+        """timestamps (..., tokens) -> phases (..., tokens, head_dim / 2), complex of the timestamps'
+        dtype (float32 -> complex64, float64 -> complex128)."""
         angles = timestamps.unsqueeze(-1) * self.omega.to(timestamps.dtype)
-        return Rotation(angles.cos(), angles.sin())
+        rest = angles.new_zeros((*angles.shape[:-1], (self.head_dim - self.rotate_dim) // 2))
+        angles = torch.cat((angles, rest), dim=-1)  # unrotated pairs: angle 0, phase exactly 1
+        return Rotation(torch.polar(torch.ones_like(angles), angles))
