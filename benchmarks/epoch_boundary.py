@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from machine import machine_line
 
 NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -105,10 +104,7 @@ def main() -> None:
             print(f"{name} run {repeat}: {rate:.2f} steps/s, boundary {boundary * 1e3:.0f} ms, "
                   f"other {other * 1e3:.0f} ms")
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    print(f"\nCPU: {cpu} ({os.cpu_count()} cores), torch {torch.__version__}, python "
-          f"{platform.python_version()}")
+    print(f"\n{machine_line()}")
     print(f"{args.steps} steps, batch {args.batch_size}, num_workers {args.workers}, "
           f"{args.repeats} repeats, data {data}\n")
     print("| tree | source | median steps/s | median boundary-step ms | median other-step ms |")

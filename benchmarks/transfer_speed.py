@@ -15,10 +15,11 @@ else runs on it.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine_line
 
 from neuropoyo.checkpoint import load_model
 from neuropoyo.data.store import open_recording
@@ -29,13 +30,6 @@ from neuropoyo.transfer import FinetuneConfig, finetune
 from neuropoyo.vocab import unit_keys
 
 DEFAULT_EXPERIMENT = Path("/tmp/neuropoyo-transfer")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def default_case() -> tuple[Path, Path]:
@@ -54,7 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="default unit-identification length")
     parser.add_argument("--converged-steps", type=int, default=3000, help="length of the long run")
     args = parser.parse_args()
-    print(f"CPU: {cpu_model()}; python {platform.python_version()}", flush=True)
+    print(machine_line(), flush=True)
     model, recording = (args.model, args.recording) if args.model else default_case()
     units = len(unit_keys(open_recording(recording)))
     print(f"model {model}; recording {recording} ({units} units)", flush=True)
