@@ -209,10 +209,11 @@ class POYO(nn.Module):
             group_latent_rotation = latent_rotation
             if latent_rotation.phase.dim() == 3:
                 group_latent_rotation = Rotation(latent_rotation.phase[rows])
+            tokens = token_row[rows, :n]
             encoded.append(
                 self.encoder(
                     latents[rows],
-                    (F.embedding(token_row[rows, :n], key_table), F.embedding(token_row[rows, :n], value_table)),
+                    (F.embedding(tokens, key_table), F.embedding(tokens, value_table)),
                     x_rotation=group_latent_rotation,
                     context_rotation=self.rotary(timestamps[rows, :n]),
                     context_mask=group_mask,
