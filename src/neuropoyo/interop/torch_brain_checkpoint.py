@@ -35,14 +35,13 @@ from neuropoyo.errors import CheckpointError
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.model.rotary import rotary_periods
-from neuropoyo.training.config import RunConfig
 from neuropoyo.schema import TOKEN_TYPES
+from neuropoyo.training.config import RunConfig
 from neuropoyo.vocab import Vocabulary
 
 DEFAULT_READOUT = "cursor_vel"
 PARAMETER_PREFIX = "model."  # the LightningModule holds the POYO as ``self.model``
 PADDING_WORD = "NA"
-
 OMEGA_RTOL = 1e-5  # their omega is computed in float32
 REQUIRED_HPARAMS = ("sequence_length", "latent_step")
 # torch_brain POYO's keyword defaults, for the keys a checkpoint's hyper_parameters leave out

@@ -72,9 +72,7 @@ def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3, dtype: torch.d
     if real.stride(-1) != 1:
         real = real.contiguous()
     pairs = torch.view_as_complex(real.unflatten(-1, (-1, 2)))
-    phase = rotation.phase.unsqueeze(head_axis)
-    if phase.dtype != pairs.dtype:
-        phase = phase.to(pairs.dtype)
+    phase = rotation.phase.unsqueeze(head_axis).to(pairs.dtype)
     return torch.view_as_real(pairs * phase).flatten(-2).to(dtype or x.dtype)
 
 
