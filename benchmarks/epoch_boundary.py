@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from machine import machine_line
+from neuropoyo.machine import machine_line
 
 NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 

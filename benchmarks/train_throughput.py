@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 import torch
-from machine import machine_line, matmul_gflops
 
+from neuropoyo.machine import machine_line, matmul_gflops
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.info import forward_flops
 from neuropoyo.model.poyo import POYO

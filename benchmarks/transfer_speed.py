@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import machine_line
+from neuropoyo.machine import machine_line
 
 from neuropoyo.checkpoint import load_model
 from neuropoyo.data.store import open_recording

@@ -168,3 +168,19 @@ def test_eval_intervals_on_the_command_line(sim_dir, tmp_path):
             assert counts["default"][rid] < counts["all"][rid]
         else:
             assert counts["default"][rid] == counts["all"][rid]
+
+
+def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "stream.json"
+    assert main(["train", "--config", "demo.yaml", "--data", str(sim_dir), "--out", str(run), "--max-steps", "1"]) == 0
+    data = sorted(sim_dir.glob("*.h5"))[0]
+    argv = ["bench-stream", "--model", str(run), "--data", str(data), "--seconds", "0.5", "--compare-every", "5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["updates"] == 50 and result["readout"] == "hand_vel"
+    for workload in ("stream", "full_window", "torch_brain_full_window", "reference"):
+        assert 0 < result[workload]["p50"] <= result[workload]["p99"] <= result[workload]["max"]
+    assert result["ratio"] == pytest.approx(result["torch_brain_full_window"]["p50"] / result["stream"]["p50"])
+    assert "torch_brain full-window p50 / our update p50" in capsys.readouterr().out
+    assert main([*argv, "--update-ms", "0"]) == 2
+    assert "update-ms and seconds must be > 0" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """The one-way flow of the package, read from the imports themselves (../shared/GUIDE.md, section 1).
 
-    leaves (errors, schema, seeding, settings, io) <- data <- vocab, tokenizer, batching <- pipeline
+    leaves (errors, schema, seeding, settings, io, machine) <- data <- vocab, tokenizer, batching <- pipeline
     leaves <- model <- checkpoint <- evaluation <- baselines;  everything <- training <- transfer,
-    interop <- experiments <- cli
+    interop <- experiments <- cli;  checkpoint <- streaming <- stream_bench (with evaluation) <- cli
 
 Each layer may import only the layers listed for it below; an import that runs against the flow
 fails this test with the file, the line and the layer it reached.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neuropoyo"
-LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io"}
+LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io", "machine"}
 BELOW = {
     "leaf": set(),
     "data": set(),
@@ -29,13 +29,15 @@ BELOW = {
     "training": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation"},
     "interop": {"data", "vocab", "model", "checkpoint", "evaluation", "pipeline", "training"},
     "transfer": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation", "training"},
+    "streaming": {"data", "vocab", "model", "checkpoint"},
+    "stream_bench": {"data", "vocab", "tokenizer", "model", "checkpoint", "evaluation", "streaming"},
     "experiments": {
         "data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation",
         "baselines", "training", "transfer",
     },
     "cli": {
         "data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation",
-        "baselines", "training", "interop", "transfer", "experiments",
+        "baselines", "training", "interop", "transfer", "experiments", "streaming", "stream_bench",
     },
 }
 

@@ -240,6 +240,37 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(format_model_info(info))
 
 
+def cmd_bench_stream(args: argparse.Namespace) -> None:
+    from neuropoyo.checkpoint import load_model
+    from neuropoyo.data.store import read_recording
+    from neuropoyo.io import write_text_atomic
+    from neuropoyo.machine import machine_line
+    from neuropoyo.stream_bench import REFERENCE_MS, bench_stream
+
+    result = bench_stream(
+        load_model(args.model), read_recording(args.data), readout=args.readout, update_ms=args.update_ms,
+        seconds=args.seconds, compare_every=args.compare_every, torch_brain=not args.no_torch_brain,
+    )
+    print(machine_line())
+    print(f"{result['recording']}: {result['updates']} updates every {args.update_ms:g} ms, "
+          f"R2 of the streamed {result['readout']} = {result['r2']:.4f}")
+    labels = {
+        "stream": "streaming update (ours)",
+        "full_window": "full-window forward (ours)",
+        "torch_brain_full_window": "full-window forward (torch_brain)",
+        "reference": f"fixed matmul reference (~{REFERENCE_MS:g} ms)",
+    }
+    print(f"{'latency, ms':<36}{'p50':>8}{'p99':>8}{'max':>8}")
+    for key, label in labels.items():
+        if key in result:
+            print(f"{label:<36}" + "".join(f"{result[key][q]:>8.2f}" for q in ("p50", "p99", "max")))
+    if "ratio" in result:
+        print(f"torch_brain full-window p50 / our update p50 = {result['ratio']:.2f}x")
+    if args.out:
+        write_text_atomic(args.out, json.dumps(result, indent=2))
+        print(f"figures in {args.out}")
+
+
 def cmd_import_checkpoint(args: argparse.Namespace) -> None:
     from neuropoyo.interop.torch_brain_checkpoint import DEFAULT_READOUT, import_checkpoint
 
@@ -502,6 +533,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--outputs", type=int, default=100, help="output queries per window (default 100)")
     info.add_argument("--batch-size", type=int, default=128, help="windows per step (default 128)")
     info.set_defaults(func=cmd_model_info)
+
+    streamer = commands.add_parser(
+        "bench-stream", help="replay a recording through the streaming decoder and time each update"
+    )
+    streamer.add_argument("--model", required=True, help="trained model directory")
+    streamer.add_argument("--data", required=True, help="recording file (.h5) to replay")
+    streamer.add_argument("--readout", default=None, help="behavior stream (default: the model's only readout)")
+    streamer.add_argument("--update-ms", type=float, default=10.0, help="time between updates (default 10)")
+    streamer.add_argument("--seconds", type=float, default=30.0, help="recording time replayed (default 30)")
+    streamer.add_argument(
+        "--compare-every", type=int, default=10,
+        help="run the full-window forwards and the reference every N updates (default 10)",
+    )
+    streamer.add_argument("--no-torch-brain", action="store_true", help="skip torch_brain's full-window forward")
+    streamer.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    streamer.set_defaults(func=cmd_bench_stream)
 
     importer = commands.add_parser(
         "import-checkpoint", help="convert a torch_brain POYO checkpoint (.ckpt) into a model directory"

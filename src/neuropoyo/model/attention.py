@@ -17,7 +17,7 @@ def rotary_attention(
     v: Tensor,
     *,
     q_rotation: Rotation,
-    k_rotation: Rotation,
+    k_rotation: Rotation | None,
     key_mask: Tensor | None = None,
     dropout_p: float = 0.0,
     rotate_value: bool = False,
@@ -25,6 +25,7 @@ def rotary_attention(
     """a_jk = softmax_k(R(t_j) q_j . R(t_k) k_k / sqrt(d)); returns sum_k a_jk v_k per query j.
 
     With rotate_value, returns R(-t_j) sum_k a_jk R(t_k) v_k = sum_k a_jk R(t_k - t_j) v_k.
+    k_rotation None: k (and v, with rotate_value) arrive already rotated, e.g. from a cache.
     Token-major layout (the projections' own, so no head transpose is copied): q (B, Nq, H, Dh);
     k, v (B, Nk, H, Dh); rotation tables over (B, Nq, Dh) and (B, Nk, Dh) (or broadcastable);
     key_mask: (B, Nk) bool, True for real keys. Returns (B, Nq, H, Dh), in float32 for half-precision
@@ -35,8 +36,11 @@ def rotary_attention(
     upcast = q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
     dtype = torch.float32 if upcast else q.dtype
     q = rotate(q, q_rotation, head_axis=-2, dtype=dtype)
-    k = rotate(k, k_rotation, head_axis=-2, dtype=dtype)
-    v = rotate(v, k_rotation, head_axis=-2, dtype=dtype) if rotate_value else v.to(dtype)
+    if k_rotation is not None:
+        k = rotate(k, k_rotation, head_axis=-2, dtype=dtype)
+    if k_rotation is not None and rotate_value:
+        v = rotate(v, k_rotation, head_axis=-2, dtype=dtype)
+    k, v = k.to(dtype), v.to(dtype)
     mask = None if key_mask is None else key_mask[:, None, None, :]
     with torch.autocast("cpu", enabled=False) if upcast else contextlib.nullcontext():
         out = F.scaled_dot_product_attention(
@@ -91,17 +95,27 @@ class RotaryCrossAttention(nn.Module):
         """
         return linear_parts(self.norm_context(context), self.to_kv, 2)
 
+    def rotate_context(self, context_kv: tuple[Tensor, Tensor], rotation: Rotation) -> tuple[Tensor, Tensor]:
+        """Keys, values (..., Nk, heads * head_dim) -> the same rotated by R(t_k) (values only with
+        rotate_value), as :meth:`forward` would; pass the result with ``context_rotation=None``.
+        rotation: phases over (..., Nk, head_dim / 2)."""
+        keys, values = (part.unflatten(-1, (self.heads, -1)) for part in context_kv)
+        keys = rotate(keys, rotation, head_axis=-2)
+        if self.rotate_value:
+            values = rotate(values, rotation, head_axis=-2)
+        return keys.flatten(-2), values.flatten(-2)
+
     def forward(
         self,
         x: Tensor,
         context_kv: tuple[Tensor, Tensor],
         *,
         x_rotation: Rotation,
-        context_rotation: Rotation,
+        context_rotation: Rotation | None,
         context_mask: Tensor | None = None,
     ) -> Tensor:
         """x (B, Nq, dim); context_kv: keys, values (B, Nk, heads * head_dim) from
-        :meth:`project_context`; context_mask: (B, Nk) bool, True for real tokens. Returns (B, Nq, dim)."""
+        :meth:`project_context` (or :meth:`rotate_context`, with context_rotation None); context_mask: (B, Nk) bool, True for real tokens. Returns (B, Nq, dim)."""
         q = self.to_q(self.norm(x)).unflatten(-1, (self.heads, -1))
         k, v = (part.unflatten(-1, (self.heads, -1)) for part in context_kv)
         out = rotary_attention(
@@ -206,7 +220,7 @@ class CrossAttentionBlock(nn.Module):
         context_kv: tuple[Tensor, Tensor],
         *,
         x_rotation: Rotation,
-        context_rotation: Rotation,
+        context_rotation: Rotation | None,
         context_mask: Tensor | None = None,
     ) -> Tensor:
         """context_kv: the context through ``attention.project_context``."""

@@ -145,30 +145,47 @@ class POYO(nn.Module):
         """
         if latent_timestamps is None:
             latent_timestamps = self.latent_timestamps
-        queries = self.session_emb(output_session_index)
-        if self.task_emb is not None:
-            if output_decoder_index is None:
-                raise ValueError("output_decoder_index is required when task_embedding is enabled")
-            queries = queries + self.task_emb(output_decoder_index)
         latent_rotation = self.rotary(latent_timestamps)
-
         latents = self.encode(
             input_unit_index, input_timestamps, input_token_type, input_mask, latent_rotation=latent_rotation
         )
-        for block in self.processor:
-            latents = block(latents, rotation=latent_rotation)
-        outputs = self.decoder(
-            queries,
-            self.decoder.attention.project_context(latents),
-            x_rotation=self.rotary(output_timestamps),
-            context_rotation=latent_rotation,
+        predictions = self.decode(
+            self.process(latents, latent_rotation),
+            self.output_queries(output_session_index, output_decoder_index),
+            latent_rotation=latent_rotation,
+            output_rotation=self.rotary(output_timestamps),
         )
-
-        predictions = {name: head(outputs) for name, head in self.readouts.items()}
         if output_mask is not None:
             padded = ~output_mask.unsqueeze(-1)
             predictions = {name: y.masked_fill(padded, 0.0) for name, y in predictions.items()}
         return predictions
+
+    def output_queries(self, session_index: Tensor, decoder_index: Tensor | None) -> Tensor:
+        """(B, P) session (and readout) indices -> (B, P, dim) query embeddings."""
+        queries = self.session_emb(session_index)
+        if self.task_emb is None:
+            return queries
+        if decoder_index is None:
+            raise ValueError("output_decoder_index is required when task_embedding is enabled")
+        return queries + self.task_emb(decoder_index)
+
+    def process(self, latents: Tensor, latent_rotation: Rotation) -> Tensor:
+        """The self-attention stack: (B, N, dim) latents -> (B, N, dim)."""
+        for block in self.processor:
+            latents = block(latents, rotation=latent_rotation)
+        return latents
+
+    def decode(
+        self, latents: Tensor, queries: Tensor, *, latent_rotation: Rotation, output_rotation: Rotation
+    ) -> dict[str, Tensor]:
+        """(B, P, dim) queries cross-attend to (B, N, dim) latents -> {readout name: (B, P, out_dim)}."""
+        outputs = self.decoder(
+            queries,
+            self.decoder.attention.project_context(latents),
+            x_rotation=output_rotation,
+            context_rotation=latent_rotation,
+        )
+        return {name: head(outputs) for name, head in self.readouts.items()}
 
     def encode(
         self,

@@ -1,0 +1,173 @@
+"""``neuropoyo bench-stream``: replay a recording through the StreamingDecoder and time every update.
+
+The replay runs in recording time: each update at ``now`` first receives the spikes a live feed
+would have delivered since the last one (times < now), then asks for the estimate at ``now``. Every
+``compare_every`` updates, the same window is also decoded by the plain full-window forward of our
+model, by torch_brain's POYO of the same size (random weights: timing only), and a fixed ~10 ms
+matmul workload is run as the machine's noise reference; all interleaved in one run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from neuropoyo.checkpoint import TrainedModel
+from neuropoyo.data.intervals import Intervals
+from neuropoyo.data.recording import Recording
+from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.evaluation.metrics import r2_score
+from neuropoyo.model.config import POYOConfig
+from neuropoyo.streaming import StreamingDecoder
+from neuropoyo.tokenizer import input_tokens
+
+REFERENCE_MS = 10.0  # the fixed matmul workload's target duration
+
+
+def torch_brain_peer(config: POYOConfig, readout_dim: int) -> torch.nn.Module:
+    """torch_brain's POYO with the size of ``config`` (the ``bench`` extra); dropout off."""
+    try:
+        from torch_brain.models.poyo import POYO as TorchBrainPOYO
+    except ImportError as error:
+        raise ConfigError(
+            "bench-stream compares against torch_brain's POYO: pip install 'neuropoyo[bench]', "
+            "or pass --no-torch-brain"
+        ) from error
+    model = TorchBrainPOYO(
+        sequence_length=config.context_length_s,
+        latent_step=config.context_length_s / config.num_latent_timestamps,
+        num_latents_per_step=config.latents_per_timestamp,
+        dim=config.dim,
+        depth=config.depth,
+        dim_head=config.head_dim,
+        cross_heads=config.cross_heads,
+        self_heads=config.num_heads,
+        ffn_dropout=0.0,
+        lin_dropout=0.0,
+        atn_dropout=0.0,
+        dim_out=readout_dim,
+    )
+    model.unit_emb.initialize_vocab([f"unit{i}" for i in range(config.num_units)])  # row 0: padding
+    model.session_emb.initialize_vocab([f"session{i}" for i in range(config.num_sessions)])
+    return model.eval()
+
+
+def matmul_reference(target_ms: float = REFERENCE_MS) -> Callable[[], None]:
+    """A fixed CPU workload (repeated 256^3 matmuls) calibrated once to take about ``target_ms``."""
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    timings = []
+    for _ in range(20):
+        start = time.perf_counter()
+        a @ b
+        timings.append(time.perf_counter() - start)
+    repeats = max(1, round(target_ms / 1e3 / float(np.median(timings))))
+
+    def workload() -> None:
+        for _ in range(repeats):
+            a @ b
+
+    return workload
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def _distribution(ms: list[float]) -> dict[str, float]:
+    values = np.asarray(ms)
+    return {"p50": float(np.median(values)), "p99": float(np.percentile(values, 99)), "max": float(values.max())}
+
+
+def bench_stream(
+    trained: TrainedModel,
+    recording: Recording,
+    *,
+    readout: str | None = None,
+    update_ms: float = 10.0,
+    seconds: float = 30.0,
+    compare_every: int = 10,
+    torch_brain: bool = True,
+) -> dict:
+    """Replay ``seconds`` of ``recording`` from one context length after its start.
+
+    Returns {"updates", "readout", "r2", and per workload ("stream", "full_window",
+    "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
+    """
+    if update_ms <= 0 or seconds <= 0 or compare_every < 1:
+        raise ConfigError("bench-stream: update-ms and seconds must be > 0 and compare-every >= 1")
+    decoder = StreamingDecoder.for_recording(trained, recording, readout=readout)
+    model, T = trained.model, decoder.context_length_s
+    if decoder.readout not in recording.behavior:
+        raise DataError(f"{recording.recording_id}: no behavior stream {decoder.readout!r} to score against")
+    stream = recording.behavior[decoder.readout]
+    updates = recording.start + T + np.arange(0.0, seconds, update_ms / 1e3)
+    updates = updates[updates <= recording.end]
+    if updates.size < compare_every:
+        raise DataError(f"{recording.recording_id}: {recording.end - recording.start:.1f} s is too short to replay")
+    peer = torch_brain_peer(model.config, model.config.readouts[decoder.readout]) if torch_brain else None
+    reference = matmul_reference()
+    latent_index = model.latent_index[None]
+    latent_times = model.latent_timestamps[None]
+
+    def window_inputs(now: float) -> dict[str, torch.Tensor]:
+        window = recording.slice(now - T, now)
+        tokens = input_tokens(window, observed=Intervals([0.0], [T]), unit_index=decoder.unit_index)
+        return {key: torch.as_tensor(value)[None] for key, value in tokens.items() if key != "input_mask"}
+
+    def ours(inputs) -> None:
+        model(
+            **inputs,
+            output_session_index=torch.tensor([[decoder.session_index]]),
+            output_timestamps=torch.tensor([[T]]),
+            output_decoder_index=torch.tensor([[model.readout_names.index(decoder.readout)]]),
+        )
+
+    def theirs(inputs) -> None:
+        peer(
+            input_unit_index=inputs["input_unit_index"] + 1,
+            input_timestamps=inputs["input_timestamps"],
+            input_token_type=inputs["input_token_type"],
+            input_mask=torch.ones_like(inputs["input_unit_index"], dtype=torch.bool),
+            latent_index=latent_index,
+            latent_timestamps=latent_times,
+            session_index=torch.tensor([1]),
+            output_timestamps=torch.tensor([[T]]),
+        )
+
+    spikes, pushed = recording.spikes, 0
+    timings: dict[str, list[float]] = {"stream": [], "full_window": [], "torch_brain_full_window": [], "reference": []}
+    estimates = np.zeros((updates.size, model.config.readouts[decoder.readout]))
+    with torch.inference_mode():
+        for i, now in enumerate(updates):
+            upto = int(np.searchsorted(spikes.times, now, side="left"))
+
+            def update() -> None:
+                decoder.push(spikes.unit_index[pushed:upto], spikes.times[pushed:upto])
+                estimates[i] = decoder.estimate(now)
+
+            timings["stream"].append(_timed(update))
+            pushed = upto
+            if i % compare_every == compare_every - 1:
+                inputs = window_inputs(now)
+                timings["full_window"].append(_timed(lambda: ours(inputs)))
+                if peer is not None:
+                    timings["torch_brain_full_window"].append(_timed(lambda: theirs(inputs)))
+                timings["reference"].append(_timed(reference))
+    inside = recording.domain.contains(updates)
+    truth = np.stack([np.interp(updates, stream.timestamps, column) for column in stream.values.T], axis=1)
+    result = {
+        "recording": recording.recording_id,
+        "readout": decoder.readout,
+        "updates": int(updates.size),
+        "update_ms": update_ms,
+        "r2": r2_score(truth[inside], estimates[inside]),
+        **{name: _distribution(ms) for name, ms in timings.items() if ms},
+    }
+    if peer is not None:
+        result["ratio"] = result["torch_brain_full_window"]["p50"] / result["stream"]["p50"]
+    return result

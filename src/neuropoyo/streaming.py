@@ -1,0 +1,187 @@
+"""Real-time decoding: push spikes as they arrive, ask for the behavior estimate at the current time.
+
+The estimate at time ``now`` is the model's output at the end of the context window
+``[now - T, now)``, exactly what the offline model gives on that window: its spikes, a START and an
+END delimiter for every unit of the recording at the window's edges, the model's latent grid, and
+one output query at the window's end.
+
+Work reused between updates:
+
+* a spike's encoder key and value depend only on its unit and its time, so each is projected and
+  rotated once, when pushed, and cached until it leaves the window;
+* the delimiters' keys and values are projected once per unit and rotated by one phase per update;
+* the latent queries, the processor's latent rotation (fixed relative to the window) and the output
+  query are computed once.
+
+Rotation angles are computed in float64 from times relative to the stream's first time (attention
+depends on time differences only), so precision does not decay over hours of streaming; only the
+phases are cast to the model's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neuropoyo.checkpoint import TrainedModel
+from neuropoyo.data.recording import Recording
+from neuropoyo.model.poyo import POYO
+from neuropoyo.model.rotary import Rotation
+from neuropoyo.schema import END, SPIKE, START
+from neuropoyo.vocab import session_key_of, unit_keys
+
+
+class StreamingDecoder:
+    """Incremental POYO decoding of one recording's spike stream.
+
+    model: a POYO network (put in eval mode: no dropout while streaming).
+    unit_index: (U,) the model's unit rows of the recording's units; pushed spikes name units by
+        their position 0..U-1 in this list.
+    session_index: the model's session row of the recording.
+    readout: the behavior stream to estimate (default: the model's only readout).
+    mean, std: (D,) the stream's normalisation, undone on every estimate (default: none).
+    """
+
+    def __init__(
+        self,
+        model: POYO,
+        *,
+        unit_index: Sequence[int] | np.ndarray,
+        session_index: int,
+        readout: str | None = None,
+        mean: Sequence[float] | np.ndarray | None = None,
+        std: Sequence[float] | np.ndarray | None = None,
+    ):
+        c = model.config
+        names = model.readout_names
+        if readout is None:
+            if len(names) != 1:
+                raise ValueError(f"the model has readouts {list(names)}: pass readout= one of them")
+            readout = names[0]
+        if readout not in names:
+            raise ValueError(f"readout {readout!r} is not one of the model's readouts {list(names)}")
+        units = np.asarray(unit_index, dtype=np.int64).reshape(-1)
+        if units.size == 0 or units.min() < 0 or units.max() >= c.num_units:
+            raise ValueError(f"unit_index must be non-empty rows in [0, {c.num_units}), got {units.size} rows")
+        if not 0 <= session_index < c.num_sessions:
+            raise ValueError(f"session_index {session_index} is outside [0, {c.num_sessions})")
+        self.model = model.eval()
+        self.readout = readout
+        self.context_length_s = c.context_length_s
+        self.unit_index, self.session_index, self.num_units = units, session_index, units.size
+        dim = c.readouts[readout]
+        self._mean = np.zeros(dim) if mean is None else np.asarray(mean, dtype=np.float64).reshape(dim)
+        self._std = np.ones(dim) if std is None else np.asarray(std, dtype=np.float64).reshape(dim)
+
+        weight = model.unit_emb.weight
+        self._device, self._dtype = weight.device, weight.dtype
+        rows = torch.as_tensor(units, device=self._device)
+        attention = model.encoder.attention
+        with torch.inference_mode():
+
+            def unit_kv(token_type: int) -> tuple[Tensor, Tensor]:
+                return attention.project_context(model.embed_inputs(rows, torch.full_like(rows, token_type)))
+
+            self._spike_kv, self._start_kv, self._end_kv = unit_kv(SPIKE), unit_kv(START), unit_kv(END)
+            self._latents = model.latent_emb(model.latent_index)[None]  # (1, N, dim)
+            self._latent_offsets = model.latent_timestamps.double().cpu().numpy()  # (N,) s from the window start
+            self._window_rotation = model.rotary(model.latent_timestamps)
+            decoder_index = torch.tensor([[names.index(readout)]], device=self._device)
+            self._query = model.output_queries(torch.tensor([[session_index]], device=self._device), decoder_index)
+            self._query_rotation = model.rotary(torch.tensor([[c.context_length_s]], dtype=self._dtype, device=self._device))
+        # Token buffer: rows [lo, hi) hold the cached spikes' rotated keys and values, the 2U rows
+        # before lo this update's delimiters, so the window's tokens are one contiguous view.
+        self._buffer = weight.new_zeros(2, 2 * self.num_units + 4096, self._spike_kv[0].shape[-1])
+        self._lo = self._hi = 2 * self.num_units
+        self._times = np.zeros(0)  # (hi - lo,) cached spike times, sorted
+        self._now = -np.inf
+        self._anchor: float | None = None  # the first time seen; angles are taken relative to it
+
+    @classmethod
+    def for_recording(cls, trained: TrainedModel, recording: Recording, *, readout: str | None = None):
+        """A decoder for ``recording`` (its units and session must be in the model's vocabularies),
+        returning estimates in the stream's own units."""
+        units = trained.unit_vocab.index(unit_keys(recording))
+        session = int(trained.session_vocab.index([session_key_of(recording)])[0])
+        decoder = cls(trained.model, unit_index=units, session_index=session, readout=readout)
+        scale = trained.normalizer.scale(recording.info.brainset, decoder.readout)
+        decoder._mean = np.asarray(scale.mean, dtype=np.float64).reshape(decoder._mean.shape)
+        decoder._std = np.asarray(scale.std, dtype=np.float64).reshape(decoder._std.shape)
+        return decoder
+
+    def _rotation(self, times: np.ndarray | Sequence[float]) -> Rotation:
+        times = np.asarray(times, dtype=np.float64)
+        if self._anchor is None:
+            self._anchor = float(times.min())
+        return self.model.rotary(torch.as_tensor(times - self._anchor, device=self._device))
+
+    def push(self, units: Sequence[int] | np.ndarray, times: Sequence[float] | np.ndarray) -> None:
+        """Add spikes: units (S,) positions in ``unit_index``; times (S,) seconds, sorted, not before
+        any spike pushed earlier nor before the last estimate's window start."""
+        units = np.asarray(units, dtype=np.int64).reshape(-1)
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if units.shape != times.shape:
+            raise ValueError(f"push: {units.size} units but {times.size} times")
+        if times.size == 0:
+            return
+        if not np.isfinite(times).all():
+            raise ValueError("push: spike times must be finite")
+        if units.min() < 0 or units.max() >= self.num_units:
+            raise ValueError(f"push: unit positions must lie in [0, {self.num_units}), got {units.min()}..{units.max()}")
+        last = self._times[-1] if self._times.size else self._now - self.context_length_s
+        if np.any(np.diff(times) < 0) or times[0] < last:
+            raise ValueError(f"push: spike times must be sorted and not before {last:.6f} s")
+        with torch.inference_mode():
+            rows = torch.as_tensor(units, device=self._device)
+            kv = (self._spike_kv[0][rows], self._spike_kv[1][rows])
+            keys, values = self.model.encoder.attention.rotate_context(kv, self._rotation(times))
+        self._make_room(times.size)
+        self._buffer[0, self._hi : self._hi + times.size] = keys
+        self._buffer[1, self._hi : self._hi + times.size] = values
+        self._hi += times.size
+        self._times = np.concatenate([self._times, times])
+
+    def _make_room(self, n: int) -> None:
+        """Move the cached rows back to the buffer's start (2U rows in) and grow it if n more rows
+        would not fit after them."""
+        if self._hi + n <= self._buffer.shape[1]:
+            return
+        live, first = self._hi - self._lo, 2 * self.num_units
+        if first + live + n > self._buffer.shape[1]:
+            grown = self._buffer.new_zeros(2, 2 * (first + live + n), self._buffer.shape[2])
+            grown[:, first : first + live] = self._buffer[:, self._lo : self._hi]
+            self._buffer = grown
+        else:
+            self._buffer[:, first : first + live] = self._buffer[:, self._lo : self._hi].clone()
+        self._lo, self._hi = first, first + live
+
+    def estimate(self, now: float) -> np.ndarray:
+        """(D,) the behavior estimate at ``now`` from the spikes in ``[now - T, now)``; ``now`` never
+        goes back. Spikes that left the window are dropped from the cache."""
+        if not np.isfinite(now) or now < self._now:
+            raise ValueError(f"estimate: now must be finite and not before the last update ({self._now} s)")
+        self._now = float(now)
+        start = now - self.context_length_s
+        first = int(np.searchsorted(self._times, start, side="left"))
+        self._times, self._lo = self._times[first:], self._lo + first
+        count = int(np.searchsorted(self._times, now, side="left"))
+        model, attention, units = self.model, self.model.encoder.attention, self.num_units
+        with torch.inference_mode():
+            delimiters = self._buffer[:, self._lo - 2 * units : self._lo]
+            delimiters[:, :units] = torch.stack(attention.rotate_context(self._start_kv, self._rotation([start])))
+            delimiters[:, units:] = torch.stack(attention.rotate_context(self._end_kv, self._rotation([now])))
+            tokens = self._buffer[:, None, self._lo - 2 * units : self._lo + count]  # (2, 1, 2U + count, inner)
+            latents = model.encoder(
+                self._latents,
+                (tokens[0], tokens[1]),
+                x_rotation=self._rotation(start + self._latent_offsets),
+                context_rotation=None,
+            )
+            latents = model.process(latents, self._window_rotation)
+            outputs = model.decode(
+                latents, self._query, latent_rotation=self._window_rotation, output_rotation=self._query_rotation
+            )
+        return outputs[self.readout][0, 0].double().cpu().numpy() * self._std + self._mean
