@@ -28,6 +28,7 @@ from neuropoyo.machine import machine_line, matmul_gflops
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.info import forward_flops
 from neuropoyo.model.poyo import POYO
+from neuropoyo.stream_bench import torch_brain_peer
 
 DIM, HEAD_DIM, DEPTH, SELF_HEADS, CROSS_HEADS = 128, 64, 6, 8, 2
 LATENT_TIMES, LATENTS_PER_TIME = 8, 16
@@ -49,28 +50,6 @@ def neuropoyo_model(num_units: int) -> POYO:
         readouts={"hand_vel": 2},
     )
     return POYO(config)
-
-
-def torch_brain_model(num_units: int) -> torch.nn.Module:
-    from torch_brain.models.poyo import POYO as TorchBrainPOYO
-
-    model = TorchBrainPOYO(
-        sequence_length=1.0,
-        latent_step=1.0 / LATENT_TIMES,
-        num_latents_per_step=LATENTS_PER_TIME,
-        dim=DIM,
-        depth=DEPTH,
-        dim_head=HEAD_DIM,
-        cross_heads=CROSS_HEADS,
-        self_heads=SELF_HEADS,
-        ffn_dropout=0.0,
-        lin_dropout=0.0,
-        atn_dropout=0.0,
-        dim_out=2,
-    )
-    model.unit_emb.initialize_vocab([f"unit{i}" for i in range(num_units)])  # row 0 is its padding
-    model.session_emb.initialize_vocab([f"session{i}" for i in range(SESSIONS)])
-    return model
 
 
 def session_units(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -172,7 +151,8 @@ def nominal_flops(config: POYOConfig, batch) -> int:
 def run_set(name: str, args, sessions, num_units: int) -> dict[str, float]:
     rng = np.random.default_rng(1)
     torch.manual_seed(0)
-    ours, theirs = neuropoyo_model(num_units), torch_brain_model(num_units)
+    ours = neuropoyo_model(num_units)
+    theirs = torch_brain_peer(ours.config, readout_dim=2).train()  # same size, dropout off
     latent_index = torch.arange(LATENTS_PER_TIME).repeat(LATENT_TIMES)[None]
     latent_timestamps = ours.latent_timestamps[None]
     peers = {
