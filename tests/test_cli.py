@@ -182,5 +182,10 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
         assert 0 < result[workload]["p50"] <= result[workload]["p99"] <= result[workload]["max"]
     assert result["ratio"] == pytest.approx(result["torch_brain_full_window"]["p50"] / result["stream"]["p50"])
     assert "torch_brain full-window p50 / our update p50" in capsys.readouterr().out
+    assert result["dtype"] == "float32" and result["compiled"] is False
+    assert main([*argv, "--dtype", "bfloat16", "--no-torch-brain", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["dtype"] == "bfloat16" and "ratio" not in result and "torch_brain_full_window" not in result
+    assert "streaming update (ours, bfloat16)" in capsys.readouterr().out
     assert main([*argv, "--update-ms", "0"]) == 2
     assert "update-ms and seconds must be > 0" in capsys.readouterr().err

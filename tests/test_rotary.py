@@ -133,10 +133,10 @@ def test_rotated_dot_products_depend_only_on_time_differences(gen):
 
 def test_rotation_follows_the_timestamp_dtype():
     emb = RotaryTimeEmbedding(head_dim=8)
-    assert emb(torch.zeros(3, dtype=torch.float32)).phase.dtype == torch.complex64
+    assert emb(torch.zeros(3, dtype=torch.float32)).phase.dtype == torch.float32
     rotation = emb(torch.zeros(3, dtype=DTYPE))
-    assert isinstance(rotation, Rotation) and rotation.phase.dtype == torch.complex128
-    assert rotation.phase.shape == (3, 4)  # one phase per pair of the head
+    assert isinstance(rotation, Rotation) and rotation.phase.dtype == DTYPE
+    assert rotation.phase.shape == (3, 4, 2)  # (cos, sin) per pair of the head
 
 
 def test_bfloat16_is_rotated_in_float32_and_cast_back(gen):
@@ -146,6 +146,22 @@ def test_bfloat16_is_rotated_in_float32_and_cast_back(gen):
     y = rotate(x, emb(t), head_axis=-2)
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y, rotate(x.float(), emb(t), head_axis=-2).to(torch.bfloat16), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("head_axis", [-3, -2])
+def test_the_compiled_real_arithmetic_rotation_equals_the_eager_complex_one(gen, head_axis):
+    """Under torch.compile, rotate takes its real-arithmetic branch (traced here with the eager
+    backend: the same graph inductor would fuse, without generating C++)."""
+    emb = RotaryTimeEmbedding(head_dim=16)
+    x = torch.randn(2, 3, 5, 16, generator=gen, dtype=DTYPE)  # (B, H, T, D)
+    x = x if head_axis == -3 else x.transpose(1, 2)
+    rotation = emb(torch.rand(2, 5, generator=gen, dtype=DTYPE) * 100)
+    traced = torch.compile(rotate, backend="eager", fullgraph=True)
+    for r in (rotation, rotation.inverse()):
+        torch.testing.assert_close(traced(x, r, head_axis=head_axis), rotate(x, r, head_axis=head_axis), rtol=0, atol=1e-12)
+    half = x.to(torch.bfloat16)
+    torch.testing.assert_close(traced(half, rotation, head_axis=head_axis), rotate(half, rotation, head_axis=head_axis))
+    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -97,6 +97,53 @@ def test_streaming_in_float32_is_as_close_to_float64_as_the_offline_model():
     assert worst_stream <= 10 * worst_offline + 1e-6
 
 
+def test_streaming_in_bfloat16_is_as_close_to_float64_as_the_offline_model_in_bfloat16():
+    model64 = POYO(tiny_config()).double().eval()
+    model32 = POYO(tiny_config()).float().eval()
+    model32.load_state_dict(model64.state_dict())
+    offline16 = StreamingDecoder(model32, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", dtype=torch.bfloat16).model
+    assert offline16.unit_emb.weight.dtype == torch.bfloat16 and model32.unit_emb.weight.dtype == torch.float32
+    for name, buffer in model32.named_buffers():  # the frequencies and the latent grid keep theirs
+        assert offline16.get_buffer(name).dtype == buffer.dtype
+    recording = spike_recording(6)
+    updates = T0 + np.arange(1.0, 4.0, 0.01)
+    decoder = StreamingDecoder(model32, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", dtype=torch.bfloat16)
+    worst_stream = worst_offline = scale = 0.0
+    for now, got in zip(updates[::15], streamed(decoder, recording, updates)[::15]):
+        want = offline_estimate(model64, recording, UNIT_ROWS, now, "hand_vel")
+        scale = max(scale, np.abs(want).max())
+        worst_stream = max(worst_stream, np.abs(got - want).max())
+        worst_offline = max(worst_offline, np.abs(offline_estimate(offline16, recording, UNIT_ROWS, now, "hand_vel") - want).max())
+    assert 0 < worst_stream < 0.05 * scale
+    assert worst_stream <= 3 * worst_offline
+
+
+def test_the_compiled_decoder_equals_the_eager_one_and_falls_back_when_compilation_fails(monkeypatch):
+    torch.manual_seed(int(np.random.SeedSequence().entropy % 2**31))
+    model = POYO(tiny_config()).eval()
+    recording = spike_recording(7)
+    updates = T0 + np.arange(1.0, 3.0, 0.05)
+    eager = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel")
+    compiled = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", compile=True)
+    assert compiled.compiled and not eager.compiled
+    for got, want in zip(streamed(compiled, recording, updates), streamed(eager, recording, updates)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+    def broken(fn, **_):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="decoding eagerly.*no C\\+\\+ compiler"):
+        fallback = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", compile=True)
+    assert not fallback.compiled
+    eager = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel")
+    for got, want in zip(streamed(fallback, recording, updates), streamed(eager, recording, updates)):
+        np.testing.assert_array_equal(got, want)
+    torch._dynamo.reset()
+
+
 def test_spikes_pushed_ahead_wait_for_their_window_and_the_scale_is_undone():
     model = POYO(tiny_config()).double().eval()
     recording = spike_recording(4)

@@ -25,6 +25,7 @@ from neuropoyo.streaming import StreamingDecoder
 from neuropoyo.tokenizer import input_tokens
 
 REFERENCE_MS = 10.0  # the fixed matmul workload's target duration
+STREAM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def torch_brain_peer(config: POYOConfig, readout_dim: int) -> torch.nn.Module:
@@ -92,15 +93,23 @@ def bench_stream(
     seconds: float = 30.0,
     compare_every: int = 10,
     torch_brain: bool = True,
+    dtype: str = "float32",
+    compile: bool = False,
 ) -> dict:
     """Replay ``seconds`` of ``recording`` from one context length after its start.
 
-    Returns {"updates", "readout", "r2", and per workload ("stream", "full_window",
-    "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
+    dtype, compile: the streaming decoder's precision and compilation (see StreamingDecoder); the
+    full-window forwards run in the model's own precision, eagerly.
+    Returns {"updates", "readout", "r2", "dtype", "compiled", and per workload ("stream",
+    "full_window", "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
     """
     if update_ms <= 0 or seconds <= 0 or compare_every < 1:
         raise ConfigError("bench-stream: update-ms and seconds must be > 0 and compare-every >= 1")
-    decoder = StreamingDecoder.for_recording(trained, recording, readout=readout)
+    if dtype not in STREAM_DTYPES:
+        raise ConfigError(f"bench-stream: dtype must be one of {', '.join(STREAM_DTYPES)}, got {dtype!r}")
+    decoder = StreamingDecoder.for_recording(
+        trained, recording, readout=readout, dtype=STREAM_DTYPES[dtype], compile=compile
+    )
     model, T = trained.model, decoder.context_length_s
     if decoder.readout not in recording.behavior:
         raise DataError(f"{recording.recording_id}: no behavior stream {decoder.readout!r} to score against")
@@ -166,6 +175,8 @@ def bench_stream(
         "updates": int(updates.size),
         "update_ms": update_ms,
         "r2": r2_score(truth[inside], estimates[inside]),
+        "dtype": dtype,
+        "compiled": decoder.compiled,
         **{name: _distribution(ms) for name, ms in timings.items() if ms},
     }
     if peer is not None:

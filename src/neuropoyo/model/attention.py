@@ -27,13 +27,14 @@ def rotary_attention(
     With rotate_value, returns R(-t_j) sum_k a_jk R(t_k) v_k = sum_k a_jk R(t_k - t_j) v_k.
     k_rotation None: k (and v, with rotate_value) arrive already rotated, e.g. from a cache.
     Token-major layout (the projections' own, so no head transpose is copied): q (B, Nq, H, Dh);
-    k, v (B, Nk, H, Dh); rotation tables over (B, Nq, Dh) and (B, Nk, Dh) (or broadcastable);
+    k, v (B, Nk, H, Dh); rotation tables over (B, Nq, Dh / 2, 2) and (B, Nk, Dh / 2, 2) (or broadcastable);
     key_mask: (B, Nk) bool, True for real keys. Returns (B, Nq, H, Dh), in float32 for half-precision
-    inputs on CPU (the attention itself runs in float32 there), else in the inputs' dtype.
+    inputs on CPU with grad enabled (the attention itself runs in float32 there), else in the
+    inputs' dtype.
     """
-    # CPU half-precision attention backward is several times slower than float32: upcast, and keep
-    # autocast from casting back down
-    upcast = q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+    # CPU half-precision attention backward is several times slower than float32: upcast when a
+    # backward may follow, and keep autocast from casting back down
+    upcast = q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and torch.is_grad_enabled()
     dtype = torch.float32 if upcast else q.dtype
     q = rotate(q, q_rotation, head_axis=-2, dtype=dtype)
     if k_rotation is not None:
@@ -55,8 +56,11 @@ def linear_parts(x: Tensor, layer: nn.Linear, parts: int) -> tuple[Tensor, ...]:
     """``layer(x).chunk(parts, dim=-1)``, as one matmul per slice of the weight.
 
     Equal to chunking the output, but the backward pass then sums ``parts`` small input gradients
-    instead of concatenating the large output gradients into one buffer.
+    instead of concatenating the large output gradients into one buffer. Without grad (inference)
+    it is one matmul, chunked: fewer, larger kernels.
     """
+    if not torch.is_grad_enabled():
+        return layer(x).chunk(parts, dim=-1)
     biases = (None,) * parts if layer.bias is None else layer.bias.chunk(parts)
     return tuple(F.linear(x, w, b) for w, b in zip(layer.weight.chunk(parts), biases))
 
@@ -98,7 +102,7 @@ class RotaryCrossAttention(nn.Module):
     def rotate_context(self, context_kv: tuple[Tensor, Tensor], rotation: Rotation) -> tuple[Tensor, Tensor]:
         """Keys, values (..., Nk, heads * head_dim) -> the same rotated by R(t_k) (values only with
         rotate_value), as :meth:`forward` would; pass the result with ``context_rotation=None``.
-        rotation: phases over (..., Nk, head_dim / 2)."""
+        rotation: phases over (..., Nk, head_dim / 2, 2)."""
         keys, values = (part.unflatten(-1, (self.heads, -1)) for part in context_kv)
         keys = rotate(keys, rotation, head_axis=-2)
         if self.rotate_value:

@@ -203,7 +203,7 @@ class POYO(nn.Module):
         batch and are gathered per token. Windows are grouped by token count (ENCODER_GROUP per group)
         and each group is cut to its own longest window, so short windows do not attend over the
         padding of long ones; a group without padding runs unmasked.
-        latent_rotation: phases over (N, head_dim / 2) or (B, N, head_dim / 2).
+        latent_rotation: phases over (N, head_dim / 2, 2) or (B, N, head_dim / 2, 2).
         """
         batch = unit_index.shape[0]
         pair = unit_index * len(TOKEN_TYPES) + token_type
@@ -224,7 +224,7 @@ class POYO(nn.Module):
             if group_mask is not None and bool(group_mask.all()):
                 group_mask = None
             group_latent_rotation = latent_rotation
-            if latent_rotation.phase.dim() == 3:
+            if latent_rotation.phase.dim() == 4:
                 group_latent_rotation = Rotation(latent_rotation.phase[rows])
             tokens = token_row[rows, :n]
             encoded.append(

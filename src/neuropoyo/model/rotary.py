@@ -44,36 +44,45 @@ def rotary_periods(
 
 
 class Rotation(NamedTuple):
-    """R(t) for a set of tokens as one complex table ``phase`` (..., tokens, head_dim / 2).
+    """R(t) for a set of tokens as one table ``phase`` (..., tokens, head_dim / 2, 2) of
+    (cos a_k, sin a_k) per pair k of a head: exp(i a_k) for rotated pairs, (1, 0) for the rest.
 
-    Pair k of a head, (x_2k, x_2k+1), is read as the complex number x_2k + i x_2k+1; R(t) multiplies
-    it by phase[k] = exp(i a_k) for rotated pairs and by 1 for the unrotated rest. One complex
-    multiply per head, forward and backward: no slicing, swapping or concatenation of halves.
+    Pair k, (x_2k, x_2k+1), is read as the complex number x_2k + i x_2k+1 and multiplied by
+    exp(i a_k): one complex multiply per head in eager mode (no slicing, swapping or concatenation
+    of halves). The table is real so that ``torch.compile`` can fuse the rotation (it cannot
+    generate code for complex tensors).
     """
 
     phase: Tensor
 
     def inverse(self) -> Rotation:
-        """R(-t) = R(t)^T."""
-        return Rotation(self.phase.conj())
+        """R(-t) = R(t)^T: the sines negated."""
+        cos, sin = self.phase.unbind(-1)
+        return Rotation(torch.stack((cos, -sin), dim=-1))
 
 
 def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3, dtype: torch.dtype | None = None) -> Tensor:
     """Apply R(t) to every head of x; the unrotated dimensions come back with the same values.
 
     x: (..., heads, tokens, head_dim) with head_axis=-3, or (..., tokens, heads, head_dim) with
-    head_axis=-2. rotation: phases over (..., tokens, head_dim / 2), broadcast over heads.
+    head_axis=-2. rotation: phases over (..., tokens, head_dim / 2, 2), broadcast over heads.
     Half-precision x is rotated in float32 (there is no bfloat16 complex type); the result is cast
     to ``dtype`` (default: x's).
     """
     if head_axis not in (-3, -2):
         raise ValueError(f"head_axis must be -3 (heads, tokens) or -2 (tokens, heads), got {head_axis}")
     real = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    if real.stride(-1) != 1:
-        real = real.contiguous()
-    pairs = torch.view_as_complex(real.unflatten(-1, (-1, 2)))
-    phase = rotation.phase.unsqueeze(head_axis).to(pairs.dtype)
-    return torch.view_as_real(pairs * phase).flatten(-2).to(dtype or x.dtype)
+    phase = rotation.phase.unsqueeze(head_axis - 1).to(real.dtype)  # (..., [1,] tokens, [1,] D/2, 2)
+    if torch.compiler.is_compiling():  # the same products in real arithmetic, which the compiler fuses
+        cos, sin = phase.unbind(-1)
+        even, odd = real.unflatten(-1, (-1, 2)).unbind(-1)
+        rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    else:
+        if real.stride(-1) != 1:
+            real = real.contiguous()
+        pairs = torch.view_as_complex(real.unflatten(-1, (-1, 2)))
+        rotated = torch.view_as_real(pairs * torch.view_as_complex(phase.contiguous()))
+    return rotated.flatten(-2).to(dtype or x.dtype)
 
 
 class RotaryTimeEmbedding(nn.Module):
@@ -113,9 +122,8 @@ class RotaryTimeEmbedding(nn.Module):
         self.register_buffer("omega", omega, persistent=False)  # float64, derived from the config
 
     def forward(self, timestamps: Tensor) -> Rotation:
-        """timestamps (..., tokens) -> phases (..., tokens, head_dim / 2), complex of the timestamps'
-        dtype (float32 -> complex64, float64 -> complex128)."""
+        """timestamps (..., tokens) -> phases (..., tokens, head_dim / 2, 2) in the timestamps' dtype."""
         angles = timestamps.unsqueeze(-1) * self.omega.to(timestamps.dtype)
         rest = angles.new_zeros((*angles.shape[:-1], (self.head_dim - self.rotate_dim) // 2))
-        angles = torch.cat((angles, rest), dim=-1)  # unrotated pairs: angle 0, phase exactly 1
-        return Rotation(torch.polar(torch.ones_like(angles), angles))
+        angles = torch.cat((angles, rest), dim=-1)  # unrotated pairs: angle 0, phase exactly (1, 0)
+        return Rotation(torch.stack((angles.cos(), angles.sin()), dim=-1))
