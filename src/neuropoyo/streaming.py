@@ -15,7 +15,7 @@ Work reused between updates:
 
 Rotation angles are computed in float64 from times relative to the stream's first time (attention
 depends on time differences only), so precision does not decay over hours of streaming; only the
-phases are cast to the model's dtype.
+phases are cast, to the model's dtype (float32 for half-precision models, rotated in float32).
 """
 
 from __future__ import annotations
