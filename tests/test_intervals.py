@@ -68,3 +68,45 @@ def test_column_length_mismatch_is_rejected():
         assert "column 'x' has 1 rows" in str(error)
     else:
         raise AssertionError("mismatched column accepted")
+
+
+def well_formed(spans: Intervals) -> bool:
+    """What the checking constructor guarantees: float64 (K,) bounds, every column K rows."""
+    k = len(spans.start)
+    return (
+        spans.start.dtype == np.float64
+        and spans.end.dtype == np.float64
+        and spans.start.shape == spans.end.shape == (k,)
+        and all(column.shape[0] == k for column in spans.columns.values())
+        and Intervals(spans.start, spans.end, spans.columns) == spans
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(disjoint_intervals(), disjoint_intervals(), st.integers(-5, 45))
+def test_derived_intervals_are_well_formed(a, b, start):
+    """Operations build their results without re-running the checks; the results must pass them."""
+    labelled = Intervals(a.start, a.end, {"condition": np.arange(len(a)), "cue": np.ones((len(a), 2))})
+    derived = (
+        labelled.select(labelled.start > 3),
+        labelled.select(np.arange(len(labelled))[::-1]),
+        labelled.shift(1.5),
+        labelled.clip(start, start + 7),
+        labelled.slice(start, start + 7),
+        labelled.intersect(b),
+        labelled.difference(b),
+        a.union(b),
+        a.merged(),
+    )
+    assert all(well_formed(spans) for spans in derived)
+    assert labelled.intersect(b).columns.keys() == {"condition", "cue"}
+
+
+def test_select_with_a_scalar_index_is_rejected():
+    spans = Intervals([0, 2], [1, 3])
+    try:
+        spans.select(0)
+    except ValueError as error:
+        assert "start must be 1-D" in str(error)
+    else:
+        raise AssertionError("scalar selection accepted")

@@ -1,12 +1,14 @@
 """Recording.slice and Recording.restrict semantics."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import build_recording
-from neuropoyo.data import Intervals, RecordingInfo
+from neuropoyo.data import Intervals, Recording, RecordingInfo
 
 REC = build_recording()
 
@@ -72,3 +74,23 @@ def test_info_dict_round_trip_and_unknown_field():
     assert RecordingInfo.from_dict(info.to_dict()) == info
     with pytest.raises(ValueError, match="unknown fields"):
         RecordingInfo.from_dict({**info.to_dict(), "colour": "blue"})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(-2, 22), st.floats(0.5, 3), st.floats(-1, 1), st.floats(0, 4))
+def test_restrict_shortcut_equals_full_restrict(start, length, keep_from, keep_length):
+    """A window lying inside keep comes back unchanged without the work; whenever the shortcut is
+    taken, it must equal what the full restrict computes."""
+    window = REC.slice(start, start + length)
+    keep = Intervals.single(keep_from, keep_from + keep_length)
+    fast = window.restrict(keep)
+    with mock.patch.object(Recording, "_lies_within", return_value=False):
+        full = window.restrict(keep)
+    assert fast == full
+
+
+def test_restrict_shortcut_is_taken_for_a_window_inside_keep():
+    window = REC.slice(0.5, 2.5)
+    assert len(window.domain) == 1
+    assert window.restrict(Intervals.single(-1.0, 5.0)) is window
+    assert window.restrict(Intervals.single(0.1, 5.0)) is not window

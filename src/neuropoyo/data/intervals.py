@@ -57,6 +57,16 @@ class Intervals:
         object.__setattr__(self, "columns", columns)
 
     @classmethod
+    def _checked(cls, start: np.ndarray, end: np.ndarray, columns: Mapping[str, np.ndarray]) -> "Intervals":
+        """Skip __post_init__ for arrays derived from valid intervals: float64 (K,) start and end,
+        columns with K rows. The window loader builds dozens of these per window."""
+        intervals = object.__new__(cls)
+        object.__setattr__(intervals, "start", start)
+        object.__setattr__(intervals, "end", end)
+        object.__setattr__(intervals, "columns", dict(columns))
+        return intervals
+
+    @classmethod
     def empty(cls, columns: Mapping[str, np.dtype] | None = None) -> "Intervals":
         cols = {name: np.zeros(0, dtype=dtype) for name, dtype in (columns or {}).items()}
         return cls(np.zeros(0), np.zeros(0), cols)
@@ -91,12 +101,13 @@ class Intervals:
 
     def select(self, index) -> "Intervals":
         """Keep the spans picked by a boolean mask or an integer index array."""
-        return Intervals(
-            self.start[index], self.end[index], {k: v[index] for k, v in self.columns.items()}
-        )
+        start = self.start[index]
+        if start.ndim != 1:  # a scalar index: let the checks name the problem
+            return Intervals(start, self.end[index], {k: v[index] for k, v in self.columns.items()})
+        return Intervals._checked(start, self.end[index], {k: v[index] for k, v in self.columns.items()})
 
     def shift(self, offset: float) -> "Intervals":
-        return Intervals(self.start + offset, self.end + offset, self.columns)
+        return Intervals._checked(self.start + offset, self.end + offset, self.columns)
 
     def is_sorted(self) -> bool:
         return bool(np.all(np.diff(self.start) >= 0))
@@ -108,8 +119,11 @@ class Intervals:
     def clip(self, start: float, end: float) -> "Intervals":
         """Spans cut to ``[start, end)``; spans with no overlap are dropped. Times stay absolute."""
         keep = (self.end > start) & (self.start < end)
-        kept = self.select(keep)
-        return Intervals(np.maximum(kept.start, start), np.minimum(kept.end, end), kept.columns)
+        return Intervals._checked(
+            np.maximum(self.start[keep], float(start)),
+            np.minimum(self.end[keep], float(end)),
+            {k: v[keep] for k, v in self.columns.items()},
+        )
 
     def slice(self, start: float, end: float) -> "Intervals":
         """Spans cut to ``[start, end)`` and re-expressed relative to ``start``."""
@@ -136,9 +150,9 @@ class Intervals:
         j = np.repeat(j_lo, counts) + offsets
         start = np.maximum(self.start[i], other.start[j])
         end = np.minimum(self.end[i], other.end[j])
-        piece = self.select(i)
         keep = end > start
-        return Intervals(start[keep], end[keep], {k: v[keep] for k, v in piece.columns.items()})
+        rows = i[keep]
+        return Intervals._checked(start[keep], end[keep], {k: v[rows] for k, v in self.columns.items()})
 
     def complement(self, start: float, end: float) -> "Intervals":
         """The gaps of self inside ``[start, end)`` (self sorted and disjoint); no columns."""
@@ -171,4 +185,4 @@ class Intervals:
         new_group = np.concatenate([[True], start[1:] > running_end[:-1]])
         first = np.flatnonzero(new_group)
         last = np.concatenate([first[1:] - 1, [start.size - 1]])
-        return Intervals(start[first], running_end[last])
+        return Intervals._checked(start[first], running_end[last], {})

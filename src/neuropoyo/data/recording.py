@@ -276,6 +276,8 @@ class Recording:
         Evaluation restricts a recording to its test split so no window sees training data.
         """
         keep = spans.merged()
+        if self._lies_within(keep):
+            return self
         domain = self.domain.intersect(keep)
         return dataclasses.replace(
             self,
@@ -286,6 +288,23 @@ class Recording:
             splits={name: s.intersect(keep) for name, s in self.splits.items()},
             intervals={name: s.intersect(keep) for name, s in self.intervals.items()},
         )
+
+    def _lies_within(self, keep: Intervals) -> bool:
+        """Whether :meth:`restrict` to ``keep`` would change nothing: one span of keep holds the
+        whole (single-span) domain and every interval, all intervals have positive length (restrict
+        drops empty pieces), and every spike and behavior sample lies in the domain. Training
+        windows drawn inside their split take this path: checking is cheaper than restricting."""
+        if len(keep) != 1 or len(self.domain) != 1:
+            return False
+        low, high = float(self.domain.start[0]), float(self.domain.end[0])
+        every = [self.domain, self.trials, *self.splits.values(), *self.intervals.values()]
+        if any(np.any(s.end <= s.start) for s in every):
+            return False
+        bounds = [(float(s.start.min()), float(s.end.max())) for s in every if len(s)]
+        if keep.start[0] > min(lo for lo, _ in bounds) or keep.end[0] < max(hi for _, hi in bounds):
+            return False
+        samples = [self.spikes.times, *(s.timestamps for s in self.behavior.values())]
+        return all(t.min() >= low and t.max() < high for t in samples if t.size)
 
     def with_splits(self, splits: Mapping[str, Intervals]) -> "Recording":
         return dataclasses.replace(self, splits=splits)
