@@ -15,7 +15,7 @@ from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.simulate import simulate_dataset
-from neuropoyo.errors import ConfigError
+from neuropoyo.errors import ConfigError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
@@ -359,3 +359,95 @@ def test_a_model_directory_of_0_1_0_loads_with_its_settings_in_the_new_sections(
         "loss": {"interval_weights": {"reach": 5.0}, "exclude_acceleration_factor": 2.0, "output_samples": 100},
         "augment": {"unit_dropout_min": 30},
     }
+
+
+def _poison_losses_from(monkeypatch, first_call: int) -> None:
+    """Make weighted_mse return NaN from its ``first_call``-th call (1-based) on."""
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = weighted_mse(*args, **kwargs)
+        return loss * float("nan") if calls["n"] >= first_call else loss
+
+    monkeypatch.setattr(loop_module, "weighted_mse", poisoned)
+
+
+def _parameters(trained) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trained.model.named_parameters()}
+
+
+def test_a_nan_step_is_skipped_with_a_warning_naming_the_batch(sim_data, tmp_path, monkeypatch):
+    """One NaN loss (step 2 of 4): the weights do not move on that step, the warning names the
+    recording and window, the row is logged as NaN, and the run finishes with finite weights."""
+    calls = {"n": 0}
+
+    def nan_once(*args, **kwargs):
+        calls["n"] += 1
+        loss = weighted_mse(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(loop_module, "weighted_mse", nan_once)
+    after = {}
+    with pytest.warns(loop_module.NonFiniteStepWarning) as caught:
+        loop_module.train(
+            _run_config(4, 10), [sim_data], tmp_path / "run", progress=False,
+            after_step=lambda step, trained: after.setdefault(step, _parameters(trained)),
+        )
+    (message,) = [str(w.message) for w in caught if w.category is loop_module.NonFiniteStepWarning]
+    assert "step 1 skipped" in message and "loss nan" in message and ".h5" in message and "first window" in message
+    assert all(torch.equal(after[2][k], after[1][k]) for k in after[1])
+    assert not all(torch.equal(after[3][k], after[2][k]) for k in after[2])
+    losses = _losses(tmp_path / "run")
+    assert np.isnan(losses[1][1]) and np.isfinite([loss for _, loss in losses[:1] + losses[2:]]).all()
+    final = checkpoint_module.load_model(tmp_path / "run").model
+    assert all(torch.isfinite(p).all() for p in final.parameters())
+
+
+def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(sim_data, tmp_path, monkeypatch):
+    """NaN from step 3 on, limit 3: steps 3-5 are skipped, training stops at the third; the step-4
+    checkpoint holds the step-2 weights (skipped steps move nothing) and no final model is written."""
+    _poison_losses_from(monkeypatch, first_call=3)
+    config = _run_config(8, 2, max_nonfinite_steps=3)
+    after = {}
+    with pytest.warns(loop_module.NonFiniteStepWarning), pytest.raises(TrainingError) as error:
+        loop_module.train(
+            config, [sim_data], tmp_path / "run", progress=False,
+            after_step=lambda step, trained: after.setdefault(step, _parameters(trained)),
+        )
+    assert "3 steps in a row" in str(error.value) and "stopping at step 4" in str(error.value)
+    assert "max_nonfinite_steps" in str(error.value) and ".h5" in str(error.value)
+    assert checkpoint_module.load_trainer_state(tmp_path / "run" / "checkpoint")["step"] == 4
+    saved = dict(checkpoint_module.load_model(tmp_path / "run" / "checkpoint").model.named_parameters())
+    assert all(torch.equal(saved[k], after[2][k]) for k in after[2])
+    assert not (tmp_path / "run" / "model").exists()
+    # once the cause is gone the run resumes from that checkpoint, and the limit may change
+    monkeypatch.setattr(loop_module, "weighted_mse", weighted_mse)
+    resumed = loop_module.train(
+        _run_config(8, 2, max_nonfinite_steps=10), [sim_data], tmp_path / "run", resume=True, progress=False
+    )
+    assert resumed.steps == 8 and (tmp_path / "run" / "model").is_dir()
+
+
+def test_a_nan_parameter_is_never_saved(sim_data, tmp_path):
+    """Weights that turn NaN after step 3 (as from an optimiser blow-up): the step-4 checkpoint is
+    refused with an error naming the parameter, and the step-2 one stays."""
+
+    def blow_up(step, trained):
+        if step == 3:
+            with torch.no_grad():
+                trained.model.readouts["hand_vel"].weight[0, 0] = float("inf")
+
+    with pytest.warns(loop_module.NonFiniteStepWarning), pytest.raises(
+        TrainingError, match=r"parameter readouts\.hand_vel\.weight holds NaN/inf after step 4"
+    ):
+        loop_module.train(_run_config(6, 2), [sim_data], tmp_path / "run", progress=False, after_step=blow_up)
+    state = checkpoint_module.load_trainer_state(tmp_path / "run" / "checkpoint")
+    assert state["step"] == 2
+    saved = checkpoint_module.load_model(tmp_path / "run" / "checkpoint").model
+    assert all(torch.isfinite(p).all() for p in saved.parameters())
+
+
+def test_max_nonfinite_steps_must_be_positive():
+    with pytest.raises(ConfigError, match="max_nonfinite_steps must be >= 1"):
+        TrainConfig(max_nonfinite_steps=0)

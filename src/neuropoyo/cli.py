@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from neuropoyo import __version__
-from neuropoyo.errors import CheckpointError, ConfigError, DataError
+from neuropoyo.errors import CheckpointError, ConfigError, DataError, TrainingError
 
 if TYPE_CHECKING:
     from neuropoyo.training.config import RunConfig
@@ -635,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args.func(args)
-    except (CommandError, FileNotFoundError, ConfigError, DataError, CheckpointError) as error:
+    except (CommandError, FileNotFoundError, ConfigError, DataError, CheckpointError, TrainingError) as error:
         print(f"neuropoyo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -18,3 +18,7 @@ class MissingKeyError(DataError, KeyError):
 
 class CheckpointError(ValueError):
     """A checkpoint to import cannot be read or does not hold the model it should."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. losses or gradients that stay NaN/inf); the last good checkpoint is kept."""

@@ -50,9 +50,11 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 0
     amp: bool = True  # bf16 autocast on CUDA devices that support it; ignored on CPU
+    max_nonfinite_steps: int = 5  # NaN/inf loss or gradients: steps skipped in a row before stopping
 
     def __post_init__(self):
-        at_least = {"batch_size": 1, "epochs": 1, "checkpoint_every": 1, "log_every": 1, "num_workers": 0}
+        at_least = {"batch_size": 1, "epochs": 1, "checkpoint_every": 1, "log_every": 1, "num_workers": 0,
+                    "max_nonfinite_steps": 1}
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"training.{name} must be >= {low}, got {getattr(self, name)}")

@@ -16,6 +16,8 @@ import itertools
 import json
 import subprocess
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,7 +35,7 @@ from neuropoyo.checkpoint import (
 )
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.errors import ConfigError, DataError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
@@ -41,6 +43,7 @@ from neuropoyo.pipeline import (
     EpochBatches,
     RandomWindowSampler,
     RecordingSet,
+    Window,
     WindowDataset,
     training_pipeline,
     window_loader,
@@ -57,7 +60,9 @@ RUN_INFO = "run.json"
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
 SPARSE_ROWS = ("unit_emb.weight", "session_emb.weight")  # rows absent from a batch stay put
 # Settings that may change on --resume: they do not change what is computed.
-RESUMABLE_CHANGES = ("training.num_workers", "training.log_every", "training.checkpoint_every")
+RESUMABLE_CHANGES = (
+    "training.num_workers", "training.log_every", "training.checkpoint_every", "training.max_nonfinite_steps"
+)
 
 
 @dataclass
@@ -277,6 +282,53 @@ def train(
     )
 
 
+class NonFiniteStepWarning(UserWarning):
+    """A training step was skipped: its loss or gradient norm was NaN or infinite."""
+
+
+def _batch_origin(windows: Sequence[Window], recordings: RecordingSet) -> str:
+    """Which recordings a batch came from, and its first window, for messages."""
+    counts = Counter(window.recording for window in windows)
+    named = ", ".join(f"{recordings.files[r].path} ({n} windows)" for r, n in counts.most_common(5))
+    first = windows[0]
+    more = f" and {len(counts) - 5} more recordings" if len(counts) > 5 else ""
+    span = f"[{first.start:.3f}, {first.end:.3f}) s"
+    return f"{named}{more}; first window {recordings.files[first.recording].path} {span}"
+
+
+def _nonfinite_step(
+    step: int, loss: torch.Tensor, grad_norm: torch.Tensor, windows, recordings, in_a_row: int, limit: int
+) -> None:
+    """Warn about a skipped step; raise TrainingError at the limit of skipped steps in a row."""
+    what = (
+        f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}; "
+        f"batch from {_batch_origin(windows, recordings)}"
+    )
+    if in_a_row >= limit:
+        raise TrainingError(
+            f"training: {in_a_row} steps in a row with NaN/inf loss or gradients, stopping at step {step} "
+            f"({what}). The checkpoint keeps the last good state: check these recordings for NaN/inf "
+            "values (`neuropoyo inspect`) or train again with a lower training.lr; training.max_nonfinite_steps "
+            "sets the limit (it may change on --resume)"
+        )
+    warnings.warn(
+        f"training: step {step} skipped ({what}); {in_a_row} in a row, stopping at {limit}",
+        NonFiniteStepWarning,
+        stacklevel=3,
+    )
+
+
+def _require_finite(model: torch.nn.Module, step: int, run_dir: Path) -> None:
+    """Raise TrainingError, before anything is written, if a parameter holds NaN/inf."""
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise TrainingError(
+                f"training: parameter {name} holds NaN/inf after step {step}; nothing was saved, "
+                f"{run_dir / CHECKPOINT_DIR} keeps the last good state. Train again with a lower "
+                "training.lr or training.grad_clip"
+            )
+
+
 def epoch_batches(recordings: RecordingSet, config: RunConfig) -> EpochBatches:
     """The random training batches of ``recordings``, epoch after epoch (seeded by the config)."""
     tc = config.training
@@ -349,10 +401,10 @@ def fit(
     readout_dims = dict(model.config.readouts)
     log = _Log(run_dir, step)
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
-    started, loss_value = time.perf_counter(), float("nan")
+    started, loss_value, nonfinite = time.perf_counter(), float("nan"), 0
     model.train()
     try:
-        for _, batch in itertools.islice(loader, total_steps - step):  # the loader never ends
+        for windows, batch in itertools.islice(loader, total_steps - step):  # the loader never ends
             epoch = step // steps_per_epoch
             if before_step is not None:
                 before_step(step)
@@ -364,7 +416,12 @@ def fit(
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            if torch.isfinite(torch.stack([loss.detach(), grad_norm]).float()).all():
+                optimizer.step()
+                nonfinite = 0
+            else:  # a NaN/inf step would poison every weight: skip it, stop if it persists
+                nonfinite += 1
+                _nonfinite_step(step, loss, grad_norm, windows, recordings, nonfinite, tc.max_nonfinite_steps)
             scheduler.step()
             step += 1
             if after_step is not None:
@@ -386,6 +443,7 @@ def fit(
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
                 log.file.flush()
             if step % tc.checkpoint_every == 0 or step == total_steps:
+                _require_finite(model, step, run_dir)
                 trainer_state = {
                     "step": step,
                     "optimizer": optimizer.state_dict(),
