@@ -451,3 +451,71 @@ def test_a_nan_parameter_is_never_saved(sim_data, tmp_path):
 def test_max_nonfinite_steps_must_be_positive():
     with pytest.raises(ConfigError, match="max_nonfinite_steps must be >= 1"):
         TrainConfig(max_nonfinite_steps=0)
+
+
+def test_an_unwritable_run_directory_fails_before_training(sim_data, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot write to the run directory .*a_file/run"):
+        loop_module.train(_run_config(2, 10), [sim_data], blocker / "run", progress=False)
+
+
+def test_a_full_disk_fails_before_training(sim_data, tmp_path, monkeypatch):
+    usage = loop_module.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(loop_module.shutil, "disk_usage", lambda path: usage._replace(free=1 << 20))
+    with pytest.raises(ConfigError, match=r"has 1\.0 MiB free but the run needs about"):
+        loop_module.train(_run_config(2, 10), [sim_data], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+TRAIN_IN_A_CHILD = (
+    "import json, sys\n"
+    "from neuropoyo.training.config import RunConfig\n"
+    "from neuropoyo.training.loop import train\n"
+    "train(RunConfig.from_dict(json.loads(sys.argv[1])), [sys.argv[2]], sys.argv[3], progress=False)\n"
+)
+
+
+def _kill_during_training(config, data, run_dir, after_step: int, delay_s: float) -> None:
+    """Train in a child process and SIGKILL it ``delay_s`` after its step-``after_step`` checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_IN_A_CHILD, json.dumps(config.to_dict()), str(data), str(run_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    checkpoint = run_dir / "checkpoint"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if checkpoint_module.load_trainer_state(checkpoint)["step"] >= after_step:
+                break
+        except (FileNotFoundError, OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    assert child.poll() is None, f"the run ended before it could be killed: {child.stderr.read().decode()[-2000:]}"
+    time.sleep(delay_s)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_model(sim_data, tmp_path):
+    """SIGKILL at random moments (during a step or a checkpoint write): the run directory always
+    holds a loadable checkpoint, and --resume ends on the uninterrupted run's weights, bit for bit."""
+    config = _run_config(12, 1)
+    loop_module.train(config, [sim_data], tmp_path / "full", progress=False)
+    reference = checkpoint_module.load_model(tmp_path / "full").model.state_dict()
+    rng = np.random.default_rng(7)
+    for trial in range(2):
+        run_dir = tmp_path / f"cut{trial}"
+        _kill_during_training(config, sim_data, run_dir, int(rng.integers(1, 6)), float(rng.uniform(0, 0.05)))
+        state = checkpoint_module.load_trainer_state(run_dir / "checkpoint")
+        assert 1 <= state["step"] < 12
+        checkpoint_module.load_model(run_dir / "checkpoint")
+        loop_module.train(config, [sim_data], run_dir, resume=True, progress=False)
+        resumed = checkpoint_module.load_model(run_dir).model.state_dict()
+        assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+        assert [step for step, _ in _losses(run_dir)] == list(range(12))

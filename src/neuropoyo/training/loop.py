@@ -14,6 +14,8 @@ import csv
 import dataclasses
 import itertools
 import json
+import os
+import shutil
 import subprocess
 import time
 import warnings
@@ -138,6 +140,11 @@ class _Log:
             for key in ("loss", "lr", "grad_norm"):
                 self.board.add_scalar(f"train/{key}", row[key], row["step"])
 
+    def flush(self) -> None:
+        """Put every row so far on disk (before a checkpoint, so a crash loses none it covers)."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
     def close(self) -> None:
         self.file.close()
         if self.board is not None:
@@ -169,6 +176,30 @@ def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, de
         settings=config.settings(),
     )
     return trained, recordings, None
+
+
+def _check_run_dir(run_dir: Path, model: torch.nn.Module) -> None:
+    """ConfigError before any step when ``run_dir`` cannot take the run: not writable, or with less
+    free space than the final model, two checkpoint versions (weights and optimizer moments) and
+    the log need."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"neuropoyo")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"training: cannot write to the run directory {run_dir} ({type(error).__name__}: {error}); "
+            "choose a writable folder"
+        ) from None
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    needed = 7 * weights + (16 << 20)  # model + 2 x (weights + 2 moments) + log and metadata
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError(
+            f"training: {run_dir} has {free / 2**20:.1f} MiB free but the run needs about "
+            f"{needed / 2**20:.1f} MiB (model, two checkpoint versions, log); free space or choose another folder"
+        )
 
 
 def _run_info(config: RunConfig, paths: list[Path], total_steps: int | None, train_spans) -> dict:
@@ -269,6 +300,7 @@ def train(
     if resume:
         _check_resume(run_dir, _run_info(config, paths, None, train_spans))
     trained, recordings, state = _setup(config, paths, run_dir, resume, torch.device(device), train_spans)
+    _check_run_dir(run_dir, trained.model)
     batches = epoch_batches(recordings, config)
     total_steps = run_length(config.training, batches)
     info = _run_info(config, paths, total_steps, train_spans)
@@ -444,6 +476,7 @@ def fit(
                 log.file.flush()
             if step % tc.checkpoint_every == 0 or step == total_steps:
                 _require_finite(model, step, run_dir)
+                log.flush()
                 trainer_state = {
                     "step": step,
                     "optimizer": optimizer.state_dict(),
