@@ -189,3 +189,44 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
     assert "streaming update (ours, bfloat16)" in capsys.readouterr().out
     assert main([*argv, "--update-ms", "0"]) == 2
     assert "update-ms and seconds must be > 0" in capsys.readouterr().err
+
+
+def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, capsys):
+    """One folder: a good file, NaN spike times, a non-HDF5 file, a truncated file and a file with
+    a silent unit. Every file is reported, fatal ones fail the command, the silent unit only warns."""
+    import dataclasses
+
+    from neuropoyo.data.store import write_recording
+
+    good = sorted(sim_dir.glob("*.h5"))[0]
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "a_good.h5").write_bytes(good.read_bytes())
+    nan = folder / "b_nan.h5"
+    nan.write_bytes(good.read_bytes())
+    with h5py.File(nan, "r+") as f:
+        times = f["spikes/times"][...]
+        times[3] = np.inf
+        f["spikes/times"][...] = times
+    (folder / "c_text.h5").write_text("spike times, honest\n")
+    (folder / "d_truncated.h5").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    recording = read_recording(good)
+    silent = dataclasses.replace(recording, spikes=recording.spikes.select(recording.spikes.unit_index != 0))
+    write_recording(silent, folder / "e_silent.h5")
+
+    assert main(["validate", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    lines = {line.split(": ")[0]: line.split(": ", 1)[1] for line in out.splitlines() if line.startswith(str(folder))}
+    assert lines == {
+        str(folder / "a_good.h5"): "ok",
+        str(folder / "b_nan.h5"): "FATAL",
+        str(folder / "c_text.h5"): "FATAL",
+        str(folder / "d_truncated.h5"): "FATAL",
+        str(folder / "e_silent.h5"): "warnings",
+    }
+    assert "spikes/times: 1 non-finite value(s)" in out and "not an HDF5 file" in out
+    assert f"units: 1 of {len(recording.units)} units never fire" in out
+    assert "5 file(s): 3 with fatal problems, 1 with warnings" in out
+    assert "3 of 5 recording(s) cannot be used" in err
+    # only warnings: exit 0
+    assert main(["validate", str(folder / "a_good.h5"), str(folder / "e_silent.h5")]) == 0

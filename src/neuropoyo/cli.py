@@ -36,6 +36,16 @@ def _tasks(text: str) -> tuple[str, ...]:
     return tasks
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _add_simulation_options(parser: argparse.ArgumentParser, *, trials: int, duration: float):
     parser.add_argument("--animals", type=int, default=2, help="number of animals (default 2)")
     parser.add_argument("--sessions", type=int, default=2, help="sessions (days) per animal and task")
@@ -120,6 +130,24 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         print(json.dumps(summaries, indent=2))
         return
     print("\n\n".join(format_summary(s) for s in summaries))
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from neuropoyo.data.directory import check_recordings, find_recordings
+
+    checks = check_recordings(find_recordings(args.files), context_s=args.context_s)
+    for check in checks:
+        status = "FATAL" if check.fatal else ("warnings" if check.warnings else "ok")
+        print(f"{check.path}: {status}")
+        for problem in check.fatal:
+            print(f"  error: {problem}")
+        for warning in check.warnings:
+            print(f"  warning: {warning}")
+    bad = [c for c in checks if c.fatal]
+    warned = sum(bool(c.warnings) for c in checks)
+    print(f"{len(checks)} file(s): {len(bad)} with fatal problems, {warned} with warnings")
+    if bad:
+        raise CommandError(f"{len(bad)} of {len(checks)} recording(s) cannot be used (listed above)")
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -441,6 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("files", nargs="+", help="recording files or folders of them")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(func=cmd_inspect)
+
+    validate = commands.add_parser(
+        "validate", help="report every problem of a dataset at once (exit 2 when any file is unusable)"
+    )
+    validate.add_argument("files", nargs="+", help="recording files or folders of them")
+    validate.add_argument(
+        "--context-s", type=_positive_float, default=1.0, help="window length to check recordings against"
+    )
+    validate.set_defaults(func=cmd_validate)
 
     trainer = commands.add_parser("train", help="train POYO on the training splits of recordings")
     trainer.add_argument(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import numpy as np
 
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 from neuropoyo.data.splits import assign_splits, first_minutes, first_trials
-from neuropoyo.data.store import SUFFIX, RecordingFile, write_recording
+from neuropoyo.data.store import SUFFIX, RecordingFile, read_recording, write_recording
+from neuropoyo.data.validate import InvalidRecordingError
 from neuropoyo.errors import MissingKeyError
 
 
@@ -32,6 +36,50 @@ def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
             "create some with `neuropoyo simulate --out DIR` or `neuropoyo prepare`"
         )
     return found
+
+
+@dataclass
+class FileCheck:
+    """What :func:`check_recordings` found in one file: fatal problems (it cannot be used) and
+    warnings (it can, but probably not as meant)."""
+
+    path: Path
+    fatal: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_recordings(paths: Sequence[Path], *, context_s: float = 1.0) -> list[FileCheck]:
+    """Every problem of every file, none stopping the others. Fatal: unreadable, not a recording,
+    or any :func:`~neuropoyo.data.validate.recording_problems`. Warnings: units without a spike,
+    no behavior stream, less recorded time than one context window of ``context_s``."""
+    checks = []
+    for path in paths:
+        check = FileCheck(Path(path))
+        checks.append(check)
+        try:
+            recording = read_recording(path)
+        except InvalidRecordingError as error:
+            check.fatal.extend(error.problems)
+            continue
+        except OSError as error:
+            check.fatal.append(f"file: cannot be read ({type(error).__name__}: {error})")
+            continue
+        silent = np.setdiff1d(np.arange(len(recording.units)), recording.spikes.unit_index)
+        if silent.size:
+            ids = ", ".join(map(str, recording.units.ids[silent[:5]]))
+            check.warnings.append(
+                f"units: {silent.size} of {len(recording.units)} units never fire (e.g. {ids}); "
+                "they get START/END tokens only"
+            )
+        if not recording.behavior:
+            check.warnings.append("behavior: no stream; there is nothing to train a readout on or to score")
+        recorded = recording.domain.total_duration()
+        if recorded < context_s:
+            check.warnings.append(
+                f"domain: {recorded:.3f} s recorded, shorter than one {context_s:g} s context window; "
+                "no training window fits"
+            )
+    return checks
 
 
 def stream_dims(paths: Sequence[Path], names: Sequence[str]) -> dict[str, int]:

@@ -340,7 +340,7 @@ def _nonfinite_step(
         raise TrainingError(
             f"training: {in_a_row} steps in a row with NaN/inf loss or gradients, stopping at step {step} "
             f"({what}). The checkpoint keeps the last good state: check these recordings for NaN/inf "
-            "values (`neuropoyo inspect`) or train again with a lower training.lr; training.max_nonfinite_steps "
+            "values (`neuropoyo validate`) or train again with a lower training.lr; training.max_nonfinite_steps "
             "sets the limit (it may change on --resume)"
         )
     warnings.warn(
