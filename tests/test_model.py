@@ -506,3 +506,35 @@ def test_config_round_trips_through_json():
     assert config.readout_names == ("cursor_pos", "hand_vel")  # sorted: output_decoder_index order
     assert POYOConfig.from_dict({"t_max": 4}).t_max == 4.0
     assert dataclasses.replace(config, depth=3).depth == 3
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("input_unit_index", 12, r"input_unit_index holds 0\.\.12 but the model has 12 units"),
+        ("input_unit_index", -1, r"input_unit_index holds -1\.\.\d+ but the model has 12 units"),
+        ("input_token_type", 3, r"input_token_type holds 0\.\.3 .* 3 token types"),
+        ("output_session_index", 3, r"output_session_index holds \d\.\.3 but the model has 3 sessions"),
+        ("output_decoder_index", 2, r"output_decoder_index holds \d\.\.2 but the model has 2 readouts"),
+        ("input_timestamps", float("nan"), r"input_timestamps holds NaN/inf"),
+        ("output_timestamps", float("inf"), r"output_timestamps holds NaN/inf"),
+    ],
+)
+def test_a_bad_batch_is_named_before_any_kernel_runs(gen, model, field, value, message):
+    """Out-of-range indices (a device-side assert on CUDA) and non-finite times: a ValueError that
+    names the field, and the same batch without the bad entry decodes."""
+    batch = collate(model, [make_window(gen, units=[0, 1, 2], session=0, rate=4)], gen)
+    bad = batch[field].clone()
+    bad.view(-1)[1] = value
+    with torch.no_grad():
+        model(**batch)
+        with pytest.raises(ValueError, match=message):
+            model(**(batch | {field: bad}))
+
+
+def test_mismatched_input_shapes_are_named(gen, model):
+    batch = collate(model, [make_window(gen, units=[0, 1], session=0)], gen)
+    with pytest.raises(ValueError, match=r"must have one shape \(B, M\)"):
+        model(**(batch | {"input_timestamps": batch["input_timestamps"][:, :-1]}))
+    with pytest.raises(ValueError, match=r"must have one shape \(B, P\)"):
+        model(**(batch | {"output_timestamps": batch["output_timestamps"][:, :-1]}))

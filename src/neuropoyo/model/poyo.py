@@ -143,6 +143,11 @@ class POYO(nn.Module):
             [0, context_length_s] (the ``latent_timestamps`` buffer), which windows starting at 0 use.
         Returns {readout name: (B, P, out_dim)}, computed at every query; padded queries hold 0.
         """
+        self.check_batch(
+            input_unit_index=input_unit_index, input_timestamps=input_timestamps,
+            input_token_type=input_token_type, output_session_index=output_session_index,
+            output_timestamps=output_timestamps, output_decoder_index=output_decoder_index,
+        )
         if latent_timestamps is None:
             latent_timestamps = self.latent_timestamps
         latent_rotation = self.rotary(latent_timestamps)
@@ -159,6 +164,52 @@ class POYO(nn.Module):
             padded = ~output_mask.unsqueeze(-1)
             predictions = {name: y.masked_fill(padded, 0.0) for name, y in predictions.items()}
         return predictions
+
+    def check_batch(
+        self,
+        *,
+        input_unit_index: Tensor,
+        input_timestamps: Tensor,
+        input_token_type: Tensor,
+        output_session_index: Tensor,
+        output_timestamps: Tensor,
+        output_decoder_index: Tensor | None,
+    ) -> None:
+        """ValueError naming the field and the fix for shapes that disagree, indices outside the
+        model's tables (on CUDA a device-side assert otherwise) or non-finite times. One host
+        synchronisation on GPU."""
+        if not input_unit_index.shape == input_timestamps.shape == input_token_type.shape:
+            raise ValueError(
+                f"POYO: input_unit_index {tuple(input_unit_index.shape)}, input_timestamps "
+                f"{tuple(input_timestamps.shape)} and input_token_type {tuple(input_token_type.shape)} "
+                "must have one shape (B, M)"
+            )
+        if output_session_index.shape != output_timestamps.shape:
+            raise ValueError(
+                f"POYO: output_session_index {tuple(output_session_index.shape)} and output_timestamps "
+                f"{tuple(output_timestamps.shape)} must have one shape (B, P)"
+            )
+        ranges = {
+            "input_unit_index": (input_unit_index, self.unit_emb.num_embeddings, "units"),
+            "input_token_type": (input_token_type, 3, "token types (0 spike, 1 start, 2 end)"),
+            "output_session_index": (output_session_index, self.session_emb.num_embeddings, "sessions"),
+        }
+        if output_decoder_index is not None:
+            ranges["output_decoder_index"] = (output_decoder_index, len(self.readout_names), "readouts")
+        flags = [((t < 0) | (t >= n)).any() for t, n, _ in ranges.values() if t.numel()]
+        flags += [~torch.isfinite(t).all() for t in (input_timestamps, output_timestamps) if t.numel()]
+        if not flags or not torch.stack(flags).any():
+            return
+        for name, (index, size, what) in ranges.items():
+            if index.numel() and ((index < 0) | (index >= size)).any():
+                raise ValueError(
+                    f"POYO: {name} holds {int(index.min())}..{int(index.max())} but the model has {size} "
+                    f"{what}; map ids to rows with the model's vocabularies (neuropoyo.vocab), or add "
+                    "rows for new ones (unit identification, neuropoyo.transfer)"
+                )
+        for name, times in (("input_timestamps", input_timestamps), ("output_timestamps", output_timestamps)):
+            if times.numel() and not torch.isfinite(times).all():
+                raise ValueError(f"POYO: {name} holds NaN/inf; every token and query needs a finite time")
 
     def output_queries(self, session_index: Tensor, decoder_index: Tensor | None) -> Tensor:
         """(B, P) session (and readout) indices -> (B, P, dim) query embeddings."""
