@@ -519,3 +519,42 @@ def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_model(sim_d
         resumed = checkpoint_module.load_model(run_dir).model.state_dict()
         assert all(torch.equal(reference[k], resumed[k]) for k in reference)
         assert [step for step, _ in _losses(run_dir)] == list(range(12))
+
+
+def _damage_copy(source, target, damage) -> None:
+    import shutil
+
+    shutil.copytree(source, target)
+    damage(target)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _other_width(folder):
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["dim"] = 2 * config["model"]["dim"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: _truncate(f / "model.safetensors"), r"model\.safetensors: unreadable safetensors file"),
+        (lambda f: _truncate(f / "config.json"), r"config\.json: not valid JSON"),
+        (lambda f: (f / "units.json").write_text("[1, 2]"), r"units\.json: not a vocabulary file"),
+        (lambda f: (f / "normalizer.json").write_bytes(b"\xff\xfe"), r"normalizer\.json: not valid JSON"),
+        (lambda f: (f / "config.json").write_text("[]"), r"config\.json: no \"model\" section"),
+        (_other_width, r"model\.safetensors does not match .*config\.json \(.* is \(\d+, 32\) in the weights but"),
+    ],
+)
+def test_a_damaged_model_directory_is_named_not_a_traceback(sim_data, tmp_path, damage, message):
+    """Truncated weights, broken JSON, a config.json from another model: CheckpointError (which the
+    command line prints without a traceback) naming the file and what is wrong."""
+    from neuropoyo.errors import CheckpointError
+
+    loop_module.train(_run_config(1, 1), [sim_data], tmp_path / "run", progress=False)
+    _damage_copy(tmp_path / "run" / "model", tmp_path / "damaged", damage)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint_module.load_model(tmp_path / "damaged")

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from neuropoyo import __version__
 from neuropoyo.data.normalize import Normalizer
+from neuropoyo.errors import CheckpointError
 from neuropoyo.io import publish_dir, published_dir, write_dir_atomic
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
@@ -96,25 +98,67 @@ def model_dir(path: str | Path) -> Path:
     )
 
 
+_DAMAGED = "the model directory is damaged or incomplete: copy it again, or re-save it from its run"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error}); {_DAMAGED}") from None
+
+
+def _read_vocabulary(path: Path) -> Vocabulary:
+    try:
+        return Vocabulary.load(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{error}; {_DAMAGED}") from None
+
+
+def _read_weights(path: Path, model: POYO, source: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``path``, checked against ``model`` (built from ``source``) name by name."""
+    try:
+        weights = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({error}); {_DAMAGED}") from None
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in weights]
+    problems += [f"unexpected {k}" for k in weights if k not in expected]
+    problems += [
+        f"{k} is {tuple(weights[k].shape)} in the weights but {tuple(v.shape)} by the config"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if problems:
+        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+        raise CheckpointError(
+            f"{path} does not match {source} ({shown}): the two files come from different models; "
+            "restore the directory's own config.json or model.safetensors"
+        )
+    return weights
+
+
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> TrainedModel:
     """Read a model directory (or a run directory holding ``model/``)."""
     folder = model_dir(path)
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: incomplete model directory, missing {missing}")
-    config = json.loads((folder / "config.json").read_text())
+    config = _read_json(folder / "config.json")
     source = str(folder / "config.json")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{source}: no \"model\" section; this is not a neuropoyo model directory")
     model = POYO(POYOConfig.from_dict(config.pop("model"), source=source))
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    model.load_state_dict(_read_weights(folder / "model.safetensors", model, source))
     config.pop("neuropoyo_version", None)
     if "data" in config:  # written by neuropoyo 0.1.0
         legacy = config.pop("data")
         config.update(sections_from_legacy_data(legacy, source=source))
     return TrainedModel(
         model=model.to(device),
-        unit_vocab=Vocabulary.load(folder / "units.json"),
-        session_vocab=Vocabulary.load(folder / "sessions.json"),
-        normalizer=Normalizer.from_dict(json.loads((folder / "normalizer.json").read_text())),
+        unit_vocab=_read_vocabulary(folder / "units.json"),
+        session_vocab=_read_vocabulary(folder / "sessions.json"),
+        normalizer=Normalizer.from_dict(_read_json(folder / "normalizer.json")),
         settings=config,
     )
 
