@@ -230,3 +230,29 @@ def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, 
     assert "3 of 5 recording(s) cannot be used" in err
     # only warnings: exit 0
     assert main(["validate", str(folder / "a_good.h5"), str(folder / "e_silent.h5")]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["simulate", "--out", "x", "--animals", "0"], "argument --animals: must be >= 1, got 0"),
+        (["simulate", "--out", "x", "--sessions", "-1"], "argument --sessions: must be >= 1, got -1"),
+        (["simulate", "--out", "x", "--trials", "0"], "argument --trials: must be >= 1, got 0"),
+        (["simulate", "--out", "x", "--duration", "-5"], "argument --duration: must be >= 5, got -5"),
+        (["simulate", "--out", "x", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["model-info", "--config", "demo.yaml", "--tokens", "-5"], "argument --tokens: must be >= 1, got -5"),
+        (["bench-stream", "--model", "m", "--data", "d", "--update-ms", "nan"], "argument --update-ms: must be > 0"),
+        (["baselines", "--data", "d", "--out", "b", "--lags", "-1"], "argument --lags: must be >= 1, got -1"),
+        (["finetune", "--model", "m", "--data", "d", "--out", "x", "--trials", "two"], "expected an integer, got 'two'"),
+        (["train", "--config", "demo_run.yaml", "--data", "d", "--out", "r", "--max-steps", "0"], "must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_arguments_are_refused_by_name(argv, message, capsys, tmp_path, monkeypatch):
+    """Counts, lengths and rates out of range stop at the command line (exit 2), before any work:
+    no 'wrote 0 recordings' success, no traceback from deep inside."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

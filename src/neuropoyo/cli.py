@@ -13,7 +13,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from neuropoyo import __version__
 from neuropoyo.errors import CheckpointError, ConfigError, DataError, TrainingError
@@ -36,25 +36,35 @@ def _tasks(text: str) -> tuple[str, ...]:
     return tasks
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+def _bounded(kind: type, low: float, *, strict: bool = False) -> Callable[[str], Any]:
+    """argparse type: a number of ``kind`` (int or float) that is >= low (> low when strict)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if not (value > low if strict else value >= low):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+COUNT, NON_NEGATIVE, POSITIVE = _bounded(int, 1), _bounded(int, 0), _bounded(float, 0, strict=True)
 
 
 def _add_simulation_options(parser: argparse.ArgumentParser, *, trials: int, duration: float):
-    parser.add_argument("--animals", type=int, default=2, help="number of animals (default 2)")
-    parser.add_argument("--sessions", type=int, default=2, help="sessions (days) per animal and task")
+    parser.add_argument("--animals", type=COUNT, default=2, help="number of animals (default 2)")
+    parser.add_argument("--sessions", type=COUNT, default=2, help="sessions (days) per animal and task")
     parser.add_argument("--tasks", type=_tasks, default=TASKS, help="comma list of " + ", ".join(TASKS))
-    parser.add_argument("--trials", type=int, default=trials, help="trials per center-out session")
+    parser.add_argument("--trials", type=COUNT, default=trials, help="trials per center-out session")
     parser.add_argument(
-        "--duration", type=float, default=duration, help="seconds per random-target session"
+        "--duration", type=_bounded(float, 5.0), default=duration, help="seconds per random-target session"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
+    parser.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (same seed, same data)")
 
 
 def simulate_to(out: Path, args: argparse.Namespace) -> list[Path]:
@@ -441,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--domain", choices=("auto", *DOMAIN_SOURCES), default="auto",
         help="where the recorded spans come from (default: the first of these the file has)",
     )
-    nwb.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test split")
+    nwb.add_argument("--split-seed", type=NON_NEGATIVE, default=0, help="seed of the train/valid/test split")
     nwb.set_defaults(func=cmd_prepare_nwb)
     brainsets = sources.add_parser(
         "brainsets", help="import brainsets / torch_brain session files (one .h5 per session)"
@@ -460,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", metavar="NAME", help="e.g. center_out (default: the file's session.task)"
     )
     brainsets.add_argument(
-        "--split-seed", type=int, default=0,
+        "--split-seed", type=NON_NEGATIVE, default=0,
         help="seed of the train/valid/test split of files without train/valid/test_domain",
     )
     brainsets.set_defaults(func=cmd_prepare_brainsets)
@@ -475,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("files", nargs="+", help="recording files or folders of them")
     validate.add_argument(
-        "--context-s", type=_positive_float, default=1.0, help="window length to check recordings against"
+        "--context-s", type=POSITIVE, default=1.0, help="window length to check recordings against"
     )
     validate.set_defaults(func=cmd_validate)
 
@@ -487,15 +497,15 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--data", nargs="+", required=True, help="recording files or folders")
     trainer.add_argument("--out", required=True, help="run directory (model, checkpoint, logs)")
     length = trainer.add_mutually_exclusive_group()
-    length.add_argument("--max-steps", type=int, help="optimisation steps (overrides the config)")
-    length.add_argument("--epochs", type=int, help="passes over the training data")
+    length.add_argument("--max-steps", type=COUNT, help="optimisation steps (overrides the config)")
+    length.add_argument("--epochs", type=COUNT, help="passes over the training data")
     trainer.add_argument(
         "--readout", action="append", metavar="STREAM",
         help="behavior stream to decode instead of the config's readouts (its width is read from "
         "the data); repeat for several, e.g. --readout cursor_vel or --readout ry",
     )
     trainer.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
-    trainer.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    trainer.add_argument("--seed", type=NON_NEGATIVE, help="random seed (overrides the config)")
     trainer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     trainer.set_defaults(func=cmd_train)
 
@@ -511,20 +521,20 @@ def build_parser() -> argparse.ArgumentParser:
         "then every weight from --unfreeze-at",
     )
     few = tuner.add_mutually_exclusive_group()
-    few.add_argument("--trials", type=int, help="use only the first N training trials of each recording")
-    few.add_argument("--minutes", type=float, help="use only the first M minutes of training data")
-    tuner.add_argument("--max-steps", type=int, help="optimisation steps (default 600)")
-    tuner.add_argument("--unfreeze-at", type=int, help="full mode: step that unfreezes the network (default: a third of the steps)")
-    tuner.add_argument("--embedding-lr", type=float, help="LAMB rate of the new rows and heads (default 0.02)")
-    tuner.add_argument("--lr", type=float, help="LAMB rate of the pretrained weights once unfrozen (default 1e-4)")
-    tuner.add_argument("--batch-size", type=int, help="windows per step (default 32)")
+    few.add_argument("--trials", type=COUNT, help="use only the first N training trials of each recording")
+    few.add_argument("--minutes", type=POSITIVE, help="use only the first M minutes of training data")
+    tuner.add_argument("--max-steps", type=COUNT, help="optimisation steps (default 600)")
+    tuner.add_argument("--unfreeze-at", type=NON_NEGATIVE, help="full mode: step that unfreezes the network (default: a third of the steps)")
+    tuner.add_argument("--embedding-lr", type=POSITIVE, help="LAMB rate of the new rows and heads (default 0.02)")
+    tuner.add_argument("--lr", type=POSITIVE, help="LAMB rate of the pretrained weights once unfrozen (default 1e-4)")
+    tuner.add_argument("--batch-size", type=COUNT, help="windows per step (default 32)")
     tuner.add_argument(
         "--readout", action="append", metavar="STREAM",
         help="stream to decode (default: the model's readouts the data hold); a stream the model has "
         "no head for gets a new one; repeatable",
     )
-    tuner.add_argument("--seed", type=int, help="random seed (default 0)")
-    tuner.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
+    tuner.add_argument("--seed", type=NON_NEGATIVE, help="random seed (default 0)")
+    tuner.add_argument("--num-workers", type=NON_NEGATIVE, help="DataLoader worker processes (default 0)")
     tuner.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     tuner.set_defaults(func=cmd_finetune)
 
@@ -534,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--split", default="test", choices=("train", "valid", "test"))
     _add_eval_intervals(evaluator, "the model's evaluation settings")
     evaluator.add_argument(
-        "--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)"
+        "--num-workers", type=NON_NEGATIVE, default=0, help="DataLoader worker processes (default 0)"
     )
     evaluator.add_argument("--out", required=True, help="folder for metrics.json, predictions, figures")
     evaluator.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -548,13 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_argument("--methods", default="wiener,mlp,gru", help="comma list (default all)")
     baselines.add_argument("--stream", default="hand_vel", help="behavior stream to decode")
     baselines.add_argument(
-        "--bin-size", type=float, default=BIN_S, metavar="SECONDS",
+        "--bin-size", type=POSITIVE, default=BIN_S, metavar="SECONDS",
         help=f"spike-count bin width (default {BIN_S}; e.g. 0.005)",
     )
     baselines.add_argument(
-        "--lags", type=int, default=N_LAGS, help=f"history bins before each sample (default {N_LAGS})"
+        "--lags", type=COUNT, default=N_LAGS, help=f"history bins before each sample (default {N_LAGS})"
     )
-    baselines.add_argument("--seed", type=int, default=0, help="seed of the MLP and GRU")
+    baselines.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed of the MLP and GRU")
     _add_eval_intervals(baselines, "the default evaluation settings")
     baselines.set_defaults(func=cmd_baselines)
 
@@ -568,9 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument(
         "--config", required=True, help="run file or model preset: a path or a shipped preset name"
     )
-    info.add_argument("--tokens", type=int, default=2000, help="input tokens per window (default 2000)")
-    info.add_argument("--outputs", type=int, default=100, help="output queries per window (default 100)")
-    info.add_argument("--batch-size", type=int, default=128, help="windows per step (default 128)")
+    info.add_argument("--tokens", type=COUNT, default=2000, help="input tokens per window (default 2000)")
+    info.add_argument("--outputs", type=COUNT, default=100, help="output queries per window (default 100)")
+    info.add_argument("--batch-size", type=COUNT, default=128, help="windows per step (default 128)")
     info.set_defaults(func=cmd_model_info)
 
     streamer = commands.add_parser(
@@ -579,10 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     streamer.add_argument("--model", required=True, help="trained model directory")
     streamer.add_argument("--data", required=True, help="recording file (.h5) to replay")
     streamer.add_argument("--readout", default=None, help="behavior stream (default: the model's only readout)")
-    streamer.add_argument("--update-ms", type=float, default=10.0, help="time between updates (default 10)")
-    streamer.add_argument("--seconds", type=float, default=30.0, help="recording time replayed (default 30)")
+    streamer.add_argument("--update-ms", type=POSITIVE, default=10.0, help="time between updates (default 10)")
+    streamer.add_argument("--seconds", type=POSITIVE, default=30.0, help="recording time replayed (default 30)")
     streamer.add_argument(
-        "--compare-every", type=int, default=10,
+        "--compare-every", type=COUNT, default=10,
         help="run the full-window forwards and the reference every N updates (default 10)",
     )
     streamer.add_argument("--no-torch-brain", action="store_true", help="skip torch_brain's full-window forward")
@@ -634,12 +644,12 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--model", help="a pretrained run or model directory instead of pretraining")
     transfer.add_argument("--reidentify", metavar="ID", help="a pretraining recording to re-identify (simulated: animal 0 day 0)")
     transfer.add_argument("--config", default="demo_run.yaml", help="run file of pretraining and from-scratch POYO (default demo_run.yaml)")
-    transfer.add_argument("--pretrain-steps", type=int, help="pretraining steps (default: the run file's; "
+    transfer.add_argument("--pretrain-steps", type=COUNT, help="pretraining steps (default: the run file's; "
                           "3000 on simulated data)")
     transfer.add_argument("--sizes", default="14,35,all", help="training-set sizes in trials (default 14,35,all)")
     transfer.add_argument("--methods", help="comma-separated subset of mlp,gru,scratch,unit-id,full (default: all)")
-    transfer.add_argument("--steps", type=int, default=600, help="unit-identification and finetuning steps (default 600)")
-    transfer.add_argument("--reid-steps", type=int, default=1000, help="re-identification steps (0: skip; default 1000)")
+    transfer.add_argument("--steps", type=COUNT, default=600, help="unit-identification and finetuning steps (default 600)")
+    transfer.add_argument("--reid-steps", type=NON_NEGATIVE, default=1000, help="re-identification steps (0: skip; default 1000)")
     transfer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     transfer.set_defaults(func=cmd_experiment_transfer)
     return parser
