@@ -187,8 +187,9 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
     result = json.loads(out.read_text())
     assert result["dtype"] == "bfloat16" and "ratio" not in result and "torch_brain_full_window" not in result
     assert "streaming update (ours, bfloat16)" in capsys.readouterr().out
-    assert main([*argv, "--update-ms", "0"]) == 2
-    assert "update-ms and seconds must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--update-ms", "0"])
+    assert stop.value.code == 2 and "argument --update-ms: must be > 0, got 0" in capsys.readouterr().err
 
 
 def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, capsys):

@@ -126,5 +126,6 @@ def test_cli_runs_a_given_model_on_named_recordings(data, tmp_path, capsys):
     )
     assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--sizes", "7,x"]) == 2
     assert "--sizes: expected trial counts" in capsys.readouterr().err
-    assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--pretrain-steps", "0"]) == 2
-    assert "pretrain steps must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--pretrain-steps", "0"])
+    assert stop.value.code == 2 and "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err

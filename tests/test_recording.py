@@ -64,9 +64,11 @@ def test_restrict_to_a_gap_leaves_no_data():
     assert len(part.spikes) == 0 and len(part.domain) == 0
 
 
-def test_recording_id_must_be_a_plain_name():
-    with pytest.raises(ValueError, match="without '/'"):
-        RecordingInfo(recording_id="lab/session")
+@pytest.mark.parametrize("rid", ["", "lab/session", "..", "../../x", "a\\b", "a\0b", ".hidden"])
+def test_recording_id_must_be_a_plain_name(rid):
+    """Ids name files (<recording_id>.h5): no path, traversal, hidden file or NUL gets through."""
+    with pytest.raises(ValueError, match="must be a non-empty name without '/'"):
+        RecordingInfo(recording_id=rid)
 
 
 def test_info_dict_round_trip_and_unknown_field():

@@ -501,3 +501,52 @@ def test_failed_write_leaves_no_partial_file(rich, tmp_path, monkeypatch):
 def test_write_into_missing_folder(rich, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
         write_recording(rich, tmp_path / "no" / "such" / "rec.h5")
+
+
+def test_a_traversal_recording_id_inside_a_file_is_refused_on_read(tmp_path):
+    """The id is read from the file's metadata before it names anything on disk."""
+    path = write_recording(build_recording(), tmp_path / "r.h5")
+    with h5py.File(path, "r+") as f:
+        info = json.loads(f.attrs["info"])
+        info["recording_id"] = "../../x"
+        f.attrs["info"] = json.dumps(info)
+    with pytest.raises(InvalidRecordingError, match=r"info: unreadable recording metadata \(recording_id '\.\./\.\./x'"):
+        read_recording(path)
+
+
+_VALID_FILE: dict[str, bytes] = {}
+
+
+def _valid_file_bytes() -> bytes:
+    if "bytes" not in _VALID_FILE:
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_recording(build_recording(), Path(folder) / "r.h5")
+            _VALID_FILE["bytes"] = path.read_bytes()
+    return _VALID_FILE["bytes"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cut=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(1, 255)), max_size=8),
+)
+def test_corrupted_files_raise_only_our_error(cut, flips):
+    """Fuzzing the reader: a file cut short and/or with random bytes changed either reads as a
+    valid recording or raises InvalidRecordingError naming the file; nothing else escapes and no
+    partial file is left behind by a write of what was read."""
+    data = bytearray(_valid_file_bytes())
+    for where, xor in flips:
+        data[int(where * (len(data) - 1))] ^= xor
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzzed.h5"
+        path.write_bytes(bytes(data))
+        try:
+            recording = read_recording(path)
+        except InvalidRecordingError as error:
+            assert str(path) in str(error)
+            return
+        rewritten = write_recording(recording, Path(folder) / "again.h5")
+        assert read_recording(rewritten) == recording
+        assert sorted(p.name for p in Path(folder).iterdir()) == ["again.h5", "fuzzed.h5"]

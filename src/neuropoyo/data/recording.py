@@ -171,9 +171,12 @@ class RecordingInfo:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not self.recording_id or "/" in self.recording_id:
+        rid = self.recording_id
+        if not isinstance(rid, str) or not rid or rid.startswith(".") or any(c in rid for c in "/\\\0"):
+            # it names files (<recording_id>.h5): never a path, a hidden file or a traversal
             raise ValueError(
-                f"recording_id {self.recording_id!r} must be a non-empty name without '/'"
+                f"recording_id {rid!r} must be a non-empty name without '/', '\\' or NUL, not starting "
+                "with '.'"
             )
         object.__setattr__(self, "brain_areas", tuple(self.brain_areas))
         object.__setattr__(self, "extra", dict(self.extra))
