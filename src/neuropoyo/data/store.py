@@ -445,7 +445,9 @@ def _read_layout(path: Path, file_size: int) -> tuple[Recording, dict, dict[str,
                 raise InvalidRecordingError(str(path), problems)
             units = {name: str(g.attrs.get("unit", "")) for name, g in file["behavior"].items()}
             return _read_header(file), units, _sources(file, file_size)
-    except OSError as error:
+    except InvalidRecordingError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as error:  # what damaged metadata raises
         raise InvalidRecordingError(
             str(path), [f"file: HDF5 read failed ({error}); the file is damaged: {_REWRITE}"]
         ) from error
