@@ -448,7 +448,7 @@ def fit(
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             lr = optimizer.param_groups[0]["lr"]
-            if torch.isfinite(torch.stack([loss.detach(), grad_norm]).float()).all():
+            if torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all():
                 optimizer.step()
                 nonfinite = 0
             else:  # a NaN/inf step would poison every weight: skip it, stop if it persists
