@@ -1,5 +1,6 @@
 """The neuropoyo command: simulate -> inspect, the demo, and user-facing errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from neuropoyo.cli import main
-from neuropoyo.data.store import read_recording
+from neuropoyo.data.store import read_recording, write_recording
 from neuropoyo.training.config import PRESET_DIR
 
 SMALL = ["--animals", "2", "--sessions", "1", "--trials", "16", "--duration", "30"]
@@ -195,10 +196,6 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
 def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, capsys):
     """One folder: a good file, NaN spike times, a non-HDF5 file, a truncated file and a file with
     a silent unit. Every file is reported, fatal ones fail the command, the silent unit only warns."""
-    import dataclasses
-
-    from neuropoyo.data.store import write_recording
-
     good = sorted(sim_dir.glob("*.h5"))[0]
     folder = tmp_path / "dataset"
     folder.mkdir()

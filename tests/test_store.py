@@ -4,6 +4,7 @@ atomic writes."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -514,15 +515,10 @@ def test_a_traversal_recording_id_inside_a_file_is_refused_on_read(tmp_path):
         read_recording(path)
 
 
-_VALID_FILE: dict[str, bytes] = {}
-
-
+@functools.cache
 def _valid_file_bytes() -> bytes:
-    if "bytes" not in _VALID_FILE:
-        with tempfile.TemporaryDirectory() as folder:
-            path = write_recording(build_recording(), Path(folder) / "r.h5")
-            _VALID_FILE["bytes"] = path.read_bytes()
-    return _VALID_FILE["bytes"]
+    with tempfile.TemporaryDirectory() as folder:
+        return write_recording(build_recording(), Path(folder) / "r.h5").read_bytes()
 
 
 @settings(max_examples=200, deadline=None)

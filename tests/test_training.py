@@ -1,8 +1,13 @@
 """Training pieces: windows, normalisation, unit dropout, loss weights, configs, checkpoints, resume."""
 
 import csv
-import json
 import dataclasses
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +20,7 @@ from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.simulate import simulate_dataset
-from neuropoyo.errors import ConfigError, TrainingError
+from neuropoyo.errors import CheckpointError, ConfigError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
@@ -361,14 +366,14 @@ def test_a_model_directory_of_0_1_0_loads_with_its_settings_in_the_new_sections(
     }
 
 
-def _poison_losses_from(monkeypatch, first_call: int) -> None:
-    """Make weighted_mse return NaN from its ``first_call``-th call (1-based) on."""
+def _poison_losses(monkeypatch, poisoned_call) -> None:
+    """Make weighted_mse return NaN on the calls (1-based) for which ``poisoned_call(n)`` holds."""
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = weighted_mse(*args, **kwargs)
-        return loss * float("nan") if calls["n"] >= first_call else loss
+        return loss * float("nan") if poisoned_call(calls["n"]) else loss
 
     monkeypatch.setattr(loop_module, "weighted_mse", poisoned)
 
@@ -380,14 +385,7 @@ def _parameters(trained) -> dict[str, torch.Tensor]:
 def test_a_nan_step_is_skipped_with_a_warning_naming_the_batch(sim_data, tmp_path, monkeypatch):
     """One NaN loss (step 2 of 4): the weights do not move on that step, the warning names the
     recording and window, the row is logged as NaN, and the run finishes with finite weights."""
-    calls = {"n": 0}
-
-    def nan_once(*args, **kwargs):
-        calls["n"] += 1
-        loss = weighted_mse(*args, **kwargs)
-        return loss * float("nan") if calls["n"] == 2 else loss
-
-    monkeypatch.setattr(loop_module, "weighted_mse", nan_once)
+    _poison_losses(monkeypatch, lambda n: n == 2)
     after = {}
     with pytest.warns(loop_module.NonFiniteStepWarning) as caught:
         loop_module.train(
@@ -407,7 +405,7 @@ def test_a_nan_step_is_skipped_with_a_warning_naming_the_batch(sim_data, tmp_pat
 def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(sim_data, tmp_path, monkeypatch):
     """NaN from step 3 on, limit 3: steps 3-5 are skipped, training stops at the third; the step-4
     checkpoint holds the step-2 weights (skipped steps move nothing) and no final model is written."""
-    _poison_losses_from(monkeypatch, first_call=3)
+    _poison_losses(monkeypatch, lambda n: n >= 3)
     config = _run_config(8, 2, max_nonfinite_steps=3)
     after = {}
     with pytest.warns(loop_module.NonFiniteStepWarning), pytest.raises(TrainingError) as error:
@@ -478,11 +476,6 @@ TRAIN_IN_A_CHILD = (
 
 def _kill_during_training(config, data, run_dir, after_step: int, delay_s: float) -> None:
     """Train in a child process and SIGKILL it ``delay_s`` after its step-``after_step`` checkpoint."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     child = subprocess.Popen(
         [sys.executable, "-c", TRAIN_IN_A_CHILD, json.dumps(config.to_dict()), str(data), str(run_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -522,8 +515,6 @@ def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_model(sim_d
 
 
 def _damage_copy(source, target, damage) -> None:
-    import shutil
-
     shutil.copytree(source, target)
     damage(target)
 
@@ -552,8 +543,6 @@ def _other_width(folder):
 def test_a_damaged_model_directory_is_named_not_a_traceback(sim_data, tmp_path, damage, message):
     """Truncated weights, broken JSON, a config.json from another model: CheckpointError (which the
     command line prints without a traceback) naming the file and what is wrong."""
-    from neuropoyo.errors import CheckpointError
-
     loop_module.train(_run_config(1, 1), [sim_data], tmp_path / "run", progress=False)
     _damage_copy(tmp_path / "run" / "model", tmp_path / "damaged", damage)
     with pytest.raises(CheckpointError, match=message):

@@ -102,9 +102,8 @@ class Intervals:
     def select(self, index) -> "Intervals":
         """Keep the spans picked by a boolean mask or an integer index array."""
         start = self.start[index]
-        if start.ndim != 1:  # a scalar index: let the checks name the problem
-            return Intervals(start, self.end[index], {k: v[index] for k, v in self.columns.items()})
-        return Intervals._checked(start, self.end[index], {k: v[index] for k, v in self.columns.items()})
+        build = Intervals._checked if start.ndim == 1 else Intervals  # a scalar index: the checks name it
+        return build(start, self.end[index], {k: v[index] for k, v in self.columns.items()})
 
     def shift(self, offset: float) -> "Intervals":
         return Intervals._checked(self.start + offset, self.end + offset, self.columns)
