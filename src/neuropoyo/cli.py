@@ -106,6 +106,7 @@ def cmd_prepare_nwb(args: argparse.Namespace) -> None:
         task=args.task,
         domain=args.domain,
         split_seed=args.split_seed,
+        strict=args.strict,
     )
     _print_prepared(paths, args.out)
 
@@ -120,8 +121,17 @@ def cmd_prepare_brainsets(args: argparse.Namespace) -> None:
         brainset=args.brainset,
         task=args.task,
         split_seed=args.split_seed,
+        strict=args.strict,
     )
     _print_prepared(paths, args.out)
+
+
+def _add_strict_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="refuse a file that needs a repair (times out of order, NaN times or values, repeated "
+        "behavior timestamps, empty trials) instead of repairing it with a warning",
+    )
 
 
 def _print_prepared(paths: list[Path], out: Path) -> None:
@@ -452,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the recorded spans come from (default: the first of these the file has)",
     )
     nwb.add_argument("--split-seed", type=NON_NEGATIVE, default=0, help="seed of the train/valid/test split")
+    _add_strict_option(nwb)
     nwb.set_defaults(func=cmd_prepare_nwb)
     brainsets = sources.add_parser(
         "brainsets", help="import brainsets / torch_brain session files (one .h5 per session)"
@@ -473,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-seed", type=NON_NEGATIVE, default=0,
         help="seed of the train/valid/test split of files without train/valid/test_domain",
     )
+    _add_strict_option(brainsets)
     brainsets.set_defaults(func=cmd_prepare_brainsets)
 
     inspect = commands.add_parser("inspect", help="validate recordings and print a summary")

@@ -17,9 +17,14 @@ and the rules applied:
 - **Domain**: ``spikes.domain`` intersected with each behavior series' domain. temporaldata's
   automatic domains end on the last sample, so a span end that is a sample time is moved up to the
   next float to keep that sample in neuropoyo's half-open spans. Outside the domain is a gap, not
-  silence: spikes, samples and trials there (and NaN samples, and samples repeating a timestamp:
-  the first of each time is kept) are dropped with one :class:`DroppedDataWarning` per file.
+  silence: spikes, samples and trials there are dropped with one :class:`DroppedDataWarning` per
+  file.
+- **Repairs** (one :class:`RepairedDataWarning` per file counts them; ``strict=True`` makes each a
+  :class:`DataError` instead): spike or sample times out of order are sorted; NaN/inf times, samples
+  holding NaN, samples repeating a timestamp (the first of each time is kept) and trials of zero
+  length are dropped.
 - **Trials** (``trials``, optional): start/end plus every per-trial column (times stay absolute).
+  Overlapping trials, trials ending before they start and NaN bounds are errors.
 - **Sub-intervals**: every ``Interval`` inside ``movement_phases`` (name without its ``_period``
   suffix: ``reach``, ``hold``, ``return``, ``random``) and every other ``Interval`` at the root
   (``cursor_outlier_segments``, ``nlb_eval_intervals``, ...), start/end only.
@@ -52,11 +57,14 @@ import numpy as np
 
 from neuropoyo.data.importing import (
     DroppedDataWarning,
+    RepairedDataWarning,
+    Repairs,
     brain_areas,
     existing_file,
     keep_recorded,
     prepare_files,
     sorted_trials,
+    time_sorted,
 )
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import (
@@ -70,7 +78,10 @@ from neuropoyo.data.recording import (
 from neuropoyo.data.splits import assign_splits
 from neuropoyo.errors import DataError, MissingKeyError
 
-__all__ = ["DEFAULT_BEHAVIOR", "DroppedDataWarning", "prepare_brainsets", "read_brainsets"]
+__all__ = [
+    "DEFAULT_BEHAVIOR", "DroppedDataWarning", "RepairedDataWarning", "prepare_brainsets",
+    "read_brainsets",
+]
 
 DEFAULT_BEHAVIOR = ("cursor.vel", "hand.vel")
 _KIND = "brainsets"
@@ -188,13 +199,16 @@ def _series_domain(group: h5py.Group, path: Path) -> Intervals:
     return _spans(group["domain"], path)
 
 
-def _samples(group: h5py.Group, field: str, path: Path) -> tuple[TimeSeries, Intervals]:
+def _samples(
+    group: h5py.Group, field: str, path: Path, repairs: Repairs
+) -> tuple[TimeSeries, Intervals]:
     """One field of a series group as (behavior stream, the series' domain)."""
     domain = _series_domain(group, path)
     if _object(group) == "IrregularTimeSeries":
         arrays = _read(group, ("timestamps", field), path, "one timestamp per sample")
-        timestamps = arrays["timestamps"]
-        return TimeSeries(timestamps, arrays[field]), _closed_ends(domain, timestamps)
+        what = f"{group.name.strip('/').replace('/', '.')}.{field} sample"
+        timestamps, values = time_sorted(arrays["timestamps"], (arrays[field],), what, repairs)
+        return TimeSeries(timestamps, values), _closed_ends(domain, timestamps)
     values = _read(group, (field,), path, "the behavior values")[field]
     if "sampling_rate" not in group.attrs:
         raise MissingKeyError(
@@ -223,7 +237,7 @@ def _series_fields(file: h5py.File) -> list[str]:
 
 
 def _behavior(
-    file: h5py.File, specs: Sequence[str] | None, path: Path
+    file: h5py.File, specs: Sequence[str] | None, path: Path, repairs: Repairs
 ) -> tuple[dict[str, TimeSeries], list[Intervals]]:
     """stream name -> behavior stream for ``specs`` (None: the default), with their domains."""
     found = _series_fields(file)
@@ -242,20 +256,21 @@ def _behavior(
                 "pass --behavior GROUP.FIELD naming one of those"
             )
         group, _, field = spec.rpartition(".")
-        stream, domain = _samples(file[group.replace(".", "/")], field, path)
+        stream, domain = _samples(file[group.replace(".", "/")], field, path, repairs)
         streams[spec.replace(".", "_")] = stream
         domains.append(domain)
     return streams, domains
 
 
-def _spikes(file: h5py.File, path: Path) -> tuple[Spikes, Intervals]:
+def _spikes(file: h5py.File, path: Path, repairs: Repairs) -> tuple[Spikes, Intervals]:
     """All spikes sorted by time, with ``spikes.domain`` (ends closed over the last spike)."""
     group = _group(file, "spikes", ("IrregularTimeSeries",), path, "spike times")
     arrays = _read(group, ("timestamps", "unit_index"), path, "one unit index per spike")
-    times, unit_index = arrays["timestamps"], arrays["unit_index"]
-    order = np.argsort(times, kind="stable")
+    times, unit_index = time_sorted(
+        arrays["timestamps"], (arrays["unit_index"],), "spike", repairs
+    )
     domain = _closed_ends(_series_domain(group, path), times)
-    return Spikes(times[order], unit_index[order]), domain
+    return Spikes(times, unit_index), domain
 
 
 def _units(file: h5py.File, n_indexed: int, path: Path) -> Units:
@@ -281,13 +296,13 @@ def _domain(spikes_domain: Intervals, behavior_domains: Iterable[Intervals]) -> 
 # ------------------------------------------------------------------------- intervals and splits
 
 
-def _trials(file: h5py.File, path: Path) -> Intervals:
+def _trials(file: h5py.File, path: Path, repairs: Repairs) -> Intervals:
     group = file.get("trials")
     if _object(group) != "Interval":
         return Intervals.empty()
     columns = _table(group, ("start", "end"), path, "start and end times per trial")
     trials = Intervals(columns.pop("start"), columns.pop("end"), columns)
-    return sorted_trials(trials, path, "fix trials/start and trials/end")
+    return sorted_trials(trials, path, "fix trials/start and trials/end", repairs)
 
 
 def _sub_intervals(file: h5py.File, path: Path) -> dict[str, Intervals]:
@@ -365,19 +380,22 @@ def read_brainsets(
     brainset: str | None = None,
     task: str | None = None,
     split_seed: int = 0,
+    strict: bool = False,
 ) -> Recording:
     """One brainsets session file as a Recording (rules in the module docstring).
 
     behavior: ``group.field`` series to load (``()`` for none; None: the first of
     :data:`DEFAULT_BEHAVIOR` present). split_seed: seed of the splits assigned when the file has
-    no ``train_domain`` / ``valid_domain`` / ``test_domain``.
+    no ``train_domain`` / ``valid_domain`` / ``test_domain``. strict: refuse a file that needs a
+    repair (DataError) instead of repairing it with a warning.
     """
     path = existing_file(path, _KIND)
+    repairs = Repairs(path, strict)
     specs = (behavior,) if isinstance(behavior, str) else behavior
     with _open(path) as file:
-        spikes, spikes_domain = _spikes(file, path)
+        spikes, spikes_domain = _spikes(file, path, repairs)
         units = _units(file, int(spikes.unit_index.max(initial=-1)) + 1, path)
-        streams, behavior_domains = _behavior(file, specs, path)
+        streams, behavior_domains = _behavior(file, specs, path, repairs)
         domain = _domain(spikes_domain, behavior_domains)
         recording = Recording(
             info=_info(file, path, units, recording_id, brainset, task),
@@ -385,11 +403,12 @@ def read_brainsets(
             units=units,
             behavior=streams,
             domain=domain,
-            trials=_trials(file, path),
+            trials=_trials(file, path, repairs),
             intervals=_sub_intervals(file, path),
         )
         splits = _file_splits(file, domain, path)
-    recording = keep_recorded(recording, path)
+    recording = keep_recorded(recording, path, repairs)
+    repairs.warn()
     if splits:
         return recording.with_splits(splits)
     return assign_splits(recording, seed=split_seed)

@@ -1,10 +1,12 @@
 """Rules shared by the importers of other formats (NWB, brainsets): input checks, dropping data
-outside the recorded domain, disjoint trials, unit areas and writing a folder of recordings."""
+outside the recorded domain, the repairs a file may need (and strict imports refuse), disjoint
+trials, unit areas and writing a folder of recordings."""
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -19,8 +21,43 @@ AREA_COLUMNS = ("brain_area", "location")
 
 
 class DroppedDataWarning(UserWarning):
-    """Data in an imported file fell outside the recorded domain (or was NaN, or repeated a
-    behavior timestamp) and was left out."""
+    """Data in an imported file fell outside the recorded domain and was left out."""
+
+
+class RepairedDataWarning(UserWarning):
+    """An imported file needed repairs (times out of order sorted; NaN times, NaN behavior rows,
+    repeated behavior timestamps or empty trials dropped); a strict import refuses such files."""
+
+
+@dataclass
+class Repairs:
+    """The repairs made while importing one file. ``strict``: the first one needed is a DataError."""
+
+    path: Path
+    strict: bool = False
+    made: list[str] = field(default_factory=list)
+
+    def need(self, count: int, problem: str, repair: str, fix: str) -> None:
+        """Repair ``count`` items with ``problem`` (e.g. "spike time(s) out of order") by ``repair``
+        ("sorted"); under ``strict``, a DataError naming the file and ``fix`` instead."""
+        if not count:
+            return
+        if self.strict:
+            raise DataError(
+                f"{self.path}: {count} {problem}; {fix} (or import without --strict: the "
+                f"importer then repairs them: {repair})"
+            )
+        self.made.append(f"{count} {problem} ({repair})")
+
+    def warn(self) -> None:
+        """One RepairedDataWarning listing the repairs made, pointing at the importer's caller."""
+        if self.made:
+            warnings.warn(
+                f"{self.path}: repaired {', '.join(self.made)}; strict=True (--strict) refuses "
+                "files that need repairs",
+                RepairedDataWarning,
+                stacklevel=3,
+            )
 
 
 def existing_file(path: str | Path, kind: str) -> Path:
@@ -31,8 +68,52 @@ def existing_file(path: str | Path, kind: str) -> Path:
     return path
 
 
-def sorted_trials(trials: Intervals, path: Path, fix: str) -> Intervals:
-    """``trials`` sorted by start; DataError (ending with ``fix``) when two of them overlap."""
+def time_sorted(
+    times: np.ndarray,
+    paired: tuple[np.ndarray, ...],
+    what: str,
+    repairs: Repairs,
+    *,
+    out_of_order: int | None = None,
+) -> tuple[np.ndarray, ...]:
+    """(times, *paired) without NaN/inf times and sorted by time (stable).
+
+    Both are repairs of the items ``what`` names (e.g. "spike"): dropping the non-finite times, and
+    sorting ``out_of_order`` items (default: the decreasing steps between finite times; pass the
+    count when the stored order is not meant to be global, e.g. spike times stored per unit).
+    """
+    finite = np.isfinite(times)
+    repairs.need(
+        int((~finite).sum()), f"{what} time(s) NaN or infinite", "dropped",
+        f"remove them from {what} times",
+    )
+    times, paired = times[finite], tuple(array[finite] for array in paired)
+    if out_of_order is None:
+        out_of_order = int((np.diff(times) < 0).sum())
+    repairs.need(
+        out_of_order, f"{what} time(s) out of order", "sorted",
+        f"sort {what} times (and their paired values with the same permutation)",
+    )
+    order = np.argsort(times, kind="stable")
+    return (times[order], *(array[order] for array in paired))
+
+
+def sorted_trials(trials: Intervals, path: Path, fix: str, repairs: Repairs) -> Intervals:
+    """``trials`` sorted by start without empty ones (a repair: dropped); DataError (ending with
+    ``fix``) for trials with NaN/inf bounds, ending before they start, or overlapping."""
+    bad = ~(np.isfinite(trials.start) & np.isfinite(trials.end)) | (trials.end < trials.start)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: {int(bad.sum())} trial(s) with NaN/inf bounds or ending before they start "
+            f"(first: row {i}, [{trials.start[i]}, {trials.end[i]})); {fix}"
+        )
+    empty = trials.end == trials.start
+    repairs.need(
+        int(empty.sum()), "trial(s) of zero length", "dropped",
+        f"{fix}: give every trial a positive length",
+    )
+    trials = trials.select(~empty)
     trials = trials.select(np.argsort(trials.start, kind="stable"))
     overlap = np.flatnonzero(trials.start[1:] < trials.end[:-1])
     if overlap.size:
@@ -64,29 +145,35 @@ def _overlapping(spans: Intervals, domain: Intervals) -> np.ndarray:
     return hit
 
 
-def _recorded_samples(name: str, stream: TimeSeries, domain: Intervals, dropped: list[str]):
-    """``stream`` without samples outside ``domain``, holding NaN or repeating the timestamp of
-    the sample kept before them (time-sorted input: the first of each timestamp stays); counts go
-    to ``dropped``."""
+def _recorded_samples(
+    name: str, stream: TimeSeries, domain: Intervals, dropped: list[str], repairs: Repairs
+):
+    """``stream`` without samples outside ``domain`` (counts go to ``dropped``), and, as repairs,
+    without samples holding NaN or repeating the timestamp of the sample kept before them
+    (time-sorted input: the first of each timestamp stays)."""
     keep = domain.contains(stream.timestamps)
     if not keep.all():
         dropped.append(f"{int((~keep).sum())} {name} sample(s) outside the domain")
     if stream.values.dtype.kind == "f":
-        nan = np.isnan(stream.values).any(axis=1)
-        if nan.any():
-            dropped.append(f"{int(nan.sum())} {name} sample(s) holding NaN")
+        nan = keep & np.isnan(stream.values).any(axis=1)
+        repairs.need(
+            int(nan.sum()), f"{name} sample(s) holding NaN", "dropped",
+            f"drop the NaN rows of {name} (and mark their span as a gap of the recorded domain)",
+        )
         keep &= ~nan
     kept = np.flatnonzero(keep)
     repeated = kept[1:][np.diff(stream.timestamps[kept]) == 0]
-    if repeated.size:
-        dropped.append(f"{repeated.size} {name} sample(s) repeating a timestamp (kept the first)")
-        keep[repeated] = False
+    repairs.need(
+        repeated.size, f"{name} sample(s) repeating a timestamp", "dropped, kept the first",
+        f"keep one {name} sample per timestamp",
+    )
+    keep[repeated] = False
     return stream.select(keep)
 
 
-def keep_recorded(recording: Recording, path: Path) -> Recording:
-    """``recording`` without spikes, samples and trials outside its domain (and without NaN or
-    repeated-timestamp behavior samples), warning with counts.
+def keep_recorded(recording: Recording, path: Path, repairs: Repairs) -> Recording:
+    """``recording`` without spikes, samples and trials outside its domain, warning with counts,
+    and without NaN or repeated-timestamp behavior samples (``repairs``).
 
     Called by an importer's read function, so the warning points at that function's caller.
     """
@@ -95,7 +182,7 @@ def keep_recorded(recording: Recording, path: Path) -> Recording:
     if not inside.all():
         dropped.append(f"{int((~inside).sum())} spike(s) outside the domain")
     behavior = {
-        name: _recorded_samples(name, stream, domain, dropped)
+        name: _recorded_samples(name, stream, domain, dropped, repairs)
         for name, stream in recording.behavior.items()
     }
     overlapping = _overlapping(recording.trials, domain)

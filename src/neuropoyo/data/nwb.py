@@ -11,9 +11,11 @@ What is read, and the rules applied:
   behavior timestamps (a run breaks where a step exceeds 1.5 median steps and spans half a step
   either side of its first and last sample); the trials. ``domain=<source>`` forces one source.
 - **Outside the domain** is a gap, not silence: spikes and behavior samples there, and trials that
-  do not overlap it, are dropped, and one :class:`DroppedDataWarning` per file counts them. Behavior
-  samples holding NaN, or repeating a timestamp (the first sample of each time is kept), are
-  dropped the same way.
+  do not overlap it, are dropped, and one :class:`DroppedDataWarning` per file counts them.
+- **Repairs** (one :class:`RepairedDataWarning` per file counts them; ``strict=True`` makes each a
+  :class:`DataError` instead): a unit's spike times out of order, or behavior timestamps out of
+  order, are sorted; NaN/inf spike or sample times, behavior samples holding NaN, samples repeating
+  a timestamp (the first of each time is kept) and trials of zero length are dropped.
 - **Behavior**: series named by ``behavior`` inside ``behavior_location`` (default
   ``processing/behavior``; e.g. ``acquisition/CompassDirection``). A location that names one series
   (``acquisition/CompassDirection/ry``) loads just that series under its own name. Values are
@@ -23,7 +25,7 @@ What is read, and the rules applied:
   is the converted one (``"m/s"``). Series named in ``circular`` hold angles (unit rad or deg)
   and are stored as ``(cos, sin)`` circular streams (:mod:`neuropoyo.data.circular`).
 - **Trials** (optional): sorted by start; start/stop plus every scalar column (event times stay
-  absolute seconds). Overlapping trials are an error. Trials partly outside the domain are kept
+  absolute seconds). Overlapping trials, trials ending before they start and NaN bounds are errors. Trials partly outside the domain are kept
   (splits only use their recorded part).
 - **Sub-intervals** (``sub_intervals``): name -> (start column, end column) of the trials table,
   ``start_time`` / ``stop_time`` naming the trial bounds. By default a ``reach`` interval runs from
@@ -48,18 +50,21 @@ import numpy as np
 from neuropoyo.data.circular import to_unit_circle
 from neuropoyo.data.importing import (
     DroppedDataWarning,
+    RepairedDataWarning,
+    Repairs,
     brain_areas,
     existing_file,
     keep_recorded,
     prepare_files,
     sorted_trials,
+    time_sorted,
 )
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
 from neuropoyo.data.splits import assign_splits
 from neuropoyo.errors import DataError, MissingKeyError
 
-__all__ = ["DOMAIN_SOURCES", "DroppedDataWarning", "prepare_nwb", "read_nwb"]
+__all__ = ["DOMAIN_SOURCES", "DroppedDataWarning", "RepairedDataWarning", "prepare_nwb", "read_nwb"]
 
 DEFAULT_LOCATION = "processing/behavior"
 DEFAULT_SUB_INTERVALS = MappingProxyType({"reach": ("move_onset_time", "stop_time")})
@@ -135,19 +140,24 @@ def _ragged(table, name: str) -> tuple[np.ndarray, np.ndarray]:
     return values, rows
 
 
-def _spikes(table, path: Path) -> Spikes:
-    """All units' spikes sorted by time (S,)."""
+def _spikes(table, path: Path, repairs: Repairs) -> Spikes:
+    """All units' spikes sorted by time (S,); a unit's own times out of order are a repair."""
     if "spike_times" not in table.colnames:
         raise MissingKeyError(
             f"{path}: the units table has no spike_times column (columns: "
             f"{', '.join(table.colnames)}); neuropoyo needs spike times per unit"
         )
     times, unit_index = _ragged(table, "spike_times")
-    order = np.argsort(times, kind="stable")
-    return Spikes(times[order], unit_index[order])
+    times = times.astype(np.float64, copy=False)
+    same_unit = unit_index[1:] == unit_index[:-1]
+    out_of_order = int((same_unit & (times[1:] < times[:-1])).sum())
+    times, unit_index = time_sorted(
+        times, (unit_index,), "spike", repairs, out_of_order=out_of_order
+    )
+    return Spikes(times, unit_index)
 
 
-def _trials(nwbfile, path: Path) -> Intervals:
+def _trials(nwbfile, path: Path, repairs: Repairs) -> Intervals:
     """Trials sorted by start with their scalar columns; empty when the file has none."""
     table = nwbfile.trials
     if table is None or len(table) == 0:
@@ -157,7 +167,7 @@ def _trials(nwbfile, path: Path) -> Intervals:
         table["stop_time"].data[:],
         _scalar_columns(table, ("start_time", "stop_time")),
     )
-    return sorted_trials(trials, path, "fix start_time/stop_time in the trials table")
+    return sorted_trials(trials, path, "fix start_time/stop_time in the trials table", repairs)
 
 
 # ---------------------------------------------------------------------------------- behavior
@@ -232,19 +242,20 @@ def _timestamps(series, n: int) -> np.ndarray:
     return series.starting_time + np.arange(n) / series.rate
 
 
-def _converted(series) -> TimeSeries:
+def _converted(series, repairs: Repairs) -> TimeSeries:
     """A series as neuropoyo behavior: (N,) sorted timestamps, (N, D) converted values."""
     values = np.asarray(series.data[:])
     offset = float(getattr(series, "offset", 0.0) or 0.0)
     if series.conversion != 1.0 or offset != 0.0:
         values = values * series.conversion + offset
-    timestamps = _timestamps(series, len(values))
-    order = np.argsort(timestamps, kind="stable")
-    return TimeSeries(timestamps[order], values[order], _si_unit(series.unit, series.conversion))
+    timestamps, values = time_sorted(
+        _timestamps(series, len(values)), (values,), f"{series.name} sample", repairs
+    )
+    return TimeSeries(timestamps, values, _si_unit(series.unit, series.conversion))
 
 
 def _behavior(
-    nwbfile, names: Sequence[str], location: str, path: Path
+    nwbfile, names: Sequence[str], location: str, path: Path, repairs: Repairs
 ) -> dict[str, TimeSeries]:
     """stream name -> behavior series read from ``location``."""
     from pynwb import TimeSeries as NWBTimeSeries
@@ -253,8 +264,10 @@ def _behavior(
         return {}
     node = _resolve(nwbfile, location, path)
     if isinstance(node, NWBTimeSeries):
-        return {node.name: _converted(node)}
-    return {name: _converted(_series_named(node, name, location, path)) for name in names}
+        return {node.name: _converted(node, repairs)}
+    return {
+        name: _converted(_series_named(node, name, location, path), repairs) for name in names
+    }
 
 
 def _circular(streams: dict[str, TimeSeries], names: Sequence[str], path: Path) -> dict:
@@ -410,6 +423,7 @@ def read_nwb(
     brainset: str | None = None,
     task: str | None = None,
     split_seed: int = 0,
+    strict: bool = False,
 ) -> Recording:
     """One NWB file as a Recording with splits assigned (rules in the module docstring).
 
@@ -418,26 +432,28 @@ def read_nwb(
     hold angles, stored as ``(cos, sin)``. domain: ``"auto"`` or one of
     :data:`DOMAIN_SOURCES`. sub_intervals: name -> (start column, end column) of the trials
     (default: ``reach`` from ``move_onset_time`` to ``stop_time`` when that column exists).
+    strict: refuse a file that needs a repair (DataError) instead of repairing it with a warning.
     """
     path = existing_file(path, "NWB")
+    repairs = Repairs(path, strict)
     names = (behavior,) if isinstance(behavior, str) else tuple(behavior)
     with _pynwb().NWBHDF5IO(str(path), "r") as io:
         nwbfile = io.read()
         table = _units_table(nwbfile, path)
         units = _units(table)
-        streams = _circular(
-            _behavior(nwbfile, names, behavior_location or DEFAULT_LOCATION, path), circular, path
-        )
-        trials = _trials(nwbfile, path)
+        location = behavior_location or DEFAULT_LOCATION
+        streams = _circular(_behavior(nwbfile, names, location, path, repairs), circular, path)
+        trials = _trials(nwbfile, path, repairs)
         recording = Recording(
             info=_info(nwbfile, path, units, recording_id, brainset, task),
-            spikes=_spikes(table, path),
+            spikes=_spikes(table, path, repairs),
             units=units,
             behavior=streams,
             domain=_domain(domain, nwbfile, streams, trials, path),
             trials=trials,
         )
-    recording = keep_recorded(recording, path)
+    recording = keep_recorded(recording, path, repairs)
+    repairs.warn()
     recording = dataclasses.replace(
         recording, intervals=_sub_intervals(recording.trials, sub_intervals, path)
     )
