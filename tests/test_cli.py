@@ -254,3 +254,42 @@ def test_out_of_range_arguments_are_refused_by_name(argv, message, capsys, tmp_p
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("model: {dim: 32,\n  training: [", "bad.yaml: line 2, column 14: not valid YAML"),
+        ("model:\n  dim: 32\n head_dim: 16\n", "bad.yaml: line 3, column 2: not valid YAML"),
+        ("model: \x01\n", "bad.yaml: not valid YAML (unacceptable character #x0001"),
+    ],
+)
+def test_a_run_file_that_is_not_yaml_is_named_with_its_line(text, where, sim_dir, tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), "--data", str(sim_dir), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert where in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("tpu", "device 'tpu': not a device name; use cpu, cuda, cuda:N or mps"),
+        ("cuda", "device 'cuda': CUDA is not available"),
+        ("meta", "device 'meta': neuropoyo runs on cpu, cuda, mps"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_refused_before_any_work(device, message, sim_dir, tmp_path, capsys, monkeypatch):
+    """train, evaluate and finetune check --device first (was a traceback from inside torch)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "run"
+    assert main(["train", "--config", "demo_run.yaml", "--data", str(sim_dir), "--out", str(run), "--device", device]) == 2
+    assert message in capsys.readouterr().err and not run.exists()
+    assert main(["evaluate", "--model", str(run), "--data", str(sim_dir), "--out", str(tmp_path / "e"), "--device", device]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["finetune", "--model", str(run), "--data", str(sim_dir), "--out", str(tmp_path / "f"), "--device", device]) == 2
+    assert message in capsys.readouterr().err

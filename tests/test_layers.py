@@ -1,6 +1,6 @@
 """The one-way flow of the package, read from the imports themselves (../shared/GUIDE.md, section 1).
 
-    leaves (errors, schema, seeding, settings, io, machine) <- data <- vocab, tokenizer, batching <- pipeline
+    leaves (errors, schema, seeding, settings, io, machine, devices) <- data <- vocab, tokenizer, batching <- pipeline
     leaves <- model <- checkpoint <- evaluation <- baselines;  everything <- training <- transfer,
     interop <- experiments <- cli;  checkpoint <- streaming <- stream_bench (with evaluation) <- cli
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neuropoyo"
-LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io", "machine"}
+LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io", "machine", "devices"}
 BELOW = {
     "leaf": set(),
     "data": set(),

@@ -7,6 +7,8 @@ import pytest
 
 from conftest import build_recording
 from neuropoyo.data import Intervals, Spikes, TimeSeries
+from neuropoyo.data.directory import behavior_holes, check_recordings
+from neuropoyo.data.store import write_recording
 from neuropoyo.data.validate import InvalidRecordingError, recording_problems, validate_recording
 
 GOOD = build_recording()
@@ -93,3 +95,25 @@ def test_tied_spike_times_are_valid():
     times = GOOD.spikes.times.copy()
     times[4] = times[3]
     assert problems_of(spikes=Spikes(times, GOOD.spikes.unit_index)) == ""
+
+
+def test_behavior_missing_for_a_whole_window_is_a_dataset_warning(tmp_path):
+    """Samples every 0.5 s except for [2.5, 6) inside the domain [0, 10) + [12, 20): only that
+    3.5 s stretch counts (the domain gap and the half-step edges are shorter than a window)."""
+    times = np.concatenate([np.arange(0, 3, 0.5), np.arange(6, 10, 0.5), np.arange(12, 20, 0.5)])
+    stream = TimeSeries(times, np.zeros((times.size, 2)), "m/s")
+    domain = Intervals([0.0, 12.0], [10.0, 20.0])
+    assert behavior_holes(stream, domain, 1.0) == Intervals.single(2.5, 6.0)
+    assert behavior_holes(stream, domain, 4.0) == Intervals.empty()
+    no_samples = TimeSeries(np.zeros(0), np.zeros((0, 2)), "m/s")
+    assert behavior_holes(no_samples, domain, 1.0) == domain
+    recording = dataclasses.replace(
+        GOOD, domain=domain, spikes=Spikes.empty(), trials=Intervals.empty(), intervals={},
+        behavior={"hand_vel": stream},
+    )
+    (check,) = check_recordings([write_recording(recording, tmp_path / "gappy.h5")])
+    assert not check.fatal
+    assert (
+        "behavior/hand_vel: no samples in 1 stretch(es) of recorded time of >= 1 s, 3.5 s in all "
+        "(longest 3.5 s from 2.500 s); windows there have no targets" in check.warnings[1]
+    )

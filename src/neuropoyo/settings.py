@@ -9,12 +9,31 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, Mapping, TypeVar
+
+import yaml
 
 from neuropoyo.errors import ConfigError
 
 T = TypeVar("T")
 SCALARS = (bool, int, float, str)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path``; a ConfigError naming the file, line and column when it does
+    not parse (or is not text)."""
+    with open(path, "rb") as f:
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(
+                f"{path}:{where} not valid YAML ({problem}); check the brackets, colons and "
+                "indentation there (a run file looks like the presets: neuropoyo/configs/*.yaml)"
+            ) from None
 
 
 def _checked(name: str, value: Any, hint: Any, source: str) -> Any:

@@ -30,6 +30,7 @@ from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.directory import few_shot_spans, find_recordings, stream_dims
 from neuropoyo.data.normalize import Normalizer
 from neuropoyo.data.store import open_recording
+from neuropoyo.devices import checked_device
 from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.selection import EvaluationConfig
 from neuropoyo.pipeline import AugmentConfig, LossConfig, RecordingSet
@@ -196,6 +197,7 @@ def finetune(
     model has no head for gets a new one. after_step: as in :func:`~neuropoyo.training.loop.fit`. Returns the TrainResult; ``run_dir/model`` is the adapted
     model, its vocabularies extended by the new units and sessions.
     """
+    device = checked_device(device)
     torch.manual_seed(seeding.torch_seed(config.seed))
     trained = model if isinstance(model, TrainedModel) else load_model(model)
     paths = find_recordings(data)

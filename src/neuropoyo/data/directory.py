@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.recording import Recording
+from neuropoyo.data.recording import Recording, TimeSeries
 from neuropoyo.data.splits import assign_splits, first_minutes, first_trials
 from neuropoyo.data.store import SUFFIX, RecordingFile, read_recording, write_recording
 from neuropoyo.data.validate import InvalidRecordingError
@@ -48,10 +48,20 @@ class FileCheck:
     warnings: list[str] = field(default_factory=list)
 
 
+def behavior_holes(stream: TimeSeries, domain: Intervals, min_s: float) -> Intervals:
+    """Stretches of at least ``min_s`` of recorded time (inside ``domain``) without a sample of
+    ``stream``, sorted."""
+    edges = np.concatenate([domain.start[:1], stream.timestamps, domain.end[-1:]])
+    wide = np.flatnonzero(np.diff(edges) >= min_s)
+    holes = Intervals(edges[wide], edges[wide + 1]).intersect(domain)
+    return holes.select(holes.durations() >= min_s)
+
+
 def check_recordings(paths: Sequence[Path], *, context_s: float = 1.0) -> list[FileCheck]:
     """Every problem of every file, none stopping the others. Fatal: unreadable, not a recording,
     or any :func:`~neuropoyo.data.validate.recording_problems`. Warnings: units without a spike,
-    no behavior stream, less recorded time than one context window of ``context_s``."""
+    no behavior stream, behavior missing for a whole window of recorded time, less recorded time
+    than one context window of ``context_s``."""
     checks = []
     for path in paths:
         check = FileCheck(Path(path))
@@ -73,6 +83,17 @@ def check_recordings(paths: Sequence[Path], *, context_s: float = 1.0) -> list[F
             )
         if not recording.behavior:
             check.warnings.append("behavior: no stream; there is nothing to train a readout on or to score")
+        for name, stream in recording.behavior.items():
+            holes = behavior_holes(stream, recording.domain, context_s)
+            if len(holes):
+                k = int(np.argmax(holes.durations()))
+                check.warnings.append(
+                    f"behavior/{name}: no samples in {len(holes)} stretch(es) of recorded time of "
+                    f">= {context_s:g} s, {holes.total_duration():.1f} s in all (longest "
+                    f"{holes.durations()[k]:.1f} s from {holes.start[k]:.3f} s); windows there "
+                    "have no targets: mark such gaps outside the recorded domain (prepare nwb "
+                    "--domain behavior) if they are not data"
+                )
         recorded = recording.domain.total_duration()
         if recorded < context_s:
             check.warnings.append(

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.data.intervals import Intervals
+from neuropoyo.devices import checked_device
 from neuropoyo.errors import DataError
 from neuropoyo.evaluation.report import RecordingResult, write_report
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
@@ -139,6 +140,7 @@ def evaluate(
     eval_intervals: interval names that count for every task instead of the model's settings
     (``["all"]``: the whole split). Returns the summary written to ``out_dir/metrics.json``.
     """
+    device = checked_device(device)
     trained = model if isinstance(model, TrainedModel) else load_model(model, device=device)
     evaluation = evaluation_config(trained)
     if eval_intervals:

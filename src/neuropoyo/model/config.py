@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from neuropoyo.errors import ConfigError
 from neuropoyo.model.rotary import SPACINGS
+from neuropoyo.settings import read_yaml
 
 FFN_KINDS = ("gelu", "geglu")
 LATENT_TIMINGS = ("linspace", "bin_centers")
@@ -140,8 +139,7 @@ class POYOConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> POYOConfig:
         """Read a flat YAML mapping of config keys (see configs/*.yaml)."""
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        data = read_yaml(path)
         return cls.from_dict({} if data is None else data, source=str(path))
 
 

@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.selection import EvaluationConfig
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.pipeline.config import AugmentConfig, LossConfig
-from neuropoyo.settings import from_mapping, sections_from_legacy_data
+from neuropoyo.settings import from_mapping, read_yaml, sections_from_legacy_data
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 SECTIONS = ("model", "loss", "augment", "evaluation", "training")
@@ -136,9 +134,7 @@ class RunConfig:
         path = Path(path)
         if not path.is_file():
             path = _preset_path(str(path), None, "--config")
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-        return cls.from_dict(data, source=str(path), base=path.parent)
+        return cls.from_dict(read_yaml(path) or {}, source=str(path), base=path.parent)
 
 
 def presets() -> list[str]:

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neuropoyo import __version__, seeding
+from neuropoyo.devices import checked_device
 from neuropoyo.checkpoint import (
     TrainedModel,
     load_model,
@@ -294,12 +295,13 @@ def train(
     ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
     from ``run.json``.
     """
+    device = checked_device(device)
     torch.manual_seed(seeding.torch_seed(config.training.seed))
     run_dir = Path(run_dir)
     paths = find_recordings(data)
     if resume:
         _check_resume(run_dir, _run_info(config, paths, None, train_spans))
-    trained, recordings, state = _setup(config, paths, run_dir, resume, torch.device(device), train_spans)
+    trained, recordings, state = _setup(config, paths, run_dir, resume, device, train_spans)
     _check_run_dir(run_dir, trained.model)
     batches = epoch_batches(recordings, config)
     total_steps = run_length(config.training, batches)
@@ -406,7 +408,7 @@ def fit(
     training; the model is put back in train mode when the call returns).
     """
     tc = config.training
-    device = torch.device(device)
+    device = checked_device(device)
     model = trained.model.to(device)
     steps_per_epoch = batches.steps_per_epoch
     groups = param_groups if param_groups is not None else lamb_groups(model, tc.weight_decay)
