@@ -1,5 +1,6 @@
 """Recording.slice and Recording.restrict semantics."""
 
+import dataclasses
 from unittest import mock
 
 import numpy as np
@@ -69,6 +70,9 @@ def test_recording_id_must_be_a_plain_name(rid):
     """Ids name files (<recording_id>.h5): no path, traversal, hidden file or NUL gets through."""
     with pytest.raises(ValueError, match="must be a non-empty name without '/'"):
         RecordingInfo(recording_id=rid)
+    stream = REC.behavior["hand_vel"]
+    with pytest.raises(ValueError, match="behavior stream name .* must be a non-empty name"):
+        dataclasses.replace(REC, behavior={rid: stream})  # stream names name report files too
 
 
 def test_info_dict_round_trip_and_unknown_field():

@@ -463,15 +463,14 @@ def test_write_refuses_invalid_recording(rich, tmp_path):
 
 
 def test_write_refuses_unstorable_names_and_dtypes(rich, tmp_path):
-    stream = rich.behavior["emg"]
     odd = dataclasses.replace(
         rich,
-        behavior={"a/b": stream},
+        intervals={"a/b": rich.trials},
         units=Units(rich.units.ids, {"when": np.array([object()] * len(rich.units))}),
     )
     with pytest.raises(InvalidRecordingError) as error:
         write_recording(odd, tmp_path / "odd.h5")
-    assert "behavior/a/b: name 'a/b' can't be stored" in str(error.value)
+    assert "intervals/a/b: name 'a/b' can't be stored" in str(error.value)
     assert "units/columns/when: dtype object can't be stored" in str(error.value)
     assert list(tmp_path.iterdir()) == []
 

@@ -21,6 +21,15 @@ from neuropoyo.data.intervals import Intervals, arrays_equal
 SPLIT_NAMES = ("train", "valid", "test")
 
 
+def check_file_name(field: str, name: object) -> None:
+    """ValueError unless ``name`` can name a file or folder on its own: a non-empty str without
+    '/', '\\' or NUL, not starting with '.' (never a path, a hidden file or a traversal)."""
+    if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise ValueError(
+            f"{field} {name!r} must be a non-empty name without '/', '\\' or NUL, not starting with '.'"
+        )
+
+
 def _window(times: np.ndarray, start: float, end: float) -> slice:
     """Index range of sorted ``times`` inside ``[start, end)`` by binary search."""
     lo = int(np.searchsorted(times, start, side="left"))
@@ -171,13 +180,7 @@ class RecordingInfo:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        rid = self.recording_id
-        if not isinstance(rid, str) or not rid or rid.startswith(".") or any(c in rid for c in "/\\\0"):
-            # it names files (<recording_id>.h5): never a path, a hidden file or a traversal
-            raise ValueError(
-                f"recording_id {rid!r} must be a non-empty name without '/', '\\' or NUL, not starting "
-                "with '.'"
-            )
+        check_file_name("recording_id", self.recording_id)
         object.__setattr__(self, "brain_areas", tuple(self.brain_areas))
         object.__setattr__(self, "extra", dict(self.extra))
 
@@ -220,6 +223,8 @@ class Recording:
         unknown = set(self.splits) - set(SPLIT_NAMES)
         if unknown:
             raise ValueError(f"splits: unknown names {sorted(unknown)}; use {list(SPLIT_NAMES)}")
+        for name in self.behavior:  # names files of reports (<recording_id>/<stream>.csv)
+            check_file_name("behavior stream name", name)
         object.__setattr__(self, "behavior", dict(self.behavior))
         object.__setattr__(self, "splits", dict(self.splits))
         object.__setattr__(self, "intervals", dict(self.intervals))
