@@ -514,6 +514,14 @@ def test_a_traversal_recording_id_inside_a_file_is_refused_on_read(tmp_path):
         read_recording(path)
 
 
+def test_a_file_from_a_newer_schema_asks_for_an_upgrade(tmp_path):
+    path = write_recording(build_recording(), tmp_path / "r.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(InvalidRecordingError, match=r"(?s)r.h5: .*schema version 99, newer than the 1 .*upgrade neuropoyo"):
+        read_recording(path)
+
+
 @functools.cache
 def _valid_file_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as folder:
