@@ -138,9 +138,9 @@ def test_summarize_rejects_empty_repeated_and_inconsistent_results(results):
 def test_result_validation():
     good = make_result("a", "center_out", 1.0, seed=0)
     fields = dict(vars(good))
-    with pytest.raises(ValueError, match="recording_id 'lab/a' must be a non-empty file name"):
+    with pytest.raises(ValueError, match="recording_id 'lab/a' must be a non-empty name without"):
         RecordingResult(**{**fields, "recording_id": "lab/a"})
-    with pytest.raises(ValueError, match="stream '..' must be a non-empty file name"):
+    with pytest.raises(ValueError, match="stream '..' must be a non-empty name without"):
         RecordingResult(**{**fields, "stream": ".."})
     with pytest.raises(ValueError, match="segment"):
         RecordingResult(**{**fields, "segment": good.segment.astype(float)})

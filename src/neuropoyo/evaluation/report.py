@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from neuropoyo.data.circular import CIRCULAR_UNIT, angular_error
+from neuropoyo.data.recording import check_file_name
 from neuropoyo.evaluation.metrics import r2_per_dim, r2_score
 from neuropoyo.io import write_bytes_atomic, write_text_atomic
 
@@ -61,8 +62,8 @@ class RecordingResult:
     units: str = ""
 
     def __post_init__(self):
-        _check_file_name("recording_id", self.recording_id)
-        _check_file_name("stream", self.stream)
+        check_file_name("recording_id", self.recording_id)  # both name files of the report
+        check_file_name("stream", self.stream)
         _check_arrays(self)
 
     @classmethod
@@ -80,12 +81,6 @@ class RecordingResult:
             segment=np.searchsorted(spans.start, timestamps, side="right") - 1,
             units=units,
         )
-
-
-def _check_file_name(field: str, name: str) -> None:
-    """Recording ids and stream names name files, so they must be plain file names."""
-    if name in ("", ".", "..") or "/" in name or "\\" in name:
-        raise ValueError(f"{field} {name!r} must be a non-empty file name without slashes")
 
 
 def _check_arrays(result: RecordingResult) -> None:
