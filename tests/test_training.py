@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -15,13 +16,15 @@ import torch
 
 from conftest import build_recording
 from neuropoyo import checkpoint as checkpoint_module
-from neuropoyo.data.directory import write_dataset
+from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.errors import CheckpointError, ConfigError, TrainingError
-from neuropoyo.evaluation.evaluate import recordings_for
+from neuropoyo.evaluation import evaluate as evaluate_module
+from neuropoyo.evaluation.evaluate import predict, recordings_for
+from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.pipeline.samplers import Window, random_windows, sliding_windows
@@ -29,6 +32,7 @@ from neuropoyo.pipeline.transforms import Sample, UnitDropout
 from neuropoyo.training import loop as loop_module
 from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
 from neuropoyo.training.loss import weighted_mse
+from neuropoyo.training.watch import CollapseWarning
 
 TINY_MODEL = dict(
     num_units=1, num_sessions=1, readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2,
@@ -130,9 +134,9 @@ def test_extreme_acceleration_spans_cover_the_glitch_only():
     assert len(extreme_acceleration_spans(smooth, factor=2.0)) == 0
 
 
-def _run_config(steps: int, checkpoint_every: int, **training) -> RunConfig:
+def _run_config(steps: int, checkpoint_every: int, init_std: float = 0.02, **training) -> RunConfig:
     return RunConfig(
-        model=POYOConfig(**TINY_MODEL),
+        model=POYOConfig(**TINY_MODEL, init_std=init_std),
         training=TrainConfig(
             batch_size=4, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every, **training
         ),
@@ -203,14 +207,14 @@ def test_resume_refuses_a_different_run(sim_data, tmp_path, monkeypatch):
 def test_few_shot_training_records_its_spans_and_resumes_only_with_them(sim_data, tmp_path, monkeypatch):
     from neuropoyo.data.directory import find_recordings, few_shot_spans
 
-    paths = find_recordings([sim_data])
+    paths = find_recordings([sim_data])  # validation off: the spy below sees training reads only
     spans = few_shot_spans(paths, minutes=0.1)
     run = tmp_path / "few"
-    _train_cut_after_first_checkpoint(_run_config(6, 3), [sim_data], run, monkeypatch, train_spans=spans)
+    _train_cut_after_first_checkpoint(_run_config(6, 3, validate_every=0), [sim_data], run, monkeypatch, train_spans=spans)
     recorded = json.loads((run / "run.json").read_text())["train_spans"]
     assert recorded == [loop_module.span_list(s) for s in spans] and len(recorded) == len(paths)
     with pytest.raises(ConfigError, match="training spans"):
-        loop_module.train(_run_config(6, 3), [sim_data], run, resume=True, progress=False)
+        loop_module.train(_run_config(6, 3, validate_every=0), [sim_data], run, resume=True, progress=False)
     seen = []
     real_read = loop_module.RecordingSet.read
 
@@ -219,7 +223,7 @@ def test_few_shot_training_records_its_spans_and_resumes_only_with_them(sim_data
         return real_read(self, window)
 
     monkeypatch.setattr(loop_module.RecordingSet, "read", spy)
-    loop_module.train(_run_config(6, 3), [sim_data], run, resume=True, progress=False, train_spans=spans)
+    loop_module.train(_run_config(6, 3, validate_every=0), [sim_data], run, resume=True, progress=False, train_spans=spans)
     assert len(seen) >= 3  # the three steps after the checkpoint read windows
     for recording, start, end in seen:  # every training window lies in the first 6 s of training data
         span = spans[recording]
@@ -547,3 +551,111 @@ def test_a_damaged_model_directory_is_named_not_a_traceback(sim_data, tmp_path, 
     _damage_copy(tmp_path / "run" / "model", tmp_path / "damaged", damage)
     with pytest.raises(CheckpointError, match=message):
         checkpoint_module.load_model(tmp_path / "damaged")
+
+
+# -------------------------------------------------------------------------- validation and collapse
+
+
+WIDE = 0.3  # init_std of a tiny model whose predictions vary from the start (at 0.02 they are flat)
+
+
+def _valid_rows(run_dir) -> list[dict]:
+    with open(run_dir / "metrics.csv") as f:
+        return [row for row in csv.DictReader(f) if row["valid_r2"]]
+
+
+def test_validation_is_logged_and_the_best_model_is_the_best_logged(sim_data, tmp_path):
+    """validate_every=3 over 9 steps: scores at steps 3, 6, 9; RUN/best holds the model of the
+    highest, scoring exactly what was logged, and a bare run path now means that model."""
+    run = tmp_path / "run"
+    loop_module.train(_run_config(9, 9, WIDE, validate_every=3), [sim_data], run, progress=False)
+    rows = _valid_rows(run)
+    assert [int(r["step"]) + 1 for r in rows] == [3, 6, 9]
+    best = max(rows, key=lambda r: float(r["valid_r2"]))
+    selection = checkpoint_module.model_selection(run)
+    assert selection == {"selected_by": "valid_r2", "step": int(best["step"]) + 1, "valid_r2": float(best["valid_r2"])}
+    assert [r["event"] for r in rows].count("best") >= 1
+    assert checkpoint_module.model_dir(run) == checkpoint_module.model_dir(run / "best")
+    trained = checkpoint_module.load_model(run)
+    results = predict(trained, recordings_for(trained, find_recordings([sim_data])), split="valid", progress=False)
+    assert np.mean([r2_score(r.true, r.predicted) for r in results]) == pytest.approx(float(best["valid_r2"]), abs=1e-6)
+
+
+def test_validation_reads_only_the_valid_split_and_does_not_change_training(sim_data, tmp_path, monkeypatch):
+    """Every window validation reads lies inside the valid split (which never meets the test
+    split), and a run that validates trains the same weights as one that does not."""
+    read = []
+    real_sliding = evaluate_module.sliding_windows
+
+    def recording_sliding(spans, **options):
+        windows = real_sliding(spans, **options)
+        read.extend((w, spans[w.recording]) for w in windows)
+        return windows
+
+    monkeypatch.setattr(evaluate_module, "sliding_windows", recording_sliding)
+    validating = loop_module.train(_run_config(6, 6, WIDE, validate_every=2), [sim_data], tmp_path / "a", progress=False)
+    silent = loop_module.train(_run_config(6, 6, WIDE, validate_every=0), [sim_data], tmp_path / "b", progress=False)
+    files = recordings_for(checkpoint_module.load_model(tmp_path / "a" / "model"), find_recordings([sim_data])).files
+    assert read and len(_valid_rows(tmp_path / "a")) == 3 and not _valid_rows(tmp_path / "b")
+    for window, spans in read:
+        valid, test = files[window.recording].splits["valid"], files[window.recording].splits["test"]
+        assert spans == valid.intersect(files[window.recording].domain) or spans == valid
+        inside = Intervals.single(window.start, window.end)
+        assert inside.intersect(valid).total_duration() == pytest.approx(window.end - window.start)
+        assert inside.intersect(test).total_duration() == 0
+    a, b = (_parameters(checkpoint_module.load_model(r / "model")) for r in (validating.run_dir, silent.run_dir))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def _flatten_readout(from_step: int, to_step: int):
+    """after_step hook: from ``from_step`` to ``to_step`` the readout predicts a constant."""
+
+    def flatten(step, trained):
+        if from_step <= step <= to_step:
+            with torch.no_grad():
+                for head in trained.model.readouts.values():
+                    head.weight.zero_()
+                    head.bias.fill_(0.3)
+
+    return flatten
+
+
+def test_a_model_forced_to_a_constant_is_reported_as_collapsed(sim_data, tmp_path):
+    with pytest.warns(CollapseWarning, match=r"at step 8 the predictions of .* have collapsed .* spread is \S+ of"):
+        loop_module.train(
+            _run_config(8, 8, WIDE, validate_every=2), [sim_data], tmp_path / "run", progress=False,
+            after_step=_flatten_readout(5, 8),
+        )
+    events = {int(r["step"]) + 1: r["event"] for r in _valid_rows(tmp_path / "run")}
+    assert events[6].endswith("collapse") and events[8].endswith("collapse") and "collapse" not in events[4]
+    assert float(_valid_rows(tmp_path / "run")[-1]["valid_spread"]) < 1e-12
+
+
+def test_on_collapse_restart_goes_back_to_the_best_model_at_half_the_learning_rate(sim_data, tmp_path):
+    run = tmp_path / "run"
+    with pytest.warns(CollapseWarning, match=r"restart from step \d at lr x0.5 \(training.on_collapse: restart\)"):
+        loop_module.train(
+            _run_config(8, 8, WIDE, validate_every=2, on_collapse="restart"), [sim_data], run, progress=False,
+            after_step=_flatten_readout(6, 6),
+        )
+    events = {int(r["step"]) + 1: r["event"] for r in _valid_rows(run)}
+    restart = min(step for step, event in events.items() if "restart" in event)
+    back_to = int(re.search(r"restart from step (\d+) at lr x0.5$", events[restart]).group(1))
+    assert restart == 6 and "best" in events[back_to]  # the best model when it collapsed
+    with open(run / "metrics.csv") as f:
+        lr = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f)}
+    assert lr[6] == pytest.approx(lr[5] / 2)  # the constant-then-cosine schedule, halved
+    state = checkpoint_module.load_trainer_state(run / "checkpoint")
+    assert state["watch"]["lr_scale"] == 0.5 ** state["watch"]["restarts"]
+
+
+def test_collapse_rules_spare_a_model_that_has_not_learned_yet():
+    from neuropoyo.training.watch import Validation, Watch
+
+    flat = Validation(step=10, r2=-0.1, spread=1e-5, flattest="r/hand_vel")
+    assert not Watch().collapsed(flat, progress=0.1)  # every model starts flat
+    assert Watch().collapsed(flat, progress=0.5)  # still flat at half the run
+    learned = Watch(widest_spread=0.6)
+    assert learned.collapsed(Validation(10, 0.2, 0.04, "r/hand_vel"), progress=0.1)  # fell 15x
+    assert not learned.collapsed(Validation(10, 0.2, 0.07, "r/hand_vel"), progress=0.1)
+    assert not Watch(widest_spread=0.08).collapsed(Validation(10, 0.0, 0.001, "r/x"), progress=0.2)

@@ -11,6 +11,9 @@ A model directory holds::
 
 A training checkpoint is a model directory plus ``trainer.pt`` (optimizer state, step, random
 states) — only tensors, numbers and strings, read back with ``torch.load(weights_only=True)``.
+The best model on validation that a run keeps (``RUN/best``) is a model directory plus
+``selection.json`` (the step and the validation R2 that chose it); a run directory given where a
+model is expected means that one when it exists, else the last model (``RUN/model``).
 A model directory is a plain folder written under a temporary name and renamed into place
 (:func:`neuropoyo.io.write_dir_atomic`), so it can be copied and shared as it is. A checkpoint,
 rewritten all through a run, is published with :func:`neuropoyo.io.publish_dir`: the path is a
@@ -40,6 +43,8 @@ from neuropoyo.vocab import Vocabulary
 
 MODEL_FILES = ("model.safetensors", "config.json", "units.json", "sessions.json", "normalizer.json")
 TRAINER_FILE = "trainer.pt"
+SELECTION_FILE = "selection.json"
+RUN_MODELS = ("best", "model")  # a run directory's models, in the order a bare run path picks them
 
 
 @dataclass
@@ -85,11 +90,30 @@ def save_checkpoint(trained: TrainedModel, trainer_state: dict, folder: str | Pa
     return publish_dir(folder, write)
 
 
+def publish_model(trained: TrainedModel, folder: str | Path, selection: Mapping[str, Any]) -> Path:
+    """A model directory rewritten during a run (the best on validation so far), published with
+    :func:`neuropoyo.io.publish_dir`, with ``selection`` (why it was kept) as ``selection.json``."""
+
+    def write(tmp: Path) -> None:
+        _write_model_files(tmp, trained)
+        (tmp / SELECTION_FILE).write_text(json.dumps(dict(selection), indent=2))
+
+    return publish_dir(folder, write)
+
+
+def model_selection(path: str | Path) -> dict | None:
+    """What ``selection.json`` of the model directory of ``path`` says; None for a model that was
+    not selected (a last model, an imported one)."""
+    file = model_dir(path) / SELECTION_FILE
+    return _read_json(file) if file.is_file() else None
+
+
 def model_dir(path: str | Path) -> Path:
-    """The model directory of ``path``: itself, or ``path/model`` for a run directory; for a
-    published directory, the version it links to (:func:`neuropoyo.io.published_dir`)."""
+    """The model directory of ``path``: itself, or for a run directory ``path/best`` (the best on
+    validation) when it exists, else ``path/model``; for a published directory, the version it
+    links to (:func:`neuropoyo.io.published_dir`)."""
     path = Path(path)
-    for folder in (published_dir(path), published_dir(path / "model")):
+    for folder in (published_dir(path), *(published_dir(path / name) for name in RUN_MODELS)):
         if (folder / "model.safetensors").is_file():
             return folder
     raise FileNotFoundError(

@@ -190,11 +190,31 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _print_training(result) -> None:
+    from neuropoyo.checkpoint import model_selection
+
     minutes, seconds = divmod(result.seconds, 60)
     print(
         f"trained {result.steps} steps in {int(minutes)} min {seconds:.0f} s, final loss "
-        f"{result.final_loss:.4f}; model in {result.run_dir / 'model'}"
+        f"{result.final_loss:.4f}; last model in {result.run_dir / 'model'}"
     )
+    selection = model_selection(result.run_dir)
+    if selection is not None:
+        print(
+            f"best on validation: {result.run_dir / 'best'} (valid R2 {selection['valid_r2']:.4f} at step "
+            f"{selection['step']}); `evaluate --model {result.run_dir}` uses it"
+        )
+
+
+def _print_model_used(path: Path) -> None:
+    """Say which model a run directory stands for: its best on validation, or its last."""
+    from neuropoyo.checkpoint import model_dir, model_selection
+
+    selection = model_selection(path)
+    if selection is not None:
+        print(
+            f"model: {model_dir(path)}, the best on validation (valid R2 {selection['valid_r2']:.4f} at "
+            f"step {selection['step']}); pass {Path(path) / 'model'} for the last"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -269,6 +289,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from neuropoyo.evaluation.evaluate import evaluate
     from neuropoyo.evaluation.report import format_table
 
+    _print_model_used(args.model)
     summary = evaluate(
         args.model, args.data, args.out, split=args.split, eval_intervals=args.eval_intervals,
         num_workers=args.num_workers, device=args.device,

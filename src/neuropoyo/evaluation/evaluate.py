@@ -74,9 +74,11 @@ def predict(
     batch_size: int = 32,
     num_workers: int = 0,
     device: str = "cpu",
+    progress: bool = True,
 ) -> list[RecordingResult]:
     """Stitched predictions on ``split``, one result per recording and readout stream it holds,
-    keeping the samples ``evaluation`` (default: the model's settings) scores."""
+    keeping the samples ``evaluation`` (default: the model's settings) scores. progress: a bar at a
+    terminal."""
     evaluation = evaluation or evaluation_config(trained)
     model = trained.model.to(device).eval()
     context = model.config.context_length_s
@@ -93,7 +95,8 @@ def predict(
     }
     stitchers = {key: Stitcher(len(s), s.dim) for key, s in streams.items()}
     names = model.config.readout_names
-    for chunk, batch in tqdm(loader, desc=f"evaluating ({split})", unit="batch", disable=None):
+    bar = tqdm(loader, desc=f"evaluating ({split})", unit="batch", disable=None if progress else True)
+    for chunk, batch in bar:
         outputs = model(**{k: batch[k].to(device) for k in MODEL_KEYS})
         outputs = {k: v.float().cpu().numpy() for k, v in outputs.items()}
         real = batch["output_mask"].numpy()

@@ -30,6 +30,7 @@ from neuropoyo.settings import from_mapping, read_yaml, sections_from_legacy_dat
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 SECTIONS = ("model", "loss", "augment", "evaluation", "training")
 SETTINGS = {"loss": LossConfig, "augment": AugmentConfig, "evaluation": EvaluationConfig}
+ON_COLLAPSE = ("warn", "restart")
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,12 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = True  # bf16 autocast on CUDA devices that support it; ignored on CPU
     max_nonfinite_steps: int = 5  # NaN/inf loss or gradients: steps skipped in a row before stopping
+    validate_every: int = 500  # steps between validation scores (and the last step); 0: never
+    on_collapse: str = "warn"  # predictions collapsed on validation: "warn", or "restart" from the best
 
     def __post_init__(self):
         at_least = {"batch_size": 1, "epochs": 1, "checkpoint_every": 1, "log_every": 1, "num_workers": 0,
-                    "max_nonfinite_steps": 1}
+                    "max_nonfinite_steps": 1, "validate_every": 0}
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"training.{name} must be >= {low}, got {getattr(self, name)}")
@@ -65,6 +68,8 @@ class TrainConfig:
             )
         if not 0 <= self.decay_fraction <= 1:
             raise ConfigError(f"training.decay_fraction must be in [0, 1], got {self.decay_fraction}")
+        if self.on_collapse not in ON_COLLAPSE:
+            raise ConfigError(f"training.on_collapse must be one of {', '.join(ON_COLLAPSE)}; got {self.on_collapse!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

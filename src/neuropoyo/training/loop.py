@@ -1,4 +1,6 @@
-"""The training loop: random 1 s windows -> POYO -> weighted MSE -> LAMB, with checkpoints.
+"""The training loop: random 1 s windows -> POYO -> weighted MSE -> LAMB, with checkpoints,
+validation R2 every ``training.validate_every`` steps and the best model on validation kept
+(:mod:`neuropoyo.training.watch`).
 
 One DataLoader pass serves the whole run: :class:`EpochBatches` hands it every epoch's batches in
 turn, so its workers never restart and keep prefetching across epoch boundaries. Epoch e's windows
@@ -56,15 +58,17 @@ from neuropoyo.training.config import RunConfig, TrainConfig
 from neuropoyo.training.lamb import Lamb
 from neuropoyo.training.loss import weighted_mse
 from neuropoyo.training.schedule import lr_factor
+from neuropoyo.training.watch import NoValidationWarning, Watch, validate
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
 RUN_INFO = "run.json"
-LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
+LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds", "valid_r2", "valid_spread", "event")
 SPARSE_ROWS = ("unit_emb.weight", "session_emb.weight")  # rows absent from a batch stay put
 # Settings that may change on --resume: they do not change what is computed.
 RESUMABLE_CHANGES = (
-    "training.num_workers", "training.log_every", "training.checkpoint_every", "training.max_nonfinite_steps"
+    "training.num_workers", "training.log_every", "training.checkpoint_every", "training.max_nonfinite_steps",
+    "training.validate_every",
 )
 
 
@@ -140,6 +144,9 @@ class _Log:
         if self.board is not None:
             for key in ("loss", "lr", "grad_norm"):
                 self.board.add_scalar(f"train/{key}", row[key], row["step"])
+            if row.get("valid_r2", "") != "":
+                self.board.add_scalar("valid/r2", row["valid_r2"], row["step"])
+                self.board.add_scalar("valid/spread", row["valid_spread"], row["step"])
 
     def flush(self) -> None:
         """Put every row so far on disk (before a checkpoint, so a crash loses none it covers)."""
@@ -290,8 +297,9 @@ def train(
 
     train_spans: one Intervals per recording to train on instead of its training split (a few-shot
     subset, :func:`~neuropoyo.data.directory.few_shot_spans`); after_step: as in :func:`fit`.
-    run_dir gets ``model/`` (final model directory), ``checkpoint/`` (latest training checkpoint),
-    ``metrics.csv`` (loss per step), ``run.json`` (resolved config, data, version, git commit).
+    run_dir gets ``model/`` (final model directory), ``best/`` (the best model on validation),
+    ``checkpoint/`` (latest training checkpoint), ``metrics.csv`` (loss per step, validation R2 and
+    prediction spread where scored), ``run.json`` (resolved config, data, version, git commit).
     ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
     from ``run.json``.
     """
@@ -384,6 +392,18 @@ def write_run_info(run_dir: Path, info: dict) -> None:
     write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
 
 
+def _validation_row(watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device) -> dict:
+    """Score the model on the valid split and let ``watch`` act on it; the metrics.csv fields."""
+    valid = validate(trained, recordings, step, device)
+    if valid is None:  # no valid samples in the evaluation intervals
+        return {}
+    event = watch.update(
+        valid, trained, run_dir, progress=step / total_steps, lr=lr, on_collapse=tc.on_collapse,
+        optimizer=optimizer,
+    )
+    return {"valid_r2": valid.r2, "valid_spread": valid.spread, "event": event}
+
+
 def fit(
     trained: TrainedModel,
     recordings: RecordingSet,
@@ -405,7 +425,9 @@ def fit(
     :func:`lamb_groups`). before_step(step) runs before each step (e.g. to unfreeze weights at a
     given step); parameters without a gradient are left untouched. after_step(steps, trained) runs
     after each optimiser step with the number of steps taken (e.g. to score the model during
-    training; the model is put back in train mode when the call returns).
+    training; the model is put back in train mode when the call returns). Every
+    ``training.validate_every`` steps and at the last, the model is scored on the valid split, the
+    best kept in ``run_dir/best`` and a collapse reported (:class:`~neuropoyo.training.watch.Watch`).
     """
     tc = config.training
     device = checked_device(device)
@@ -413,8 +435,9 @@ def fit(
     steps_per_epoch = batches.steps_per_epoch
     groups = param_groups if param_groups is not None else lamb_groups(model, tc.weight_decay)
     optimizer = Lamb(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    watch = Watch(**state["watch"]) if state is not None and "watch" in state else Watch()
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
+        optimizer, lambda s: watch.lr_scale * lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
     )
     step = 0
     if state is not None:
@@ -433,6 +456,16 @@ def fit(
         pin_memory=device.type == "cuda",
     )
     readout_dims = dict(model.config.readouts)
+    validate_every = tc.validate_every
+    if validate_every and not any(s.total_duration() > 0 for s in recordings.split_spans("valid")):
+        warnings.warn(
+            "training: the recordings have no valid split, so no validation R2 is logged and no "
+            "best model is kept (RUN/model is the last); assign splits (neuropoyo.data.splits) or "
+            "set training.validate_every: 0",
+            NoValidationWarning,
+            stacklevel=3,
+        )
+        validate_every = 0
     log = _Log(run_dir, step)
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
     started, loss_value, nonfinite = time.perf_counter(), float("nan"), 0
@@ -456,25 +489,32 @@ def fit(
             else:  # a NaN/inf step would poison every weight: skip it, stop if it persists
                 nonfinite += 1
                 _nonfinite_step(step, loss, grad_norm, windows, recordings, nonfinite, tc.max_nonfinite_steps)
-            scheduler.step()
             step += 1
             if after_step is not None:
                 after_step(step, trained)
                 model.train()
             loss_value = loss.item()
-            log.add(
-                {
-                    "step": step - 1,
-                    "epoch": epoch,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "seconds": round(time.perf_counter() - started, 3),
-                }
-            )
+            row = {
+                "step": step - 1,
+                "epoch": epoch,
+                "loss": loss_value,
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            if validate_every and (step % validate_every == 0 or step == total_steps):
+                row.update(
+                    _validation_row(watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device)
+                )
+                model.train()
+            scheduler.step()  # after validation: a restart's new learning rate applies from the next step
+            log.add(row)
             bar.update()
             if step % tc.log_every == 0:
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+                postfix = {"loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}"}
+                if watch.best_step >= 0:
+                    postfix["best_valid_r2"] = f"{watch.best_r2:.3f}"
+                bar.set_postfix(postfix)
                 log.file.flush()
             if step % tc.checkpoint_every == 0 or step == total_steps:
                 _require_finite(model, step, run_dir)
@@ -483,6 +523,7 @@ def fit(
                     "step": step,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    "watch": watch.to_dict(),
                     **_random_states(device),
                 }
                 save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
