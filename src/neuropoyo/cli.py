@@ -289,11 +289,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from neuropoyo.evaluation.evaluate import evaluate
     from neuropoyo.evaluation.report import format_table
 
-    _print_model_used(args.model)
     summary = evaluate(
         args.model, args.data, args.out, split=args.split, eval_intervals=args.eval_intervals,
         num_workers=args.num_workers, device=args.device,
     )
+    _print_model_used(args.model)
     print(format_table(summary))
     print(f"report in {args.out} (metrics.json, predictions/, figures/)")
 
