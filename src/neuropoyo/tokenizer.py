@@ -87,8 +87,10 @@ class Tokenizer:
         object.__setattr__(self, "readouts", {k: int(v) for k, v in self.readouts.items()})
 
     def observed_spans(self, window: Recording) -> Intervals:
-        """The window's recorded spans clipped to the context ``[0, T]``, touching spans fused."""
-        return window.domain.clip(0.0, self.context_length_s).merged()
+        """The window's recorded spans clipped to the context ``[0, T]``, touching spans fused,
+        empty ones (``start == end``: no data) left out."""
+        spans = window.domain.clip(0.0, self.context_length_s).merged()
+        return spans.select(spans.end > spans.start)
 
     def tokenize(
         self, window: Recording, *, unit_index: np.ndarray, session_index: int

@@ -49,8 +49,9 @@ can therefore keep torch_brain's words as neuropoyo ids.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -76,6 +77,7 @@ from neuropoyo.data.recording import (
     Units,
 )
 from neuropoyo.data.splits import assign_splits
+from neuropoyo.data.validate import validate_recording
 from neuropoyo.errors import DataError, MissingKeyError
 
 __all__ = [
@@ -92,23 +94,34 @@ _PHASES, _PHASE_SUFFIX = "movement_phases", "_period"
 _SPLIT_GROUPS = {name: f"{name}_domain" for name in SPLIT_NAMES}
 _NOT_SUB_INTERVALS = ("domain", "trials", *_SPLIT_GROUPS.values())
 _REWRITE = "write the file with torch_brain (Data.to_hdf5) or `brainsets prepare`"
+# What h5py raises on damaged files, found by fuzzing (tests/test_fuzz_importers.py).
+_DAMAGED = (OSError, KeyError, RuntimeError, ValueError, TypeError)
 
 
 # ------------------------------------------------------------------------------------ layout
 
 
-def _open(path: Path) -> h5py.File:
-    """The file open for reading, once checked to be a temporaldata ``Data`` file."""
+@contextmanager
+def _open(path: Path) -> Iterator[h5py.File]:
+    """The file open for reading, once checked to be a temporaldata ``Data`` file; what h5py raises
+    on damaged contents while it is open is a DataError."""
     if not h5py.is_hdf5(path):
         raise DataError(f"{path}: not an HDF5 file; brainsets writes one .h5 file per session")
-    file = h5py.File(path, "r")
-    if _object(file) != "Data":
-        file.close()
+    try:
+        with h5py.File(path, "r") as file:
+            if _object(file) != "Data":
+                raise DataError(
+                    f"{path}: not a brainsets/temporaldata file (its root has no attrs['object'] "
+                    f"== 'Data'); {_REWRITE}"
+                )
+            yield file
+    except DataError:
+        raise
+    except _DAMAGED as error:
         raise DataError(
-            f"{path}: not a brainsets/temporaldata file (its root has no attrs['object'] == "
-            f"'Data'); {_REWRITE}"
-        )
-    return file
+            f"{path}: damaged file, reading it failed ({type(error).__name__}: {error}); "
+            f"{_REWRITE} again"
+        ) from error
 
 
 def _object(node) -> str | None:
@@ -410,8 +423,11 @@ def read_brainsets(
     recording = keep_recorded(recording, path, repairs)
     repairs.warn()
     if splits:
-        return recording.with_splits(splits)
-    return assign_splits(recording, seed=split_seed)
+        recording = recording.with_splits(splits)
+    else:
+        recording = assign_splits(recording, seed=split_seed)
+    validate_recording(recording, str(path))
+    return recording
 
 
 def _target_id(path: Path, recording_id: str | None) -> str:

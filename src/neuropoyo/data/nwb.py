@@ -41,10 +41,12 @@ What is read, and the rules applied:
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
+import h5py
 import numpy as np
 
 from neuropoyo.data.circular import to_unit_circle
@@ -62,6 +64,7 @@ from neuropoyo.data.importing import (
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
 from neuropoyo.data.splits import assign_splits
+from neuropoyo.data.validate import validate_recording
 from neuropoyo.errors import DataError, MissingKeyError
 
 __all__ = ["DOMAIN_SOURCES", "DroppedDataWarning", "RepairedDataWarning", "prepare_nwb", "read_nwb"]
@@ -76,6 +79,9 @@ _PREFIXES = {"k": 1e3, "c": 1e-2, "m": 1e-3, "u": 1e-6, "µ": 1e-6}
 _PREFIXED_BASES = ("m", "g", "V")
 _RUN_BREAK = 1.5  # a step longer than this many median steps ends a run of behavior samples
 _INSTALL_HINT = "reading NWB files needs pynwb: pip install neuropoyo[nwb]"
+_EXPORT = "export the session as NWB 2.x (e.g. with pynwb)"
+# What h5py, hdmf and pynwb raise on damaged files, found by fuzzing (tests/test_fuzz_importers.py).
+_DAMAGED = (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError)
 
 
 def _pynwb():
@@ -84,6 +90,31 @@ def _pynwb():
     except ImportError as error:
         raise ImportError(_INSTALL_HINT) from error
     return pynwb
+
+
+@contextmanager
+def _open(path: Path) -> Iterator:
+    """The NWBFile read from ``path``; what h5py, hdmf and pynwb raise on a damaged file while it is
+    open is a DataError."""
+    if not h5py.is_hdf5(path):
+        raise DataError(f"{path}: not an HDF5 file; NWB 2.x files are HDF5: {_EXPORT}")
+    pynwb = _pynwb()
+    from hdmf.build import ConstructError
+
+    try:
+        with pynwb.NWBHDF5IO(str(path), "r") as io:
+            version, parts = io.nwb_version
+            if parts is None or not isinstance(parts[0], int) or parts[0] < 2:
+                found = "no nwb_version" if version is None else f"nwb_version {version!r}"
+                raise DataError(f"{path}: an HDF5 file but not NWB 2.x ({found}); {_EXPORT}")
+            yield io.read()
+    except DataError:
+        raise
+    except (*_DAMAGED, ConstructError) as error:
+        raise DataError(
+            f"{path}: damaged NWB file, reading it failed ({type(error).__name__}: {error}); "
+            "export it again"
+        ) from error
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -248,9 +279,14 @@ def _converted(series, repairs: Repairs) -> TimeSeries:
     offset = float(getattr(series, "offset", 0.0) or 0.0)
     if series.conversion != 1.0 or offset != 0.0:
         values = values * series.conversion + offset
-    timestamps, values = time_sorted(
-        _timestamps(series, len(values)), (values,), f"{series.name} sample", repairs
-    )
+    timestamps = _timestamps(series, len(values))
+    if timestamps.size != len(values):
+        raise DataError(
+            f"{repairs.path}: behavior series {series.name} has {len(values)} samples but "
+            f"{timestamps.size} timestamps; give it one timestamp per sample (data and timestamps "
+            "of the same length)"
+        )
+    timestamps, values = time_sorted(timestamps, (values,), f"{series.name} sample", repairs)
     return TimeSeries(timestamps, values, _si_unit(series.unit, series.conversion))
 
 
@@ -437,8 +473,7 @@ def read_nwb(
     path = existing_file(path, "NWB")
     repairs = Repairs(path, strict)
     names = (behavior,) if isinstance(behavior, str) else tuple(behavior)
-    with _pynwb().NWBHDF5IO(str(path), "r") as io:
-        nwbfile = io.read()
+    with _open(path) as nwbfile:
         table = _units_table(nwbfile, path)
         units = _units(table)
         location = behavior_location or DEFAULT_LOCATION
@@ -457,7 +492,9 @@ def read_nwb(
     recording = dataclasses.replace(
         recording, intervals=_sub_intervals(recording.trials, sub_intervals, path)
     )
-    return assign_splits(recording, seed=split_seed)
+    recording = assign_splits(recording, seed=split_seed)
+    validate_recording(recording, str(path))
+    return recording
 
 
 def prepare_nwb(
