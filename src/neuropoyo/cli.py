@@ -207,13 +207,15 @@ def _print_training(result) -> None:
 
 def _print_model_used(path: Path) -> None:
     """Say which model a run directory stands for: its best on validation, or its last."""
-    from neuropoyo.checkpoint import model_dir, model_selection
+    from neuropoyo.checkpoint import model_selection
 
     selection = model_selection(path)
     if selection is not None:
+        run = (Path(path) / "best").exists()  # a run directory, not the best folder itself
         print(
-            f"model: {model_dir(path)}, the best on validation (valid R2 {selection['valid_r2']:.4f} at "
-            f"step {selection['step']}); pass {Path(path) / 'model'} for the last"
+            f"model: {Path(path) / 'best' if run else path}, the best on validation (valid R2 "
+            f"{selection['valid_r2']:.4f} at step {selection['step']})"
+            + (f"; name {Path(path) / 'model'} for the last" if run else "")
         )
 
 

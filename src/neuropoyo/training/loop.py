@@ -30,7 +30,6 @@ import torch
 from tqdm.auto import tqdm
 
 from neuropoyo import __version__, seeding
-from neuropoyo.devices import checked_device
 from neuropoyo.checkpoint import (
     TrainedModel,
     load_model,
@@ -40,6 +39,7 @@ from neuropoyo.checkpoint import (
 )
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.data.intervals import Intervals
+from neuropoyo.devices import checked_device
 from neuropoyo.errors import ConfigError, DataError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.io import published_dir, write_text_atomic
