@@ -153,13 +153,18 @@ def test_two_readouts_train_and_evaluate_with_one_report_per_stream(sim_dir, tmp
     assert len(rows) == 2 * len(ids)
 
 
-def test_eval_intervals_on_the_command_line(sim_dir, tmp_path):
-    """--eval-intervals all scores every test sample; the default scores center-out reaches only."""
+def test_eval_intervals_on_the_command_line(sim_dir, tmp_path, capsys):
+    """--eval-intervals all scores every test sample; the default scores center-out reaches only.
+    The run was validated at its one step, so `evaluate --model RUN` uses RUN/best and says so."""
     run = tmp_path / "run"
     assert main(["train", "--config", "demo.yaml", "--data", str(sim_dir), "--out", str(run), "--max-steps", "1"]) == 0
+    assert f"best on validation: {run / 'best'} (valid R2 " in capsys.readouterr().out
     counts = {}
     for name, extra in (("default", []), ("all", ["--eval-intervals", "all"])):
         assert main(["evaluate", "--model", str(run), "--data", str(sim_dir), "--out", str(tmp_path / name), *extra]) == 0
+        out = capsys.readouterr().out
+        assert f"model: {run / 'best'}, the best on validation (valid R2 " in out
+        assert f"at step 1); name {run / 'model'} for the last" in out
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
         counts[name] = {
             rid: m["streams"]["hand_vel"]["samples"] for rid, m in metrics["recordings"].items()

@@ -362,7 +362,7 @@ def test_a_model_directory_of_0_1_0_loads_with_its_settings_in_the_new_sections(
         "output_samples": 100,
     }
     config_file.write_text(json.dumps({"model": config["model"], "data": legacy, "neuropoyo_version": "0.1.0"}))
-    settings = checkpoint_module.load_model(tmp_path / "run").settings
+    settings = checkpoint_module.load_model(tmp_path / "run" / "model").settings
     assert settings == {
         "evaluation": {"step_s": 0.25, "intervals": {"center_out": ["reach"]}, "successful_only": True},
         "loss": {"interval_weights": {"reach": 5.0}, "exclude_acceleration_factor": 2.0, "output_samples": 100},
