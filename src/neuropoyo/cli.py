@@ -396,7 +396,7 @@ def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = 
         print(f"wrote {out / 'comparison.md'} and {out / 'comparison.png'}")
 
 
-DEMO_RUN = "demo_run.yaml"  # a preset shipped in neuropoyo/configs
+DEMO_RUN = "cpu_small_run.yaml"  # the CPU recipe, a preset shipped in neuropoyo/configs
 DEMO_QUICK_STEPS = 350
 DEMO_BASELINES = ("wiener", "mlp")  # the GRU would add minutes on 2 CPU cores: `neuropoyo baselines`
 
