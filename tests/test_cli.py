@@ -98,7 +98,7 @@ def test_demo_quick_trains_and_decodes_held_out_data(tmp_path, capsys):
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     # the comparison with the classic decoders, scored on the same samples
     table = (tmp_path / "comparison" / "comparison.md").read_text()
-    assert table in out
+    assert table in out and "smoke run (--quick): short sessions and 350 training steps" in out
     rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
     assert rows == ["POYO", "wiener", "mlp"]
     for method in ("wiener", "mlp"):

@@ -430,6 +430,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
     print("\ntest R2 by task (mean +- std over recordings):")
     _print_comparison({"POYO": summary, **baselines}, out / "comparison")
+    if args.quick:
+        print(
+            f"\nsmoke run (--quick): short sessions and {DEMO_QUICK_STEPS} training steps, so these "
+            "scores say little about the decoders; `neuropoyo demo` gives the comparison that counts"
+        )
     print(
         f"\nrun directory {out / 'run'}; evaluation report in {out / 'eval'}; baseline reports in "
         f"{out / 'baselines'}"
