@@ -298,3 +298,13 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(device, message,
     assert message in capsys.readouterr().err
     assert main(["finetune", "--model", str(run), "--data", str(sim_dir), "--out", str(tmp_path / "f"), "--device", device]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_train_without_a_config_uses_the_cpu_recipe(sim_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(sim_dir), "--out", str(run), "--max-steps", "1"]) == 0
+    config = json.loads((run / "run.json").read_text())["config"]
+    recipe = yaml.safe_load(open(PRESET_DIR / "cpu_small.yaml"))
+    assert config["model"]["init_std"] == recipe["init_std"] == 0.1
+    assert (config["model"]["num_latent_timestamps"], config["model"]["latents_per_timestamp"]) == (16, 2)
+    assert config["augment"]["unit_dropout_min"] == 1000 and config["evaluation"]["step_s"] == 0.25

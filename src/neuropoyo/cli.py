@@ -396,7 +396,7 @@ def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = 
         print(f"wrote {out / 'comparison.md'} and {out / 'comparison.png'}")
 
 
-DEMO_RUN = "cpu_small_run.yaml"  # the CPU recipe, a preset shipped in neuropoyo/configs
+CPU_RUN = "cpu_small_run.yaml"  # the CPU recipe (demo and `train` default), a shipped preset
 DEMO_QUICK_STEPS = 350
 DEMO_BASELINES = ("wiener", "mlp")  # the GRU would add minutes on 2 CPU cores: `neuropoyo baselines`
 
@@ -416,10 +416,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     paths = simulate_to(data_dir, args)
     for path in paths:
         print(format_summary(summarize(read_recording(path))), end="\n\n")
-    config = RunConfig.from_yaml(DEMO_RUN)
+    config = RunConfig.from_yaml(CPU_RUN)
     if args.quick:
         config = config.with_training(max_steps=DEMO_QUICK_STEPS)
-    print(f"training a small POYO (preset {DEMO_RUN}) for {config.training.max_steps} steps")
+    print(f"training a small POYO (preset {CPU_RUN}) for {config.training.max_steps} steps")
     result = train(config, [data_dir], out / "run")
     _print_training(result)
     summary = evaluate(result.run_dir, [data_dir], out / "eval")
@@ -531,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer = commands.add_parser("train", help="train POYO on the training splits of recordings")
     trainer.add_argument(
-        "--config", required=True,
-        help="run file or model preset: a path, or the name of a shipped preset (e.g. demo_run.yaml)",
+        "--config", default=CPU_RUN,
+        help=f"run file or model preset: a path, or the name of a shipped preset (default {CPU_RUN}, "
+        "the CPU recipe; poyo_single_session_gpu.yaml is the paper's for a GPU)",
     )
     trainer.add_argument("--data", nargs="+", required=True, help="recording files or folders")
     trainer.add_argument("--out", required=True, help="run directory (model, checkpoint, logs)")
