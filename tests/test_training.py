@@ -31,7 +31,7 @@ from neuropoyo.pipeline.samplers import Window, random_windows, sliding_windows
 from neuropoyo.pipeline.transforms import Sample, UnitDropout
 from neuropoyo.training import loop as loop_module
 from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
-from neuropoyo.training.loss import weighted_mse
+from neuropoyo.training.loss import weighted_mse, weighted_squared_errors
 from neuropoyo.training.watch import CollapseWarning
 
 TINY_MODEL = dict(
@@ -371,15 +371,15 @@ def test_a_model_directory_of_0_1_0_loads_with_its_settings_in_the_new_sections(
 
 
 def _poison_losses(monkeypatch, poisoned_call) -> None:
-    """Make weighted_mse return NaN on the calls (1-based) for which ``poisoned_call(n)`` holds."""
+    """Make the training loss NaN on the calls (1-based) for which ``poisoned_call(n)`` holds."""
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        loss = weighted_mse(*args, **kwargs)
-        return loss * float("nan") if poisoned_call(calls["n"]) else loss
+        errors, weight = weighted_squared_errors(*args, **kwargs)
+        return (errors * float("nan") if poisoned_call(calls["n"]) else errors), weight
 
-    monkeypatch.setattr(loop_module, "weighted_mse", poisoned)
+    monkeypatch.setattr(loop_module, "weighted_squared_errors", poisoned)
 
 
 def _parameters(trained) -> dict[str, torch.Tensor]:
@@ -424,7 +424,7 @@ def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(sim_data, tmp_p
     assert all(torch.equal(saved[k], after[2][k]) for k in after[2])
     assert not (tmp_path / "run" / "model").exists()
     # once the cause is gone the run resumes from that checkpoint, and the limit may change
-    monkeypatch.setattr(loop_module, "weighted_mse", weighted_mse)
+    monkeypatch.setattr(loop_module, "weighted_squared_errors", weighted_squared_errors)
     resumed = loop_module.train(
         _run_config(8, 2, max_nonfinite_steps=10), [sim_data], tmp_path / "run", resume=True, progress=False
     )

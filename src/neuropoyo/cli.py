@@ -220,10 +220,15 @@ def _print_model_used(path: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from neuropoyo import distributed
     from neuropoyo.training.loop import train
 
-    result = train(_run_config(args), args.data, args.out, resume=args.resume, device=args.device)
-    _print_training(result)
+    try:
+        result = train(_run_config(args), args.data, args.out, resume=args.resume, device=args.device)
+    finally:
+        distributed.leave()
+    if distributed.from_environment().is_main:  # under torchrun, rank 0 reports
+        _print_training(result)
 
 
 FINETUNE_OPTIONS = (
@@ -288,13 +293,19 @@ def cmd_experiment_transfer(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from neuropoyo import distributed
     from neuropoyo.evaluation.evaluate import evaluate
     from neuropoyo.evaluation.report import format_table
 
-    summary = evaluate(
-        args.model, args.data, args.out, split=args.split, eval_intervals=args.eval_intervals,
-        num_workers=args.num_workers, device=args.device,
-    )
+    try:
+        summary = evaluate(
+            args.model, args.data, args.out, split=args.split, eval_intervals=args.eval_intervals,
+            num_workers=args.num_workers, device=args.device,
+        )
+    finally:
+        distributed.leave()
+    if not distributed.from_environment().is_main:  # under torchrun, rank 0 reports
+        return
     _print_model_used(args.model)
     print(format_table(summary))
     print(f"report in {args.out} (metrics.json, predictions/, figures/)")

@@ -21,6 +21,7 @@ def stream(seed: int, tag: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(tag, *key)))
 
 
-def torch_seed(seed: int) -> int:
-    """A 63-bit seed for ``torch.manual_seed`` drawn from its own stream."""
-    return int(np.random.SeedSequence(seed, spawn_key=(TORCH,)).generate_state(2, np.uint64)[0] >> 1)
+def torch_seed(seed: int, *key: int) -> int:
+    """A 63-bit seed for ``torch.manual_seed`` drawn from its own stream (``key``: e.g. the rank
+    of a distributed process, which needs dropout masks of its own)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(TORCH, *key)).generate_state(2, np.uint64)[0] >> 1)

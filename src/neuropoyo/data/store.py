@@ -557,6 +557,11 @@ class RecordingFile:
         }
         return dataclasses.replace(self._header.slice(start, end), spikes=spikes, behavior=behavior)
 
+    def spike_count(self, start: float, end: float) -> int:
+        """Spikes in ``[start, end)`` (absolute seconds), found without reading them."""
+        rows = _rows(self._attached()[_TIMES], start, end)
+        return rows.stop - rows.start
+
     def load(self) -> Recording:
         """The whole recording, validated (raises InvalidRecordingError naming the file)."""
         every = slice(None)

@@ -14,12 +14,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from neuropoyo import distributed
 from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.devices import checked_device
+from neuropoyo.distributed import SINGLE, Ranks
 from neuropoyo.errors import DataError
-from neuropoyo.evaluation.report import RecordingResult, write_report
+from neuropoyo.evaluation.report import RecordingResult, summarize, write_report
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
 from neuropoyo.evaluation.stitch import Stitcher
 from neuropoyo.pipeline import (
@@ -75,10 +77,12 @@ def predict(
     num_workers: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    ranks: Ranks = SINGLE,
 ) -> list[RecordingResult]:
     """Stitched predictions on ``split``, one result per recording and readout stream it holds,
     keeping the samples ``evaluation`` (default: the model's settings) scores. progress: a bar at a
-    terminal."""
+    terminal. ranks: in a distributed run each rank predicts every ``world``-th batch and the
+    stitched sums are added up across ranks, so every rank returns the one-process results."""
     evaluation = evaluation or evaluation_config(trained)
     model = trained.model.to(device).eval()
     context = model.config.context_length_s
@@ -86,7 +90,7 @@ def predict(
     windows = sliding_windows(spans, context_s=context, step_s=evaluation.step_s)
     loader = window_loader(
         WindowDataset(recordings, evaluation_pipeline(recordings, context_length_s=context, split=split)),
-        batches_of(windows, batch_size),
+        batches_of(windows, batch_size)[ranks.rank :: ranks.world],
         num_workers=num_workers,
         pin_memory=torch.device(device).type == "cuda",
     )
@@ -95,7 +99,8 @@ def predict(
     }
     stitchers = {key: Stitcher(len(s), s.dim) for key, s in streams.items()}
     names = model.config.readout_names
-    bar = tqdm(loader, desc=f"evaluating ({split})", unit="batch", disable=None if progress else True)
+    shown = progress and ranks.is_main
+    bar = tqdm(loader, desc=f"evaluating ({split})", unit="batch", disable=None if shown else True)
     for chunk, batch in bar:
         outputs = model(**{k: batch[k].to(device) for k in MODEL_KEYS})
         outputs = {k: v.float().cpu().numpy() for k, v in outputs.items()}
@@ -110,6 +115,9 @@ def predict(
                 key = (window.recording, name)
                 rows = _stream_rows(streams[key].timestamps, times[b][mine])
                 stitchers[key].add(rows, outputs[name][b][mine, : streams[key].dim])
+    for stitcher in stitchers.values():
+        stitcher.sums = distributed.all_sum(stitcher.sums, ranks)
+        stitcher.counts = distributed.all_sum(stitcher.counts, ranks)
     results = []
     for (r, name), stream in streams.items():
         f = recordings.files[r]
@@ -137,13 +145,17 @@ def evaluate(
     batch_size: int = 32,
     num_workers: int = 0,
     device: str = "cpu",
+    progress: bool = True,
 ) -> dict:
     """Score a trained model on ``split`` of ``data`` and write the report to ``out_dir``.
 
     eval_intervals: interval names that count for every task instead of the model's settings
     (``["all"]``: the whole split). Returns the summary written to ``out_dir/metrics.json``.
+    Under ``torchrun`` the ranks share the windows; rank 0 writes the report and every rank
+    returns the same summary.
     """
-    device = checked_device(device)
+    ranks = distributed.join(checked_device(device))
+    device = checked_device(distributed.device_for(str(device), ranks))
     trained = model if isinstance(model, TrainedModel) else load_model(model, device=device)
     evaluation = evaluation_config(trained)
     if eval_intervals:
@@ -151,7 +163,7 @@ def evaluate(
     recordings = recordings_for(trained, find_recordings(data))
     results = predict(
         trained, recordings, split=split, evaluation=evaluation, batch_size=batch_size,
-        num_workers=num_workers, device=device,
+        num_workers=num_workers, device=device, progress=progress, ranks=ranks,
     )
     empty = [f"{r.recording_id}/{r.stream}" for r in results if len(r.timestamps) < 2]
     if empty:
@@ -159,4 +171,6 @@ def evaluate(
             f"evaluation: no {split} samples to score in {empty}; check the evaluation intervals "
             "(--eval-intervals all scores the whole split)"
         )
+    if not ranks.is_main:
+        return summarize(results, split=split)
     return write_report(results, Path(out_dir), split=split)

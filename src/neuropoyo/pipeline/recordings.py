@@ -141,6 +141,12 @@ class RecordingSet:
             spans.append(excluded)
         return spans
 
+    def token_estimate(self, window: Window) -> int:
+        """Input tokens of ``window`` before augmentation: its spikes plus a START and an END per
+        unit (exact for a window inside one span of the recorded domain)."""
+        f = self.files[window.recording]
+        return f.spike_count(window.start, window.end) + 2 * len(self.unit_rows[window.recording])
+
     def read(self, window: Window) -> Sample:
         """The window's recording (times relative to its start) with its vocabulary rows."""
         data = self.files[window.recording].slice(window.start, window.end)

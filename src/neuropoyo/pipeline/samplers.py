@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ class Window:
     start: float
     end: float
     key: tuple[int, ...] = ()  # (epoch, position) of a training draw; () for evaluation
+    stand_in: bool = False  # a copy a rank reads when its global batch left it none (RankBatches)
 
 
 def windows_per_epoch(spans: Sequence[Intervals], *, context_s: float) -> int:
@@ -147,3 +148,78 @@ class EpochBatches(torch.utils.data.Sampler[list[Window]]):
 def batches_of(windows: Sequence[Window], batch_size: int) -> list[list[Window]]:
     """Consecutive batches of ``batch_size`` windows (the last may be short)."""
     return [list(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
+
+
+def padded_cost(lengths: Sequence[int]) -> int:
+    """Tokens a padded batch of windows of these token counts holds: count x the longest."""
+    return len(lengths) * max(lengths, default=0)
+
+
+def balanced_shares(lengths: Sequence[int], parts: int) -> list[list[int]]:
+    """Split windows of token counts ``lengths`` into ``parts`` shares (indices into ``lengths``)
+    of windows of similar length, with the padded tokens of the costliest share as few as can be.
+
+    Windows are sorted by length and cut into consecutive runs, so each share pads little. The
+    largest share's count x longest is minimised exactly: a binary search on that cost, each
+    candidate checked by filling runs greedily (a run is closed when one more window would pass
+    the cost). Every share gets at least one window when ``len(lengths) >= parts`` (a run is
+    split where there are too few: splitting never raises a cost); with fewer windows the last
+    shares are empty.
+    """
+    if parts < 1:
+        raise ValueError(f"balanced_shares: need at least one part, got {parts}")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    ranked = [max(int(lengths[i]), 1) for i in order]
+
+    def runs(cap: int) -> list[list[int]]:
+        out: list[list[int]] = [[]]
+        for position, length in enumerate(ranked):
+            if out[-1] and (len(out[-1]) + 1) * length > cap:
+                out.append([])
+            out[-1].append(position)
+        return out
+
+    low, high = max(ranked, default=0), len(ranked) * max(ranked, default=0)
+    while low < high:
+        cap = (low + high) // 2
+        low, high = (low, cap) if len(runs(cap)) <= parts else (cap + 1, high)
+    found = [run for run in runs(low) if run]
+    while 0 < len(found) < min(parts, len(ranked)):
+        widest = max(range(len(found)), key=lambda k: len(found[k]))
+        run = found.pop(widest)
+        found[widest:widest] = [run[: len(run) // 2], run[len(run) // 2 :]]
+    shares = [sorted(order[p] for p in run) for run in found]
+    return shares + [[] for _ in range(parts - len(shares))]
+
+
+class RankBatches(torch.utils.data.Sampler[list[Window]]):
+    """This rank's windows of each global batch of ``batches``, split by token count.
+
+    Every rank draws the same global batches (same seed), so the global batch — and with it
+    the run — does not depend on the number of ranks. Each global batch is cut by
+    :func:`balanced_shares` on ``tokens(window)`` (an estimate made before reading: spikes in
+    the window plus delimiters), and share ``rank`` is yielded. A rank reads only its own windows;
+    when a short last batch of an epoch holds fewer windows than ranks, a rank left without one
+    reads a stand-in (``Window.stand_in``): a copy of a window whose loss counts zero, since every
+    rank must take part in each step's gradient exchange.
+    """
+
+    def __init__(self, batches: EpochBatches, tokens: Callable[[Window], int], *, rank: int, world: int):
+        if batches.batch_size < world:
+            raise ValueError(
+                f"training.batch_size {batches.batch_size} is the global batch: it must be at least "
+                f"the number of processes ({world})"
+            )
+        self.batches, self.tokens, self.rank, self.world = batches, tokens, rank, world
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batches.steps_per_epoch
+
+    def __iter__(self) -> Iterator[list[Window]]:
+        for batch in self.batches:
+            share = balanced_shares([self.tokens(w) for w in batch], self.world)[self.rank]
+            if share:
+                yield [batch[i] for i in share]
+            else:  # a short last batch of an epoch: fewer windows than ranks
+                yield [dataclasses.replace(batch[0], stand_in=True)]

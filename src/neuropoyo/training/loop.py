@@ -2,6 +2,13 @@
 validation R2 every ``training.validate_every`` steps and the best model on validation kept
 (:mod:`neuropoyo.training.watch`).
 
+Under ``torchrun`` the same loop runs distributed data parallel (PyTorch's DDP; gloo on CPU,
+NCCL on CUDA): every process draws the same global batches of ``training.batch_size`` windows,
+takes its share balanced by token count (:class:`~neuropoyo.pipeline.RankBatches`) and reads only
+those windows; the loss is divided by the whole batch's weight, so a step equals the one-process
+step on the same global batch. Rank 0 alone writes the log, checkpoints and models; a run resumes
+with any number of processes.
+
 One DataLoader pass serves the whole run: :class:`EpochBatches` hands it every epoch's batches in
 turn, so its workers never restart and keep prefetching across epoch boundaries. Epoch e's windows
 come from their own random stream and each window's augmentation from (seed, epoch, position), so
@@ -29,7 +36,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from neuropoyo import __version__, seeding
+from neuropoyo import __version__, distributed, seeding
 from neuropoyo.checkpoint import (
     TrainedModel,
     load_model,
@@ -44,9 +51,11 @@ from neuropoyo.errors import ConfigError, DataError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
+from neuropoyo.distributed import Ranks
 from neuropoyo.pipeline import (
     EpochBatches,
     RandomWindowSampler,
+    RankBatches,
     RecordingSet,
     Window,
     WindowDataset,
@@ -56,14 +65,18 @@ from neuropoyo.pipeline import (
 from neuropoyo.schema import MODEL_KEYS
 from neuropoyo.training.config import RunConfig, TrainConfig
 from neuropoyo.training.lamb import Lamb
-from neuropoyo.training.loss import weighted_mse
+from neuropoyo.training.loss import weighted_squared_errors
 from neuropoyo.training.schedule import lr_factor
 from neuropoyo.training.watch import NoValidationWarning, Watch, validate
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
 RUN_INFO = "run.json"
-LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds", "valid_r2", "valid_spread", "event")
+METRICS = "metrics.csv"
+LOG_FIELDS = (
+    "step", "epoch", "loss", "lr", "grad_norm", "seconds", "tokens", "padding", "rank_tokens", "valid_r2",
+    "valid_spread", "event",
+)
 SPARSE_ROWS = ("unit_emb.weight", "session_emb.weight")  # rows absent from a batch stay put
 # Settings that may change on --resume: they do not change what is computed.
 RESUMABLE_CHANGES = (
@@ -118,10 +131,14 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 class _Log:
-    """metrics.csv (and TensorBoard events when tensorboard is installed) of the training curve."""
+    """metrics.csv (and TensorBoard events when tensorboard is installed) of the training curve;
+    written by rank 0 only (``enabled``), the other ranks' calls do nothing."""
 
-    def __init__(self, run_dir: Path, start_step: int):
-        self.path = run_dir / "metrics.csv"
+    def __init__(self, run_dir: Path, start_step: int, *, enabled: bool = True):
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.path = run_dir / METRICS
         rows = []
         if start_step > 0 and self.path.is_file():
             with open(self.path) as f:
@@ -140,6 +157,8 @@ class _Log:
             self.board = None
 
     def add(self, row: dict) -> None:
+        if not self.enabled:
+            return
         self.writer.writerow(row)
         if self.board is not None:
             for key in ("loss", "lr", "grad_norm"):
@@ -148,12 +167,18 @@ class _Log:
                 self.board.add_scalar("valid/r2", row["valid_r2"], row["step"])
                 self.board.add_scalar("valid/spread", row["valid_spread"], row["step"])
 
-    def flush(self) -> None:
-        """Put every row so far on disk (before a checkpoint, so a crash loses none it covers)."""
+    def flush(self, *, sync: bool = True) -> None:
+        """Put every row so far on disk (with ``sync``, before a checkpoint, so a crash loses none
+        it covers)."""
+        if not self.enabled:
+            return
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if sync:
+            os.fsync(self.file.fileno())
 
     def close(self) -> None:
+        if not self.enabled:
+            return
         self.file.close()
         if self.board is not None:
             self.board.close()
@@ -276,10 +301,24 @@ def _random_states(device: torch.device) -> dict:
     return states
 
 
-def _restore_random_states(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch_rng"])
-    if device.type == "cuda" and "cuda_rng" in state:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+def _all_random_states(device: torch.device, ranks: Ranks) -> dict:
+    """Rank 0's random states at the top level (as a one-process run saves them) and, in a
+    distributed run, every rank's under ``ranks``."""
+    states = distributed.gather(_random_states(device), ranks)
+    return {**states[0], "ranks": states} if ranks.distributed else states[0]
+
+
+def _restore_random_states(state: dict, device: torch.device, ranks: Ranks, seed: int) -> None:
+    """This rank's saved random states; a rank the saved run did not have (resumed with more
+    processes) starts a stream of its own, drawn from (seed, rank, step)."""
+    saved = state.get("ranks", [state])
+    if ranks.rank >= len(saved):
+        torch.manual_seed(seeding.torch_seed(seed, ranks.rank, int(state["step"])))
+        return
+    mine = saved[ranks.rank]
+    torch.set_rng_state(mine["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in mine:
+        torch.cuda.set_rng_state_all(mine["cuda_rng"])
 
 
 def train(
@@ -303,21 +342,26 @@ def train(
     ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
     from ``run.json``.
     """
-    device = checked_device(device)
-    torch.manual_seed(seeding.torch_seed(config.training.seed))
+    ranks = distributed.join(checked_device(device))
+    device = checked_device(distributed.device_for(str(device), ranks))
+    seed = config.training.seed
+    torch.manual_seed(seeding.torch_seed(seed))
     run_dir = Path(run_dir)
     paths = find_recordings(data)
     if resume:
         _check_resume(run_dir, _run_info(config, paths, None, train_spans))
     trained, recordings, state = _setup(config, paths, run_dir, resume, device, train_spans)
-    _check_run_dir(run_dir, trained.model)
+    if ranks.rank > 0:  # the same initial weights on every rank, dropout masks of its own
+        torch.manual_seed(seeding.torch_seed(seed, ranks.rank))
+    if ranks.is_main:  # the one rank that writes
+        _check_run_dir(run_dir, trained.model)
     batches = epoch_batches(recordings, config)
     total_steps = run_length(config.training, batches)
     info = _run_info(config, paths, total_steps, train_spans)
     if resume:
         _check_resume(run_dir, info)
-    else:
-        write_run_info(run_dir, info)
+    elif ranks.is_main:
+        write_run_info(run_dir, {**info, "processes": ranks.world})
     return fit(
         trained, recordings, config, run_dir, batches=batches, total_steps=total_steps, state=state,
         device=device, progress=progress, after_step=after_step,
@@ -392,14 +436,34 @@ def write_run_info(run_dir: Path, info: dict) -> None:
     write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
 
 
-def _validation_row(watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device) -> dict:
+def _token_counts(input_mask: torch.Tensor, ranks: Ranks) -> dict:
+    """The metrics.csv fields of a step's input tokens: real tokens of the whole batch, the
+    fraction of padding, and each rank's real tokens (space-separated; one number in one process).
+
+    input_mask: (B, M) bool, this rank's batch.
+    """
+    mine = torch.zeros(2 * ranks.world, dtype=torch.float64)
+    mine[ranks.rank] = float(input_mask.sum())
+    mine[ranks.world + ranks.rank] = float(input_mask.numel())
+    counts = distributed.all_sum(mine, ranks).tolist()
+    real, padded = counts[: ranks.world], counts[ranks.world :]
+    return {
+        "tokens": int(sum(real)),
+        "padding": round(1.0 - sum(real) / max(sum(padded), 1.0), 4),
+        "rank_tokens": " ".join(str(int(n)) for n in real),
+    }
+
+
+def _validation_row(
+    watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device, ranks
+) -> dict:
     """Score the model on the valid split and let ``watch`` act on it; the metrics.csv fields."""
-    valid = validate(trained, recordings, step, device)
+    valid = validate(trained, recordings, step, device, ranks=ranks)
     if valid is None:  # no valid samples in the evaluation intervals
         return {}
     event = watch.update(
         valid, trained, run_dir, progress=step / total_steps, lr=lr, on_collapse=tc.on_collapse,
-        optimizer=optimizer,
+        optimizer=optimizer, ranks=ranks,
     )
     return {"valid_r2": valid.r2, "valid_spread": valid.spread, "event": event}
 
@@ -428,9 +492,18 @@ def fit(
     training; the model is put back in train mode when the call returns). Every
     ``training.validate_every`` steps and at the last, the model is scored on the valid split, the
     best kept in ``run_dir/best`` and a collapse reported (:class:`~neuropoyo.training.watch.Watch`).
+    In a distributed run (:mod:`neuropoyo.distributed`) each rank holds its share of every batch
+    and the model is wrapped in DDP; param_groups and before_step (finetuning) need one process.
     """
     tc = config.training
     device = checked_device(device)
+    ranks = distributed.join(device)
+    if ranks.distributed and (param_groups is not None or before_step is not None):
+        raise ConfigError(
+            "finetuning (frozen or gradually unfrozen weights) runs in one process; start it without torchrun"
+        )
+    if ranks.distributed:
+        torch.set_num_threads(distributed.thread_share(ranks, workers=tc.num_workers))
     model = trained.model.to(device)
     steps_per_epoch = batches.steps_per_epoch
     groups = param_groups if param_groups is not None else lamb_groups(model, tc.weight_decay)
@@ -443,31 +516,40 @@ def fit(
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_random_states(state, device)
+        _restore_random_states(state, device, ranks, tc.seed)
         step = int(state["step"])
     batches.epoch, batches.start = divmod(step, steps_per_epoch)
     pipeline = training_pipeline(
         recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
     )
+    shares = batches
+    if ranks.distributed:
+        shares = RankBatches(batches, recordings.token_estimate, rank=ranks.rank, world=ranks.world)
     loader = window_loader(
         WindowDataset(recordings, pipeline, seed=tc.seed),
-        batches,
+        shares,
         num_workers=tc.num_workers,
         pin_memory=device.type == "cuda",
     )
+    network = model
+    if ranks.distributed:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
+        )
     readout_dims = dict(model.config.readouts)
     validate_every = tc.validate_every
     if validate_every and not any(s.total_duration() > 0 for s in recordings.split_spans("valid")):
-        warnings.warn(
-            "training: the recordings have no valid split, so no validation R2 is logged and no "
-            "best model is kept (RUN/model is the last); assign splits (neuropoyo.data.splits) or "
-            "set training.validate_every: 0",
-            NoValidationWarning,
-            stacklevel=3,
-        )
+        if ranks.is_main:
+            warnings.warn(
+                "training: the recordings have no valid split, so no validation R2 is logged and no "
+                "best model is kept (RUN/model is the last); assign splits (neuropoyo.data.splits) or "
+                "set training.validate_every: 0",
+                NoValidationWarning,
+                stacklevel=3,
+            )
         validate_every = 0
-    log = _Log(run_dir, step)
-    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not progress)
+    log = _Log(run_dir, step, enabled=ranks.is_main)
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not (progress and ranks.is_main))
     started, loss_value, nonfinite = time.perf_counter(), float("nan"), 0
     model.train()
     try:
@@ -477,13 +559,19 @@ def fit(
                 before_step(step)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with _autocast(device, tc.amp):
-                predictions = model(**{k: batch[k] for k in MODEL_KEYS})
-            loss = weighted_mse(predictions, batch, readout_dims)
+                predictions = network(**{k: batch[k] for k in MODEL_KEYS})
+            errors, weight = weighted_squared_errors(predictions, batch, readout_dims)
+            if windows[0].stand_in:
+                errors, weight = errors * 0.0, weight * 0.0
+            tokens = _token_counts(batch["input_mask"], ranks)
+            total_weight = distributed.all_sum(weight.detach(), ranks).clamp(min=1e-8)
+            loss = errors / total_weight  # this rank's part of the whole batch's weighted MSE
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ranks.world).backward()  # DDP averages the ranks' gradients: their sum is the batch's
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            loss = distributed.all_sum(loss.detach(), ranks)
             lr = optimizer.param_groups[0]["lr"]
-            if torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all():
+            if torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all():
                 optimizer.step()
                 nonfinite = 0
             else:  # a NaN/inf step would poison every weight: skip it, stop if it persists
@@ -501,10 +589,13 @@ def fit(
                 "lr": lr,
                 "grad_norm": float(grad_norm),
                 "seconds": round(time.perf_counter() - started, 3),
+                **tokens,
             }
             if validate_every and (step % validate_every == 0 or step == total_steps):
                 row.update(
-                    _validation_row(watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device)
+                    _validation_row(
+                        watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device, ranks
+                    )
                 )
                 model.train()
             scheduler.step()  # after validation: a restart's new learning rate applies from the next step
@@ -515,20 +606,24 @@ def fit(
                 if watch.best_step >= 0:
                     postfix["best_valid_r2"] = f"{watch.best_r2:.3f}"
                 bar.set_postfix(postfix)
-                log.file.flush()
+                log.flush(sync=False)
             if step % tc.checkpoint_every == 0 or step == total_steps:
                 _require_finite(model, step, run_dir)
                 log.flush()
-                trainer_state = {
-                    "step": step,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "watch": watch.to_dict(),
-                    **_random_states(device),
-                }
-                save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
+                random_states = _all_random_states(device, ranks)
+                if ranks.is_main:
+                    trainer_state = {
+                        "step": step,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "watch": watch.to_dict(),
+                        **random_states,
+                    }
+                    save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
     finally:
         bar.close()
         log.close()
-    save_model(trained, run_dir / MODEL_DIR)
+    if ranks.is_main:
+        save_model(trained, run_dir / MODEL_DIR)
+    distributed.barrier(ranks)  # every rank returns once the model is written
     return TrainResult(run_dir, step, loss_value, time.perf_counter() - started)

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuropoyo import distributed
 from neuropoyo.checkpoint import TrainedModel, load_model, publish_model
+from neuropoyo.distributed import SINGLE, Ranks
 from neuropoyo.evaluation.evaluate import predict
 from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.pipeline import RecordingSet
@@ -56,12 +58,15 @@ class Validation:
     flattest: str
 
 
-def validate(trained: TrainedModel, recordings: RecordingSet, step: int, device: torch.device) -> Validation | None:
+def validate(
+    trained: TrainedModel, recordings: RecordingSet, step: int, device: torch.device, *, ranks: Ranks = SINGLE
+) -> Validation | None:
     """Score ``trained`` on the valid split of ``recordings`` (None when it has no samples),
-    leaving torch's random state as it found it; the model is left in eval mode."""
+    leaving torch's random state as it found it; the model is left in eval mode. In a distributed
+    run the ranks share the windows and all get the same score."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        results = predict(trained, recordings, split="valid", device=device, progress=False)
+        results = predict(trained, recordings, split="valid", device=device, progress=False, ranks=ranks)
     results = [r for r in results if len(r.timestamps) >= 2]
     if not results:
         return None
@@ -109,23 +114,26 @@ class Watch:
 
     def update(
         self, valid: Validation, trained: TrainedModel, run_dir: Path, *, progress: float, lr: float,
-        on_collapse: str, optimizer: torch.optim.Optimizer,
+        on_collapse: str, optimizer: torch.optim.Optimizer, ranks: Ranks = SINGLE,
     ) -> str:
         """Keep ``trained`` in ``run_dir/best`` if ``valid`` is the best so far; on a collapse warn,
         and with ``on_collapse == "restart"`` go back to the best model with fresh optimizer moments
-        at half the learning rate. Returns the events to log ("best", "collapse", "restart ...")."""
+        at half the learning rate. Returns the events to log ("best", "collapse", "restart ...").
+        Every rank of a distributed run calls it with the same score and so takes the same
+        decisions; rank 0 alone writes and warns."""
         events = []
         if valid.r2 > self.best_r2:
             self.best_step, self.best_r2 = valid.step, valid.r2
             selection = {"selected_by": "valid_r2", "step": valid.step, "valid_r2": valid.r2}
-            publish_model(trained, run_dir / BEST_DIR, selection)
+            if ranks.is_main:
+                publish_model(trained, run_dir / BEST_DIR, selection)
             events.append("best")
         if self.collapsed(valid, progress):
-            events.append(self._collapse(valid, trained, run_dir, lr, on_collapse, optimizer))
+            events.append(self._collapse(valid, trained, run_dir, lr, on_collapse, optimizer, ranks))
         self.widest_spread = max(self.widest_spread, valid.spread if math.isfinite(valid.spread) else 0.0)
         return "; ".join(events)
 
-    def _collapse(self, valid, trained, run_dir, lr, on_collapse, optimizer) -> str:
+    def _collapse(self, valid, trained, run_dir, lr, on_collapse, optimizer, ranks: Ranks) -> str:
         what = (
             f"training: at step {valid.step} the predictions of {valid.flattest} have collapsed to "
             f"nearly a constant (their spread is {valid.spread:.2g} of the targets' on the valid "
@@ -133,6 +141,8 @@ class Watch:
             f"data (lr now {lr:.3g}), or too few steps to learn"
         )
         if on_collapse != "restart" or self.best_step < 0:
+            if not ranks.is_main:
+                return "collapse"
             warnings.warn(
                 f"{what}: train again with a lower training.lr (e.g. {lr / 4:.2g}), or set "
                 "training.on_collapse: restart to go back to the best model at half the learning "
@@ -141,11 +151,13 @@ class Watch:
                 stacklevel=3,
             )
             return "collapse"
+        distributed.barrier(ranks)  # rank 0 has written the best model
         best = load_model(run_dir / BEST_DIR, device=next(trained.model.parameters()).device)
         trained.model.load_state_dict(best.model.state_dict())
         optimizer.state.clear()  # moments of the collapsed trajectory would push it back there
         self.lr_scale /= 2
         self.restarts += 1
         event = f"restart from step {self.best_step} at lr x{self.lr_scale:g}"
-        warnings.warn(f"{what}: {event} (training.on_collapse: restart)", CollapseWarning, stacklevel=3)
+        if ranks.is_main:
+            warnings.warn(f"{what}: {event} (training.on_collapse: restart)", CollapseWarning, stacklevel=3)
         return event
