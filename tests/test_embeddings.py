@@ -176,7 +176,7 @@ def test_umap_is_called_with_the_rows_and_a_neighbourhood_that_fits(monkeypatch)
     sessions, _ = map_embeddings(trained, infos, method="umap", seed=7)
     np.testing.assert_array_equal(sessions.xy, trained.model.session_emb.weight.detach().double().numpy()[:, :2])
     assert sessions.explained is None and sessions.method == "umap"
-    assert calls == {"n_components": 2, "n_neighbors": 11, "random_state": 7}  # last call: 12 units
+    assert calls == {"n_components": 2, "n_neighbors": 11, "random_state": 7, "n_jobs": 1}  # last call: 12 units
     with pytest.raises(DataError, match="at least 4"):
         umap_2d(np.zeros((3, DIM)))
 

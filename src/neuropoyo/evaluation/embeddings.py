@@ -104,7 +104,9 @@ def umap_2d(rows: np.ndarray, *, seed: int = 0) -> np.ndarray:
         raise DataError(
             f"UMAP needs at least {UMAP_MIN_ROWS} embedding rows, got {len(rows)}; use method 'pca'"
         )
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(UMAP_NEIGHBOURS, len(rows) - 1), random_state=seed)
+    neighbours = min(UMAP_NEIGHBOURS, len(rows) - 1)
+    # seeded UMAP runs on one thread; saying so spares its warning
+    reducer = umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed, n_jobs=1)
     return np.asarray(reducer.fit_transform(rows), dtype=np.float64)
 
 
@@ -255,7 +257,7 @@ def _missing_note(undescribed: Sequence[str], n_sessions: int) -> str:
     if not undescribed:
         return ""
     if len(undescribed) == n_sessions:
-        return "animal and task unknown: no recording file given for any session (pass data)"
+        return "animal and task unknown: no recording file given for any session (pass them with --data)"
     return f"animal and task unknown for {len(undescribed)} of {n_sessions} sessions (no recording file)"
 
 
