@@ -35,7 +35,6 @@ from neuropoyo.vocab import Vocabulary, session_key
 METHODS = ("pca", "umap")
 UNKNOWN = "unknown"
 SESSION_COLUMNS = ("lab", "recording", "animal", "task")
-UNIT_COLUMNS = ("session", *SESSION_COLUMNS)
 SESSION_PANELS = ("animal", "task", "lab")  # what the session map is coloured by, one panel each
 UNIT_PANELS = ("recording", "animal")
 MAX_LEGEND = 20  # legend entries shown per panel; the rest are counted
@@ -291,8 +290,11 @@ def embedding_maps(
     seed: int = 0,
 ) -> tuple[EmbeddingMaps, list[Path]]:
     """Map the session and unit embeddings of the model at ``model`` (run or model directory) and
-    write the maps to ``out_dir`` (default :func:`default_out_dir`; layout in the module docstring); ``data``: recording files or folders
-    that give the sessions' animal and task. Returns the maps and the files written."""
+    write the maps to ``out_dir`` (default :func:`default_out_dir`; layout in the module docstring).
+
+    data: recording files or folders that give the sessions' animal and task. method: "pca" or
+    "umap"; seed: UMAP's random state. Returns the maps and the files written.
+    """
     trained = load_model(model)
     infos, skipped = session_infos(trained, data) if data else ([], [])
     sessions, units = map_embeddings(trained, infos, method=method, seed=seed)
