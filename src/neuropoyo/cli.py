@@ -311,6 +311,33 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"report in {args.out} (metrics.json, predictions/, figures/)")
 
 
+def cmd_embeddings(args: argparse.Namespace) -> None:
+    from neuropoyo.evaluation.embeddings import SESSION_PANELS, UNIT_PANELS, embedding_maps
+
+    maps, paths = embedding_maps(args.model, args.out, data=args.data or (), method=args.method)
+    _print_model_used(args.model)
+    for path in maps.skipped:
+        print(f"skipped {path}: the model has no embedding for its session")
+    if maps.undescribed:
+        where = "no recording file in --data" if args.data else "pass their recording files with --data"
+        print(f"animal and task unknown for {len(maps.undescribed)} of {len(maps.sessions.ids)} sessions ({where})")
+    sessions, units = maps.sessions, maps.units
+    rows = [
+        (paths[0], len(sessions.ids), "columns " + ", ".join(["id", *sessions.labels, "x", "y"])),
+        (paths[1], len(units.ids), "columns " + ", ".join(["id", *units.labels, "x", "y"])),
+        (paths[2], len(sessions.ids), "coloured by " + ", ".join(SESSION_PANELS)),
+        (paths[3], len(units.ids), "coloured by " + ", ".join(UNIT_PANELS)),
+    ]
+    width = max(len(str(path)) for path, _, _ in rows)
+    print(f"{'file':<{width}}  {'rows':>6}  content")
+    for path, n, content in rows:
+        print(f"{str(path):<{width}}  {n:>6}  {content}")
+    if args.method == "pca":
+        for table in (sessions, units):
+            x, y = table.explained
+            print(f"{table.kind} map: PC1 {x:.1%}, PC2 {y:.1%} of the embedding variance")
+
+
 def cmd_model_info(args: argparse.Namespace) -> None:
     from neuropoyo.model.info import format_model_info, model_info
     from neuropoyo.training.config import RunConfig
@@ -625,6 +652,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--group-by", default="task", choices=("task", "brainset", "stream"))
     compare.add_argument("--out", help="folder for comparison.md and comparison.png")
     compare.set_defaults(func=cmd_compare)
+
+    embedder = commands.add_parser(
+        "embeddings", help="2-D maps of a model's session and unit embeddings (PNG and CSV)",
+        description="Map the session embeddings (coloured by animal, task and lab) and the unit "
+        "embeddings (coloured by recording and animal) of a trained model to 2-D, as in the paper's "
+        "Figure 5D. Writes sessions.csv, units.csv (id, labels, x, y), sessions.png and units.png.",
+    )
+    embedder.add_argument("--model", required=True, help="run directory or model directory")
+    embedder.add_argument(
+        "--data", nargs="+",
+        help="recording files or folders: animal and task of the model's sessions (without it, unknown); "
+        "recordings the model never saw are skipped",
+    )
+    embedder.add_argument(
+        "--out", help="folder for the maps (default: RUN/embeddings, or MODEL_embeddings beside a model directory)"
+    )
+    embedder.add_argument(
+        "--method", choices=("pca", "umap"), default="pca",
+        help="pca (default) or umap (needs umap-learn: pip install 'neuropoyo[embeddings]')",
+    )
+    embedder.set_defaults(func=cmd_embeddings)
 
     info = commands.add_parser("model-info", help="parameter counts and FLOPs of a config")
     info.add_argument(
