@@ -261,7 +261,8 @@ def _check_resume(run_dir: Path, info: dict) -> None:
         raise ConfigError(
             f"{run_dir}: --resume must continue the same run, but this call changes\n  - "
             + "\n  - ".join(problems)
-            + f"\nresume with the --config, --data and --max-steps/--epochs of {path}, or train into a new --out"
+            + f"\nresume with the --config, --data (or no --data: the run's own) and --max-steps/--epochs of {path}, "
+            "or train into a new --out"
         )
 
 
