@@ -60,3 +60,47 @@ def build_recording(seed: int = 0, *, duration: float = 20.0, n_units: int = 5) 
 @pytest.fixture
 def recording() -> Recording:
     return build_recording()
+
+
+def tiny_recording(recording_id: str = "tiny_0000", *, seed: int = 0) -> Recording:
+    """A 4 s recording with 3 units, 40 spikes, a 100 Hz 2-D hand_vel stream and splits
+    train [0, 2.4), valid [2.4, 3.2), test [3.2, 4): some 30 kB on disk."""
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.uniform(0, 4, 40))
+    samples = np.arange(0, 4, 0.01)
+    return Recording(
+        info=RecordingInfo(recording_id=recording_id, brainset="tiny_lab", subject="s", task="center_out"),
+        spikes=Spikes(times, rng.integers(0, 3, times.size)),
+        units=Units(["a", "b", "c"]),
+        behavior={"hand_vel": TimeSeries(samples, rng.normal(size=(samples.size, 2)).astype(np.float32))},
+        domain=Intervals([0.0], [4.0]),
+        splits={
+            "train": Intervals([0.0], [2.4]), "valid": Intervals([2.4], [3.2]), "test": Intervals([3.2], [4.0])
+        },
+    )
+
+
+def write_many_recordings(out_dir, n: int) -> list:
+    """``n`` recording files ``tiny_0000.h5``... in ``out_dir``, fast: one written with
+    write_recording, the others copies of it with their own recording id and hand_vel shifted by
+    their number (so every file holds different targets)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import h5py
+
+    from neuropoyo.data.store import write_recording
+
+    out_dir = Path(out_dir)
+    first = write_recording(tiny_recording(), out_dir / "tiny_0000.h5")
+    paths = [first]
+    for k in range(1, n):
+        path = out_dir / f"tiny_{k:04d}.h5"
+        shutil.copyfile(first, path)
+        with h5py.File(path, "r+") as f:
+            info = json.loads(f.attrs["info"])
+            f.attrs["info"] = json.dumps({**info, "recording_id": f"tiny_{k:04d}"})
+            f["behavior/hand_vel/values"][...] += np.float32(k)
+        paths.append(path)
+    return paths

@@ -141,11 +141,11 @@ def _print_prepared(paths: list[Path], out: Path) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    from neuropoyo.data.directory import find_recordings
+    from neuropoyo.data.dataset import recording_paths
     from neuropoyo.data.store import read_recording
     from neuropoyo.data.summary import format_summary, summarize
 
-    summaries = [summarize(read_recording(path)) for path in find_recordings(args.files)]
+    summaries = [summarize(read_recording(path)) for path in recording_paths(args.files)]
     if args.json:
         print(json.dumps(summaries, indent=2))
         return
@@ -153,9 +153,10 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from neuropoyo.data.directory import check_recordings, find_recordings
+    from neuropoyo.data.dataset import recording_paths
+    from neuropoyo.data.directory import check_recordings
 
-    checks = check_recordings(find_recordings(args.files), context_s=args.context_s)
+    checks = check_recordings(recording_paths(args.files), context_s=args.context_s)
     for check in checks:
         status = "FATAL" if check.fatal else ("warnings" if check.warnings else "ok")
         print(f"{check.path}: {status}")
@@ -172,12 +173,14 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
     """The --config file with the command line's --max-steps / --epochs / --seed / --readout applied."""
-    from neuropoyo.data.directory import find_recordings, stream_dims
+    from neuropoyo.data.dataset import recording_paths, run_dataset
+    from neuropoyo.data.directory import stream_dims
     from neuropoyo.training.config import RunConfig
 
     config = RunConfig.from_yaml(args.config)
     if args.readout:
-        readouts = stream_dims(find_recordings(args.data), args.readout)
+        paths = run_dataset(args.out).paths if args.data is None else recording_paths(args.data)
+        readouts = stream_dims(paths, args.readout)
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, readouts=readouts))
     overrides = {
         key: value
@@ -223,6 +226,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from neuropoyo import distributed
     from neuropoyo.training.loop import train
 
+    if args.data is None and not args.resume:
+        raise CommandError("train: name the recordings with --data (only --resume may leave it out)")
     try:
         result = train(_run_config(args), args.data, args.out, resume=args.resume, device=args.device)
     finally:
@@ -259,7 +264,7 @@ def _sizes(text: str) -> tuple[int | None, ...]:
 
 
 def cmd_experiment_transfer(args: argparse.Namespace) -> None:
-    from neuropoyo.data.directory import find_recordings
+    from neuropoyo.data.dataset import recording_paths
     from neuropoyo.experiments import transfer as experiment
     from neuropoyo.training.config import RunConfig
 
@@ -280,7 +285,7 @@ def cmd_experiment_transfer(args: argparse.Namespace) -> None:
     else:
         if not args.seen and not args.unseen:
             raise CommandError("with --data, name the held-out recordings with --seen and/or --unseen")
-        paths = find_recordings(args.data)
+        paths = recording_paths(args.data)
         pretrain, held_out = experiment.choose_recordings(
             paths, seen=args.seen, unseen=args.unseen, pretrain=args.pretrain
         )
@@ -434,6 +439,7 @@ def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = 
         print(f"wrote {out / 'comparison.md'} and {out / 'comparison.png'}")
 
 
+DATA_HELP = "see 'Datasets of many recordings' in the README"
 CPU_RUN = "cpu_small_run.yaml"  # the CPU recipe (demo and `train` default), a shipped preset
 DEMO_QUICK_STEPS = 350
 DEMO_BASELINES = ("wiener", "mlp")  # the GRU would add minutes on 2 CPU cores: `neuropoyo baselines`
@@ -573,7 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"run file or model preset: a path, or the name of a shipped preset (default {CPU_RUN}, "
         "the CPU recipe; poyo_single_session_gpu.yaml is the paper's for a GPU)",
     )
-    trainer.add_argument("--data", nargs="+", required=True, help="recording files or folders")
+    trainer.add_argument(
+        "--data", nargs="+", metavar="PATH",
+        help=f"recordings: files, folders, quoted globs ('data/*/*.h5') or dataset files (.yaml) with "
+        f"per-source options; {DATA_HELP}. With --resume, default: the run's, from RUN/run.json",
+    )
     trainer.add_argument("--out", required=True, help="run directory (model, checkpoint, logs)")
     length = trainer.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=COUNT, help="optimisation steps (overrides the config)")
@@ -592,7 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune", help="adapt a trained model to new recordings: unit identification or finetuning"
     )
     tuner.add_argument("--model", required=True, help="run directory or model directory to adapt")
-    tuner.add_argument("--data", nargs="+", required=True, help="the new recordings (files or folders)")
+    tuner.add_argument(
+        "--data", nargs="+", required=True, metavar="PATH",
+        help=f"the new recordings: files, folders, quoted globs or dataset files; {DATA_HELP}",
+    )
     tuner.add_argument("--out", required=True, help="run directory of the adapted model")
     tuner.add_argument(
         "--mode", choices=("unit-id", "full"),
@@ -619,7 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluator = commands.add_parser("evaluate", help="score a trained model (R2 per recording)")
     evaluator.add_argument("--model", required=True, help="run directory or model directory")
-    evaluator.add_argument("--data", nargs="+", required=True, help="recording files or folders")
+    evaluator.add_argument(
+        "--data", nargs="+", metavar="PATH",
+        help=f"recordings: files, folders, quoted globs or dataset files; {DATA_HELP}. Default: the "
+        "dataset the model's run trained on (RUN/run.json), with its per-source options",
+    )
     evaluator.add_argument("--split", default="test", choices=("train", "valid", "test"))
     _add_eval_intervals(evaluator, "the model's evaluation settings")
     evaluator.add_argument(
@@ -632,7 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
     baselines = commands.add_parser(
         "baselines", help="Wiener filter, MLP and GRU per recording, scored like POYO"
     )
-    baselines.add_argument("--data", nargs="+", required=True, help="recording files or folders")
+    baselines.add_argument(
+        "--data", nargs="+", required=True, metavar="PATH",
+        help="recordings: files, folders, quoted globs or dataset files (their recordings; per-source "
+        "options do not apply to the baselines)",
+    )
     baselines.add_argument("--out", required=True, help="folder; one report per method inside")
     baselines.add_argument("--methods", default="wiener,mlp,gru", help="comma list (default all)")
     baselines.add_argument("--stream", default="hand_vel", help="behavior stream to decode")

@@ -7,6 +7,7 @@ each section reports problems the same way: the file, the ``section.key`` and wh
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -53,6 +54,21 @@ def _checked(name: str, value: Any, hint: Any, source: str) -> Any:
         names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
         raise ConfigError(f"{source}: {name} must be {names}, got {value!r}{hint_text}")
     return value
+
+
+def weights_by_name(value: Any, *, field: str) -> dict[str, float]:
+    """``value`` as {name: float weight >= 0}, or a ConfigError naming ``field`` (e.g. loss weights of
+    named intervals)."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{field} must map interval names to weights, got {value!r}")
+    weights = {}
+    for name, weight in value.items():
+        if not isinstance(name, str) or not name or isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ConfigError(f"{field}: need name: number, got {name!r}: {weight!r}")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"{field}: weight of {name!r} must be finite and >= 0, got {weight}")
+        weights[name] = float(weight)
+    return weights
 
 
 def from_mapping(cls: type[T], data: Any, *, source: str, section: str) -> T:

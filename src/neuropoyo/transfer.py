@@ -27,7 +27,8 @@ import torch
 
 from neuropoyo import seeding
 from neuropoyo.checkpoint import TrainedModel, load_model
-from neuropoyo.data.directory import few_shot_spans, find_recordings, stream_dims
+from neuropoyo.data.dataset import load_dataset
+from neuropoyo.data.directory import few_shot_spans, stream_dims
 from neuropoyo.data.normalize import Normalizer
 from neuropoyo.data.store import open_recording
 from neuropoyo.devices import checked_device
@@ -200,7 +201,8 @@ def finetune(
     device = checked_device(device)
     torch.manual_seed(seeding.torch_seed(config.seed))
     trained = model if isinstance(model, TrainedModel) else load_model(model)
-    paths = find_recordings(data)
+    dataset = load_dataset(data)
+    paths = list(dataset.paths)
     old_heads = set(trained.model.readout_names)
     streams = _add_readouts(trained, paths, readouts)
     unit_mask, session_mask = _grow(trained, paths)
@@ -218,7 +220,7 @@ def finetune(
         ),
     )
     recordings = RecordingSet(
-        paths,
+        dataset,
         readouts=run.model.readouts,
         streams=streams,
         unit_vocab=trained.unit_vocab,
@@ -235,7 +237,7 @@ def finetune(
     run_dir = Path(run_dir)
     source = "in memory" if isinstance(model, TrainedModel) else str(Path(model).resolve())
     info = {"finetune": config.to_dict(), "model": source, "streams": streams, "config": run.to_dict()}
-    write_run_info(run_dir, {**info, "data": [str(p.resolve()) for p in paths]})
+    write_run_info(run_dir, {**info, "data": [str(p.resolve()) for p in paths], "dataset": dataset.to_dict()})
     return fit(
         trained, recordings, run, run_dir, batches=batches, total_steps=config.max_steps,
         device=device, progress=progress, param_groups=groups, before_step=freezer,

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from neuropoyo.baselines.binning import BIN_S, N_LAGS, design
 from neuropoyo.baselines.decoders import GRUDecoder, MLPDecoder, WienerFilter
-from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.dataset import recording_paths
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 from neuropoyo.data.store import read_recording
@@ -90,13 +90,13 @@ def run_baselines(
     """Fit every method on every recording of ``data``; returns method -> summary (metrics.json).
 
     evaluation: which test samples are scored (default :class:`EvaluationConfig`, as evaluate).
-    train_spans: one Intervals per recording (in ``find_recordings`` order) to fit on instead of
+    train_spans: one Intervals per recording (in ``recording_paths`` order) to fit on instead of
     its training split (a few-shot subset); the validation and test splits stay the file's.
     """
     evaluation = evaluation or EvaluationConfig()
     for method in methods:
         _decoder(method, seed)  # fail on an unknown method before any work
-    paths = find_recordings(data)
+    paths = recording_paths(data)
     if train_spans is not None and len(train_spans) != len(paths):
         raise ConfigError(f"baselines: {len(train_spans)} train_spans for {len(paths)} recordings")
     results: dict[str, list[RecordingResult]] = {method: [] for method in methods}

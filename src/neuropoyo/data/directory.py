@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -20,22 +21,48 @@ def recording_path(out_dir: str | Path, recording_id: str) -> Path:
     return Path(out_dir) / f"{recording_id}{SUFFIX}"
 
 
+GLOB_CHARACTERS = "*?["
+
+
+def expand_recordings(pattern: str | Path) -> list[Path]:
+    """The recording files ``pattern`` names, sorted: a file, a folder (its ``*.h5`` one level
+    deep) or a glob (``data/*/*.h5``; ``**`` descends any depth) whose matching folders and
+    ``*.h5`` files give their recordings, each file once. FileNotFoundError when it names nothing."""
+    text = str(pattern)
+    if any(c in text for c in GLOB_CHARACTERS) and not Path(text).exists():
+        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+        if not matches:
+            raise FileNotFoundError(f"{text}: no file or folder matches this pattern")
+        found = [
+            path
+            for match in matches
+            if match.is_dir() or match.suffix == SUFFIX
+            for path in expand_recordings(match)
+        ]
+        return list(dict.fromkeys(found))  # a file matched itself and through its folder, once
+    path = Path(text)
+    if path.is_dir():
+        return sorted(path.glob(f"*{SUFFIX}"))
+    if path.is_file():
+        return [path]
+    raise FileNotFoundError(f"{path}: no such file or folder of recordings")
+
+
 def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
-    """Recording files named by ``paths`` (files, or folders searched one level deep), sorted."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(sorted(path.glob(f"*{SUFFIX}")))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder of recordings")
+    """Recording files named by ``paths`` (files, folders searched one level deep, or globs), in
+    the order given, each folder's or glob's files sorted."""
+    found = [path for pattern in paths for path in expand_recordings(pattern)]
     if not found:
-        raise FileNotFoundError(
-            f"no {SUFFIX} recordings in {', '.join(map(str, paths))}; "
-            "create some with `neuropoyo simulate --out DIR` or `neuropoyo prepare`"
-        )
+        raise no_recordings(paths)
     return found
+
+
+def no_recordings(paths: Sequence[str | Path]) -> FileNotFoundError:
+    """The error for ``paths`` naming no recording at all."""
+    return FileNotFoundError(
+        f"no {SUFFIX} recordings in {', '.join(map(str, paths))}; "
+        "create some with `neuropoyo simulate --out DIR` or `neuropoyo prepare`"
+    )
 
 
 @dataclass

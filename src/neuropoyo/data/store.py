@@ -34,7 +34,7 @@ import mmap
 import os
 import uuid
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import h5py
 import numpy as np
@@ -546,14 +546,15 @@ class RecordingFile:
         """Seconds of recorded data (the domain's total length, gaps excluded)."""
         return self._header.domain.total_duration()
 
-    def slice(self, start: float, end: float) -> Recording:
+    def slice(self, start: float, end: float, *, streams: Sequence[str] | None = None) -> Recording:
         """The window ``[start, end)``, times relative to ``start``: equal to
-        ``read_recording(path).slice(start, end)`` but reading only the window's bytes."""
+        ``read_recording(path).slice(start, end)`` but reading only the window's bytes, and only
+        the behavior ``streams`` named (default all; each must be in the file)."""
         arrays = self._attached()
         spikes = self._spikes(_rows(arrays[_TIMES], start, end), start)
         behavior = {
             name: self._stream(name, _rows(arrays[_stream_keys(name)[0]], start, end), start)
-            for name in self._stream_units
+            for name in (self._stream_units if streams is None else streams)
         }
         return dataclasses.replace(self._header.slice(start, end), spikes=spikes, behavior=behavior)
 

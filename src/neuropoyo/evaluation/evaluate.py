@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from neuropoyo import distributed
 from neuropoyo.checkpoint import TrainedModel, load_model
-from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.dataset import Dataset, load_dataset, run_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.devices import checked_device
 from neuropoyo.distributed import SINGLE, Ranks
@@ -39,12 +39,15 @@ TIME_TOLERANCE_S = 1e-6  # a query's absolute time maps back to its stream row w
 
 
 def recordings_for(
-    trained: TrainedModel, paths: Sequence[str | Path], *, train_spans: Sequence[Intervals] | None = None
+    trained: TrainedModel,
+    recordings: Dataset | Sequence[str | Path],
+    *,
+    train_spans: Sequence[Intervals] | None = None,
 ) -> RecordingSet:
-    """``paths`` read with the model's readouts, vocabularies and scales (their ids must be known);
-    train_spans as in RecordingSet."""
+    """``recordings`` (files, or a Dataset with per-source options) read with the model's readouts,
+    vocabularies and scales (their ids must be known); train_spans as in RecordingSet."""
     return RecordingSet(
-        paths,
+        recordings,
         readouts=trained.model.config.readouts,
         unit_vocab=trained.unit_vocab,
         session_vocab=trained.session_vocab,
@@ -79,10 +82,11 @@ def predict(
     progress: bool = True,
     ranks: Ranks = SINGLE,
 ) -> list[RecordingResult]:
-    """Stitched predictions on ``split``, one result per recording and readout stream it holds,
-    keeping the samples ``evaluation`` (default: the model's settings) scores. progress: a bar at a
-    terminal. ranks: in a distributed run each rank predicts every ``world``-th batch and the
-    stitched sums are added up across ranks, so every rank returns the one-process results."""
+    """Stitched predictions on ``split``, one result per recording and stream it decodes, keeping
+    the samples ``evaluation`` (default: the model's settings) scores, or those of the recording's
+    source's evaluation_intervals. progress: a bar at a terminal. ranks: in a distributed run each
+    rank predicts every ``world``-th batch and the stitched sums are added up across ranks, so
+    every rank returns the one-process results."""
     evaluation = evaluation or evaluation_config(trained)
     model = trained.model.to(device).eval()
     context = model.config.context_length_s
@@ -122,7 +126,9 @@ def predict(
     for (r, name), stream in streams.items():
         f = recordings.files[r]
         rows = np.flatnonzero(stitchers[(r, name)].covered)
-        rows = rows[split_evaluation_mask(f, spans[r], stream.timestamps[rows], evaluation)]
+        own = recordings.options[r].evaluation_intervals
+        scored = evaluation if own is None else evaluation.with_intervals(own)
+        rows = rows[split_evaluation_mask(f, spans[r], stream.timestamps[rows], scored)]
         predicted = recordings.normalizer.denormalize(
             stitchers[(r, name)].mean()[rows], f.info.brainset, name
         )
@@ -137,7 +143,7 @@ def predict(
 
 def evaluate(
     model: str | Path | TrainedModel,
-    data: Sequence[str | Path],
+    data: Dataset | Sequence[str | Path] | None,
     out_dir: str | Path,
     *,
     split: str = "test",
@@ -149,18 +155,25 @@ def evaluate(
 ) -> dict:
     """Score a trained model on ``split`` of ``data`` and write the report to ``out_dir``.
 
-    eval_intervals: interval names that count for every task instead of the model's settings
+    data: recording files, folders, globs or dataset files (:mod:`neuropoyo.data.dataset`); None:
+    the dataset the run of ``model`` (a run directory or a model folder in one) recorded in its
+    run.json, with its per-source options. eval_intervals: interval names that count for every
+    task and recording instead of the model's settings and the sources' evaluation_intervals
     (``["all"]``: the whole split). Returns the summary written to ``out_dir/metrics.json``.
     Under ``torchrun`` the ranks share the windows; rank 0 writes the report and every rank
     returns the same summary.
     """
     ranks = distributed.join(checked_device(device))
     device = checked_device(distributed.device_for(str(device), ranks))
+    if data is None and isinstance(model, TrainedModel):
+        raise ValueError("evaluate: name the recordings (data) to score an in-memory model on")
+    dataset = run_dataset(model) if data is None else load_dataset(data)
     trained = model if isinstance(model, TrainedModel) else load_model(model, device=device)
     evaluation = evaluation_config(trained)
     if eval_intervals:
         evaluation = evaluation.with_intervals(eval_intervals)
-    recordings = recordings_for(trained, find_recordings(data))
+        dataset = dataset.without_evaluation_intervals()
+    recordings = recordings_for(trained, dataset)
     results = predict(
         trained, recordings, split=split, evaluation=evaluation, batch_size=batch_size,
         num_workers=num_workers, device=device, progress=progress, ranks=ranks,

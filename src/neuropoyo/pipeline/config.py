@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from neuropoyo.data.normalize import SCALES
 from neuropoyo.errors import ConfigError
-from neuropoyo.settings import from_mapping
+from neuropoyo.settings import from_mapping, weights_by_name
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,7 @@ class LossConfig:
     def __post_init__(self):
         if self.scale not in SCALES:
             raise ConfigError(f"loss.scale must be one of {', '.join(SCALES)}; got {self.scale!r}")
-        if not isinstance(self.interval_weights, Mapping):
-            raise ConfigError(f"loss.interval_weights must map interval names to weights, got {self.interval_weights!r}")
-        weights = {}
-        for name, weight in self.interval_weights.items():
-            if not isinstance(name, str) or not name or isinstance(weight, bool) or not isinstance(weight, (int, float)):
-                raise ConfigError(f"loss.interval_weights: need name: number, got {name!r}: {weight!r}")
-            if not (math.isfinite(weight) and weight >= 0):
-                raise ConfigError(f"loss.interval_weights: weight of {name!r} must be finite and >= 0, got {weight}")
-            weights[name] = float(weight)
-        object.__setattr__(self, "interval_weights", weights)
+        object.__setattr__(self, "interval_weights", weights_by_name(self.interval_weights, field="loss.interval_weights"))
         factor = self.exclude_acceleration_factor
         if factor is not None and not (math.isfinite(factor) and factor > 0):
             raise ConfigError(f"loss.exclude_acceleration_factor must be > 0 or null, got {factor}")

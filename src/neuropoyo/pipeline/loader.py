@@ -35,7 +35,9 @@ from neuropoyo.tokenizer import Tokenizer
 def training_pipeline(
     recordings: RecordingSet, *, context_length_s: float, loss: LossConfig, augment: AugmentConfig
 ) -> Compose:
-    """Training split only -> excluded spans -> z-score -> unit dropout -> tokens -> weights -> outputs."""
+    """Training split only -> excluded spans -> z-score -> unit dropout -> tokens -> weights -> outputs.
+
+    Each recording's loss weights are its source's interval_weights, else ``loss.interval_weights``."""
     readouts = recordings.decoder_index
     return Compose(
         [
@@ -44,7 +46,9 @@ def training_pipeline(
             ZScore(recordings.normalizer, readouts),
             UnitDropout(augment.unit_dropout_min),
             Tokenize(Tokenizer(readouts=readouts, context_length_s=context_length_s)),
-            LossWeights(loss.interval_weights, readouts),
+            LossWeights(
+                loss.interval_weights, readouts, per_recording=[o.interval_weights for o in recordings.options]
+            ),
             SampleOutputs(loss.output_samples),
         ]
     )

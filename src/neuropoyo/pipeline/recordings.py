@@ -1,44 +1,54 @@
 """Many recordings read together: vocabulary rows, behavior scales and the spans of each split.
 
 A :class:`RecordingSet` opens recording files for windowed reads and knows, for each recording, its
-global unit and session rows and the behavior scale of its brainset. It reads windows; the
-transforms (:mod:`neuropoyo.pipeline.transforms`) turn them into tokens.
+global unit and session rows, the behavior scale of its brainset, the streams it decodes and the
+options of its source (:mod:`neuropoyo.data.dataset`). It reads windows, keeping a bounded number
+of files attached; the transforms (:mod:`neuropoyo.pipeline.transforms`) turn them into tokens.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from neuropoyo.data.dataset import Dataset, SourceOptions
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.store import RecordingFile, open_recording
-from neuropoyo.errors import DataError, MissingKeyError
+from neuropoyo.errors import ConfigError, DataError, MissingKeyError
 from neuropoyo.pipeline.samplers import Window
 from neuropoyo.pipeline.transforms import Sample
 from neuropoyo.vocab import Vocabulary, session_key_of, unit_keys
 
+DEFAULT_MAX_OPEN = 64  # recording files attached (memory-mapped) at a time, per process
+
 
 class RecordingSet:
-    """Recording files with their vocabulary rows and behavior scales.
+    """Recording files with their vocabulary rows, behavior scales and per-source options.
 
-    paths: recording files. readouts: the model's readouts, behavior stream name -> dim, in its
-    readout order (which gives each stream its decoder index); ``streams`` (default all of them)
-    are the ones read, and every recording must hold at least one. unit_vocab / session_vocab: the model's
-    vocabularies; ids of these recordings missing from them are appended (``grow``) or refused.
-    normalizer: fitted on the training splits with ``scale`` when not given. train_spans: per
-    recording, spans that replace its training split (e.g. a few-shot subset); the other splits
-    stay as the files have them.
+    recordings: a :class:`~neuropoyo.data.dataset.Dataset` (files with the options of their
+    source) or recording files (default options). readouts: the model's readouts, behavior stream
+    name -> dim, in its readout order (which gives each stream its decoder index); ``streams``
+    (default all of them) are the ones read. Each recording decodes the streams its source names
+    (default: every one of these it holds) and must hold at least one. unit_vocab / session_vocab:
+    the model's vocabularies; ids of these recordings missing from them are appended (``grow``) or
+    refused. normalizer: fitted on the training splits when not given, with each source's scale
+    (default ``scale``). train_spans: per recording, spans that replace its training split (e.g. a
+    few-shot subset); the other splits stay as the files have them.
+
+    Files are opened lazily: construction reads only their headers (units, intervals, layout), and
+    at most ``max_open`` of them (None: no limit) stay attached for windowed reads at a time, in
+    each process; the least recently read is closed first and opens again when read.
     """
 
     def __init__(
         self,
-        paths: Sequence[str | Path],
+        recordings: Dataset | Sequence[str | Path],
         *,
         readouts: Mapping[str, int],
         unit_vocab: Vocabulary | None = None,
@@ -48,18 +58,26 @@ class RecordingSet:
         grow: bool = True,
         train_spans: Sequence[Intervals] | None = None,
         streams: Sequence[str] | None = None,
+        max_open: int | None = DEFAULT_MAX_OPEN,
     ):
         unknown = sorted(set(streams or ()) - set(readouts))
         if unknown:
             raise ValueError(f"recordings: streams {unknown} are not readouts of the model ({list(readouts)})")
+        if max_open is not None and max_open < 1:
+            raise ValueError(f"recordings: max_open must be >= 1 or None, got {max_open}")
         self.decoder_index = {name: i for i, name in enumerate(readouts) if streams is None or name in streams}
         self.readouts = {name: readouts[name] for name in self.decoder_index}
-        self.files: list[RecordingFile] = [open_recording(p) for p in paths]
+        if not isinstance(recordings, Dataset):
+            paths = tuple(map(Path, recordings))
+            recordings = Dataset(paths, (SourceOptions(),) * len(paths))
+        self.options: list[SourceOptions] = list(recordings.options)
+        self.files: list[RecordingFile] = [open_recording(p) for p in recordings.paths]
         ids = [f.recording_id for f in self.files]
         if len(set(ids)) != len(ids):
-            raise DataError(f"recordings: duplicate recording ids in {list(map(str, paths))}")
-        for f in self.files:
-            self._check_streams(f)
+            raise DataError(f"recordings: duplicate recording ids in {list(map(str, recordings.paths))}")
+        self.streams = [self._decoded_streams(f, o) for f, o in zip(self.files, self.options)]
+        self.max_open = max_open
+        self._attached: OrderedDict[int, None] = OrderedDict()  # recording -> None, least recent first
         self.unit_vocab = unit_vocab if unit_vocab is not None else Vocabulary()
         self.session_vocab = session_vocab if session_vocab is not None else Vocabulary()
         self._register(grow)
@@ -71,8 +89,41 @@ class RecordingSet:
     def __len__(self) -> int:
         return len(self.files)
 
-    def _check_streams(self, f: RecordingFile) -> None:
-        present = [name for name in self.readouts if name in f.behavior_names]
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_attached": OrderedDict()}  # a copy's files are closed
+
+    @property
+    def weights(self) -> list[float]:
+        """The sampling weight of each recording (its source's)."""
+        return [o.weight for o in self.options]
+
+    def file(self, recording: int) -> RecordingFile:
+        """Recording ``recording``'s file, about to be read: it becomes the most recently used, and
+        the least recently used beyond ``max_open`` are closed."""
+        if self.max_open is not None:
+            self._attached[recording] = None
+            self._attached.move_to_end(recording)
+            while len(self._attached) > self.max_open:
+                self.files[self._attached.popitem(last=False)[0]].close()
+        return self.files[recording]
+
+    def _decoded_streams(self, f: RecordingFile, options: SourceOptions) -> tuple[str, ...]:
+        """The readout streams recording ``f`` decodes, in readout order; errors name the file."""
+        if options.streams is not None:
+            foreign = [name for name in options.streams if name not in self.readouts]
+            if foreign:
+                raise ConfigError(
+                    f"{f.path}: the dataset decodes stream(s) {foreign} but the model's readouts are "
+                    f"{list(self.readouts)}; add them to the model's readouts (e.g. --readout {foreign[0]})"
+                )
+            missing = [name for name in options.streams if name not in f.behavior_names]
+            if missing:
+                raise MissingKeyError(
+                    f"{f.path}: no behavior stream named {', '.join(missing)} (the dataset's streams "
+                    f"for it); found: {', '.join(f.behavior_names) or 'none'}"
+                )
+        wanted = self.readouts if options.streams is None else options.streams
+        present = tuple(name for name in self.readouts if name in wanted and name in f.behavior_names)
         if not present:
             raise MissingKeyError(
                 f"{f.path}: no behavior stream named {' or '.join(self.readouts)}; "
@@ -86,6 +137,7 @@ class RecordingSet:
                     f"model's readout {name!r} has {dim}; set readouts: {{{name}: "
                     f"{found}}} in the model config"
                 )
+        return present
 
     def _register(self, grow: bool) -> None:
         keys = [k for f in self.files for k in unit_keys(f)]
@@ -117,16 +169,30 @@ class RecordingSet:
 
     def readout_streams(self, recording: int) -> dict[str, TimeSeries]:
         """The whole readout streams recording ``recording`` holds (absolute times)."""
-        f = self.files[recording]
-        return {name: f.stream(name) for name in self.readouts if name in f.behavior_names}
+        f = self.file(recording)
+        return {name: f.stream(name) for name in self.streams[recording]}
 
     def _fit_normalizer(self, scale: str) -> Normalizer:
-        """Scales from the training split alone."""
-        samples: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+        """Scales from the training split alone, each brainset and stream with its source's scale."""
+        samples: dict[str, dict[tuple[str, str], list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+        chosen: dict[tuple[str, str], tuple[str, Path]] = {}
         for r, (f, spans) in enumerate(zip(self.files, self.split_spans("train"))):
+            mode = self.options[r].scale or scale
             for name, stream in self.readout_streams(r).items():
-                samples[(f.info.brainset, name)].append(stream.values[spans.contains(stream.timestamps)])
-        return Normalizer.fit(samples, scale=scale)
+                key = (f.info.brainset, name)
+                first = chosen.setdefault(key, (mode, f.path))
+                if first[0] != mode:
+                    raise ConfigError(
+                        f"dataset: brainset {key[0]!r}, stream {name!r} is scaled {first[0]} for "
+                        f"{first[1]} but {mode} for {f.path}; recordings of one brainset share a scale, "
+                        "so give their sources the same scale"
+                    )
+                samples[mode][key].append(stream.values[spans.contains(stream.timestamps)])
+        scales: dict[str, dict] = defaultdict(dict)
+        for mode, group in samples.items():
+            for brainset, streams in Normalizer.fit(group, scale=mode).scales.items():
+                scales[brainset].update(streams)
+        return Normalizer(dict(scales))
 
     def excluded_spans(self, factor: float | None) -> list[Intervals]:
         """Per recording, the spans of extreme acceleration of any readout stream (B.1), with the
@@ -144,12 +210,12 @@ class RecordingSet:
     def token_estimate(self, window: Window) -> int:
         """Input tokens of ``window`` before augmentation: its spikes plus a START and an END per
         unit (exact for a window inside one span of the recorded domain)."""
-        f = self.files[window.recording]
+        f = self.file(window.recording)
         return f.spike_count(window.start, window.end) + 2 * len(self.unit_rows[window.recording])
 
     def read(self, window: Window) -> Sample:
         """The window's recording (times relative to its start) with its vocabulary rows."""
-        data = self.files[window.recording].slice(window.start, window.end)
+        data = self.file(window.recording).slice(window.start, window.end, streams=self.streams[window.recording])
         if self.train_spans is not None:
             train = self.train_spans[window.recording].slice(window.start, window.end)
             data = dataclasses.replace(data, splits={**data.splits, "train": train})

@@ -29,28 +29,53 @@ class Window:
     stand_in: bool = False  # a copy a rank reads when its global batch left it none (RankBatches)
 
 
-def windows_per_epoch(spans: Sequence[Intervals], *, context_s: float) -> int:
-    """Random windows in one epoch: ceil(d / context_s) for a recording with d seconds of spans."""
-    return sum(math.ceil(s.total_duration() / context_s) for s in spans if s.total_duration() > 0)
+def _weights(spans: Sequence[Intervals], weights: Sequence[float] | None) -> list[float]:
+    """One sampling weight per recording (1 when ``weights`` is None)."""
+    if weights is None:
+        return [1.0] * len(spans)
+    if len(weights) != len(spans) or any(not (math.isfinite(w) and w >= 0) for w in weights):
+        raise ValueError(
+            f"training windows: need one finite weight >= 0 per recording ({len(spans)}), got {list(weights)}"
+        )
+    return [float(w) for w in weights]
+
+
+def window_count(duration: float, *, context_s: float, weight: float = 1.0) -> int:
+    """Random windows per epoch of a recording with ``duration`` s of spans: ceil(weight * d / context_s)."""
+    return math.ceil(weight * duration / context_s) if duration > 0 else 0
+
+
+def windows_per_epoch(
+    spans: Sequence[Intervals], *, context_s: float, weights: Sequence[float] | None = None
+) -> int:
+    """Random windows in one epoch: :func:`window_count` summed over the recordings."""
+    return sum(
+        window_count(s.total_duration(), context_s=context_s, weight=w) for s, w in zip(spans, _weights(spans, weights))
+    )
 
 
 def random_windows(
-    spans: Sequence[Intervals], *, context_s: float, rng: np.random.Generator
+    spans: Sequence[Intervals],
+    *,
+    context_s: float,
+    rng: np.random.Generator,
+    weights: Sequence[float] | None = None,
 ) -> list[Window]:
     """One epoch of random training windows over each recording's ``spans`` (e.g. its train split).
 
-    A recording with d seconds of spans gets ceil(d / context_s) windows. Each picks a span with
-    probability proportional to its length, then a start uniformly so that the window fits in the span;
-    a span shorter than the context gives a window covering it whole. Windows are shuffled across
-    recordings.
+    A recording with d seconds of spans and sampling weight w (``weights``, default 1) gets
+    ceil(w * d / context_s) windows, so w times its share at weight 1. Each picks a span with
+    probability proportional to its length, then a start uniformly so that the window fits in the
+    span; a span shorter than the context gives a window covering it whole. Windows are shuffled
+    across recordings.
     """
     windows = []
-    for index, recording_spans in enumerate(spans):
+    for index, (recording_spans, weight) in enumerate(zip(spans, _weights(spans, weights))):
         durations = recording_spans.durations()
         total = float(durations.sum())
-        if total <= 0:
+        n = window_count(total, context_s=context_s, weight=weight)
+        if n == 0:
             continue
-        n = int(np.ceil(total / context_s))
         pick = rng.choice(len(recording_spans), size=n, p=durations / total)
         room = np.maximum(durations[pick] - context_s, 0.0)
         start = recording_spans.start[pick] + rng.random(n) * room
@@ -91,13 +116,17 @@ class RandomWindowSampler(torch.utils.data.Sampler[Window]):
 
     Epoch e's windows are :func:`random_windows` drawn from the stream (seed, EPOCH_WINDOWS, e), so
     they depend on (seed, epoch) alone; :meth:`set_epoch` chooses the epoch and the position to start
-    from (to resume mid-epoch). Window i of epoch e gets ``key = (e, i)``.
+    from (to resume mid-epoch). Window i of epoch e gets ``key = (e, i)``. weights: the sampling
+    weight of each recording (default 1 each).
     """
 
-    def __init__(self, spans: Sequence[Intervals], *, context_s: float, seed: int):
+    def __init__(
+        self, spans: Sequence[Intervals], *, context_s: float, seed: int, weights: Sequence[float] | None = None
+    ):
         self.spans, self.context_s, self.seed = list(spans), context_s, seed
+        self.weights = _weights(self.spans, weights)
         self.epoch, self.start = 0, 0
-        self.windows_per_epoch = windows_per_epoch(self.spans, context_s=context_s)
+        self.windows_per_epoch = windows_per_epoch(self.spans, context_s=context_s, weights=self.weights)
 
     def set_epoch(self, epoch: int, *, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -107,7 +136,7 @@ class RandomWindowSampler(torch.utils.data.Sampler[Window]):
 
     def __iter__(self) -> Iterator[Window]:
         rng = seeding.stream(self.seed, seeding.EPOCH_WINDOWS, self.epoch)
-        windows = random_windows(self.spans, context_s=self.context_s, rng=rng)
+        windows = random_windows(self.spans, context_s=self.context_s, rng=rng, weights=self.weights)
         for i in range(self.start, len(windows)):
             yield dataclasses.replace(windows[i], key=(self.epoch, i))
 

@@ -183,15 +183,28 @@ def interval_weights(
 
 class LossWeights:
     """``target_weights`` (P,): the product of the weights of the intervals holding each query
-    (paper A.4.3: 5 inside reach), 0 inside :data:`EXCLUDED` spans."""
+    (paper A.4.3: 5 inside reach), 0 inside :data:`EXCLUDED` spans.
 
-    def __init__(self, weights: Mapping[str, float], readouts: Mapping[str, int]):
+    weights: interval name -> weight; per_recording: recording index -> weights that replace them
+    for that recording (None: ``weights``), e.g. a dataset source's interval_weights.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        readouts: Mapping[str, int],
+        *,
+        per_recording: Sequence[Mapping[str, float] | None] = (),
+    ):
         self.weights = {**weights, EXCLUDED: 0.0}
+        self.per_recording = [None if w is None else {**w, EXCLUDED: 0.0} for w in per_recording]
         self.readouts = dict(readouts)
 
     def __call__(self, sample: Sample, rng=None) -> Sample:
+        recording = sample.window.recording
+        own = self.per_recording[recording] if recording < len(self.per_recording) else None
         times = query_times(sample, self.readouts)
-        weights = interval_weights(times, intervals=sample.data.intervals, weights=self.weights)
+        weights = interval_weights(times, intervals=sample.data.intervals, weights=own or self.weights)
         return sample.replace(tokens={**sample.tokenized(), "target_weights": weights})
 
 

@@ -44,7 +44,7 @@ from neuropoyo.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from neuropoyo.data.directory import find_recordings
+from neuropoyo.data.dataset import RUN_INFO, Dataset, load_dataset, run_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.devices import checked_device
 from neuropoyo.errors import ConfigError, DataError, TrainingError
@@ -71,7 +71,6 @@ from neuropoyo.training.watch import NoValidationWarning, Watch, validate
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
-RUN_INFO = "run.json"
 METRICS = "metrics.csv"
 LOG_FIELDS = (
     "step", "epoch", "loss", "lr", "grad_norm", "seconds", "tokens", "padding", "rank_tokens", "valid_r2",
@@ -184,17 +183,17 @@ class _Log:
             self.board.close()
 
 
-def _setup(config: RunConfig, paths: list[Path], run_dir: Path, resume: bool, device, train_spans):
+def _setup(config: RunConfig, dataset: Dataset, run_dir: Path, resume: bool, device, train_spans):
     """(trained model, recordings, trainer state or None) for a fresh or resumed run."""
     checkpoint = run_dir / CHECKPOINT_DIR
     if resume:
         if not published_dir(checkpoint).is_dir():
             raise FileNotFoundError(f"{checkpoint}: no checkpoint to resume from")
         trained = load_model(checkpoint, device=device)
-        recordings = recordings_for(trained, paths, train_spans=train_spans)
+        recordings = recordings_for(trained, dataset, train_spans=train_spans)
         return trained, recordings, load_trainer_state(checkpoint)
     recordings = RecordingSet(
-        paths, readouts=config.model.readouts, scale=config.loss.scale, train_spans=train_spans
+        dataset, readouts=config.model.readouts, scale=config.loss.scale, train_spans=train_spans
     )
     model_config = dataclasses.replace(
         config.model,
@@ -235,12 +234,13 @@ def _check_run_dir(run_dir: Path, model: torch.nn.Module) -> None:
         )
 
 
-def _run_info(config: RunConfig, paths: list[Path], total_steps: int | None, train_spans) -> dict:
+def _run_info(config: RunConfig, dataset: Dataset, total_steps: int | None, train_spans) -> dict:
     return {
         "neuropoyo_version": __version__,
         "git_commit": _git_commit(),
         "config": config.to_dict(),
-        "data": [str(p.resolve()) for p in paths],
+        "data": [str(p.resolve()) for p in dataset.paths],
+        "dataset": dataset.to_dict(),
         "train_spans": None if train_spans is None else [span_list(s) for s in train_spans],
         "total_steps": total_steps,
         "torch": torch.__version__,
@@ -273,6 +273,8 @@ def _check_resume(run_dir: Path, info: dict) -> None:
     problems = [f"config {key}: {_lookup(started['config'], key)!r} -> {_lookup(info['config'], key)!r}" for key in changed]
     if started.get("data") is not None and started["data"] != info["data"]:
         problems.append(f"data: {started['data']} -> {info['data']}")
+    elif started.get("dataset") is not None and started["dataset"] != info["dataset"]:
+        problems.append("the dataset's per-source options (streams, scale, weights, intervals) differ")
     if started.get("train_spans") != info["train_spans"]:
         problems.append("the training spans (few-shot subset) differ from the interrupted run's")
     if info["total_steps"] is not None and started.get("total_steps") not in (None, info["total_steps"]):
@@ -284,7 +286,8 @@ def _check_resume(run_dir: Path, info: dict) -> None:
         raise ConfigError(
             f"{run_dir}: --resume must continue the same run, but this call changes\n  - "
             + "\n  - ".join(problems)
-            + f"\nresume with the --config, --data and --max-steps/--epochs of {path}, or train into a new --out"
+            + f"\nresume with the --config, --data (or no --data: the run's own) and --max-steps/--epochs of {path}, "
+            "or train into a new --out"
         )
 
 
@@ -323,7 +326,7 @@ def _restore_random_states(state: dict, device: torch.device, ranks: Ranks, seed
 
 def train(
     config: RunConfig,
-    data: Sequence[str | Path],
+    data: Dataset | Sequence[str | Path] | None,
     run_dir: str | Path,
     *,
     resume: bool = False,
@@ -332,32 +335,36 @@ def train(
     train_spans: Sequence[Intervals] | None = None,
     after_step: Callable[[int, TrainedModel], None] | None = None,
 ) -> TrainResult:
-    """Train POYO on the training splits of ``data`` (recording files or folders) into ``run_dir``.
+    """Train POYO on the training splits of ``data`` into ``run_dir``.
 
+    data: recording files, folders, globs or dataset files with per-source options
+    (:mod:`neuropoyo.data.dataset`); None on ``resume``: the dataset recorded in ``run.json``.
     train_spans: one Intervals per recording to train on instead of its training split (a few-shot
     subset, :func:`~neuropoyo.data.directory.few_shot_spans`); after_step: as in :func:`fit`.
     run_dir gets ``model/`` (final model directory), ``best/`` (the best model on validation),
     ``checkpoint/`` (latest training checkpoint), ``metrics.csv`` (loss per step, validation R2 and
-    prediction spread where scored), ``run.json`` (resolved config, data, version, git commit).
-    ``resume`` continues from ``checkpoint/`` and refuses a config, data list or length that differs
-    from ``run.json``.
+    prediction spread where scored), ``run.json`` (resolved config, data and dataset with its
+    options, version, git commit). ``resume`` continues from ``checkpoint/`` and refuses a config,
+    dataset or length that differs from ``run.json``.
     """
     ranks = distributed.join(checked_device(device))
     device = checked_device(distributed.device_for(str(device), ranks))
     seed = config.training.seed
     torch.manual_seed(seeding.torch_seed(seed))
     run_dir = Path(run_dir)
-    paths = find_recordings(data)
+    if data is None and not resume:
+        raise ConfigError("training: name the recordings to train on (--data); only --resume reads them from run.json")
+    dataset = run_dataset(run_dir) if data is None else load_dataset(data)
     if resume:
-        _check_resume(run_dir, _run_info(config, paths, None, train_spans))
-    trained, recordings, state = _setup(config, paths, run_dir, resume, device, train_spans)
+        _check_resume(run_dir, _run_info(config, dataset, None, train_spans))
+    trained, recordings, state = _setup(config, dataset, run_dir, resume, device, train_spans)
     if ranks.rank > 0:  # the same initial weights on every rank, dropout masks of its own
         torch.manual_seed(seeding.torch_seed(seed, ranks.rank))
     if ranks.is_main:  # the one rank that writes
         _check_run_dir(run_dir, trained.model)
     batches = epoch_batches(recordings, config)
     total_steps = run_length(config.training, batches)
-    info = _run_info(config, paths, total_steps, train_spans)
+    info = _run_info(config, dataset, total_steps, train_spans)
     if resume:
         _check_resume(run_dir, info)
     elif ranks.is_main:
@@ -419,7 +426,9 @@ def epoch_batches(recordings: RecordingSet, config: RunConfig) -> EpochBatches:
     """The random training batches of ``recordings``, epoch after epoch (seeded by the config)."""
     tc = config.training
     spans = recordings.split_spans("train")
-    windows = RandomWindowSampler(spans, context_s=config.model.context_length_s, seed=tc.seed)
+    windows = RandomWindowSampler(
+        spans, context_s=config.model.context_length_s, seed=tc.seed, weights=recordings.weights
+    )
     if windows.windows_per_epoch == 0:
         names = [str(f.path) for f in recordings.files]
         raise DataError(f"training: the recordings {names} hold no training split")
