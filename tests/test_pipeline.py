@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import build_recording
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from neuropoyo import seeding
@@ -174,7 +174,8 @@ def test_training_windows_see_only_the_train_split(seed, trials, split_seed, epo
         random_recording(seed, trials=trials), valid_fraction=0.2, test_fraction=0.2, seed=split_seed
     )
     held_out = recording.splits["valid"].union(recording.splits["test"])
-    assert held_out.total_duration() > 0 and recording.splits["train"].total_duration() > 0
+    # a recording whose domain holds only one or two trials has no held-out trial to leak
+    assume(held_out.total_duration() > 0 and recording.splits["train"].total_duration() > 0)
     with tempfile.TemporaryDirectory() as tmp:
         recordings = RecordingSet(write([recording], tmp), readouts=READOUTS)
         pipeline = training_pipeline(

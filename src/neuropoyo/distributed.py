@@ -81,7 +81,10 @@ def join(device: torch.device) -> Ranks:
     and return this process's ranks; the one-process ranks when the run is not distributed."""
     ranks = from_environment()
     if ranks.distributed and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = "gloo"
+        if device.type == "cuda":  # one GPU per process, chosen before NCCL opens
+            torch.cuda.set_device(ranks.local_rank)
+            backend = "nccl"
         dist.init_process_group(backend=backend, rank=ranks.rank, world_size=ranks.world)
     return ranks
 
