@@ -79,6 +79,11 @@ def test_the_grid_runs_resumes_and_writes_its_files(data, tmp_path, monkeypatch)
     monkeypatch.setattr(experiment, "train", refuse)
     again = experiment.run_scaling(tmp_path, plan, data, log=lambda _: None)
     assert again == json.loads((tmp_path / "scaling.json").read_text()) == results
+    longer = ScalingPlan(config=CONFIG, depths=(1, 2), recordings=(1, 2), steps=4)
+    with pytest.raises(ConfigError, match=r"single/.*\.json was fitted with another run file, number of steps"):
+        experiment.run_scaling(tmp_path, longer, data, log=lambda _: None)
+    with pytest.raises(ConfigError, match="set of recordings"):
+        experiment.run_scaling(tmp_path, plan, [data[1], data[0]], log=lambda _: None)  # another order
 
 
 def test_parameter_counts_are_the_models_own(data, tmp_path):

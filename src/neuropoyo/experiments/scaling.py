@@ -42,7 +42,7 @@ from neuropoyo.experiments.transfer import _cached
 from neuropoyo.io import write_text_atomic
 from neuropoyo.pipeline import RecordingSet, WindowDataset, training_pipeline, window_loader
 from neuropoyo.training.config import RunConfig
-from neuropoyo.training.loop import epoch_batches, train
+from neuropoyo.training.loop import RUN_INFO, epoch_batches, train
 
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)  # of the steps, where the curve scores the model
 EMBEDDINGS = ("unit_embedding", "session_embedding", "other_embeddings")
@@ -167,6 +167,21 @@ def fit(config: RunConfig, paths: Sequence[Path], run_dir: Path, device: str) ->
     }
 
 
+def _fit_once(config: RunConfig, paths: Sequence[Path], folder: Path, device: str, log: Log, what: str) -> dict:
+    """The fit's record, stored as ``<folder>.json``: made by :func:`fit`, or read back when its
+    run (``<folder>/run.json``) trained the same run file on the same recordings."""
+    stored = folder.with_suffix(".json")
+    if stored.is_file():
+        started = json.loads((folder / RUN_INFO).read_text())
+        same = json.loads(json.dumps(config.to_dict())) == started["config"]
+        if not same or started["data"] != [str(p.resolve()) for p in paths]:
+            raise ConfigError(
+                f"experiment scaling: {stored} was fitted with another run file, number of steps or set of "
+                f"recordings ({folder / RUN_INFO}); rerun with the options of that experiment or choose a new --out"
+            )
+    return _cached(stored, lambda: fit(config, paths, folder, device), log, what)
+
+
 def simulated_recordings(folder: Path, *, animals: int = 4, sessions: int = 2, trials: int = 100) -> list[Path]:
     """``animals`` x ``sessions`` days of simulated center-out reaching in ``folder``, ordered day by
     day (animal 0 day 0, animal 1 day 0, ...), so the first N recordings span min(N, animals) animals."""
@@ -193,10 +208,8 @@ def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, lo
     base = plan.base
     singles = {}
     for rid, path in zip(ids[: max(plan.recordings)], paths):
-        folder = out / "runs" / "single" / rid
-        singles[rid] = _cached(out / "runs" / "single" / f"{rid}.json",
-                               lambda path=path, folder=folder: fit(base, [path], folder, plan.device),
-                               log, f"single-session {rid}")
+        singles[rid] = _fit_once(base, [path], out / "runs" / "single" / rid, plan.device, log,
+                                 f"single-session {rid}")
     rows = [{"kind": "single", **record} for record in singles.values()]
     for config in plan.models():
         for n in sorted(plan.recordings):
@@ -205,9 +218,7 @@ def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, lo
                 record = singles[ids[0]]
             else:
                 folder = out / "runs" / model_name(config) / f"{n}_recordings"
-                record = _cached(folder.with_suffix(".json"),
-                                 lambda config=config, n=n, folder=folder: fit(config, paths[:n], folder, plan.device),
-                                 log, name)
+                record = _fit_once(config, paths[:n], folder, plan.device, log, name)
             reference = float(np.mean([singles[rid]["r2"] for rid in ids[:n]]))
             rows.append({"kind": "multi", **record, "single_session_r2": reference})
     results = {"recordings": ids[: max(plan.recordings)], "rows": rows}
