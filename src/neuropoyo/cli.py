@@ -295,7 +295,8 @@ def _counts(option: str, text: str) -> tuple[int, ...]:
         raise CommandError(f"{option}: expected whole numbers separated by commas, got {text!r}") from None
 
 
-SCALING_DEFAULTS = {"depths": "1,2,4", "recordings": "1,3,6", "animals": 3, "sessions": 2, "trials": 100}
+SCALING_DEFAULTS = {"depths": "1,2,4", "recordings": "3,6", "animals": 3, "sessions": 2, "trials": 100}
+SCALING_RUN = "cpu_small_multi_run.yaml"  # lr 4e-3: at the CPU recipe's 1e-2 multi-session models collapsed
 SCALING_QUICK = {"depths": "1,2", "recordings": "1,2", "steps": 20, "animals": 2, "sessions": 1, "trials": 24}
 
 
@@ -310,6 +311,8 @@ def cmd_experiment_scaling(args: argparse.Namespace) -> None:
     for name, value in {**SCALING_DEFAULTS, **(SCALING_QUICK if args.quick else {})}.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.steps is None and args.data is None:
+        args.steps = experiment.SIMULATED_STEPS
     out = Path(args.out)
     plan = experiment.ScalingPlan(
         config=RunConfig.from_yaml(args.config), depths=_counts("--depths", args.depths),
@@ -743,11 +746,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scaling.add_argument("--out", required=True, help="folder of the results, table and figure")
     scaling.add_argument("--data", nargs="+", help="recording files or folders, used in this order (default: simulated)")
-    scaling.add_argument("--config", default=CPU_RUN, help=f"run file of every fit (default {CPU_RUN})")
+    scaling.add_argument("--config", default=SCALING_RUN, help=f"run file of every fit (default {SCALING_RUN})")
     scaling.add_argument("--depths", help="self-attention depths, comma-separated (default 1,2,4)")
     scaling.add_argument("--widths", help="model widths (dim), comma-separated (default: the run file's)")
-    scaling.add_argument("--recordings", help="numbers of recordings to train on, comma-separated (default 1,3,6)")
-    scaling.add_argument("--steps", type=COUNT, help="optimisation steps of every fit (default: the run file's)")
+    scaling.add_argument("--recordings", help="numbers of recordings to train on, comma-separated (default 3,6)")
+    scaling.add_argument("--steps", type=COUNT, help="optimisation steps of every fit (default: 400 on simulated "
+                         "data, else the run file's)")
     scaling.add_argument("--animals", type=COUNT, help="simulated animals (default 3)")
     scaling.add_argument("--sessions", type=COUNT, help="simulated days per animal (default 2)")
     scaling.add_argument("--trials", type=COUNT, help="simulated trials per recording (default 100)")

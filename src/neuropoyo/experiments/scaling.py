@@ -44,6 +44,7 @@ from neuropoyo.pipeline import RecordingSet, WindowDataset, training_pipeline, w
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.loop import RUN_INFO, epoch_batches, train
 
+SIMULATED_STEPS = 400  # per fit on the default simulated data: the grid took 23 min on 2 shared cores
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)  # of the steps, where the curve scores the model
 EMBEDDINGS = ("unit_embedding", "session_embedding", "other_embeddings")
 CSV_FIELDS = ("kind", "model", "depth", "dim", "params", "non_embedding_params", "recordings", "steps",
