@@ -6,7 +6,9 @@ width change) and one single-session POYO per recording of the largest set with 
 model: the single-session average is the reference every multi-session model is measured against,
 on the same recordings. Each model is scored as ``neuropoyo evaluate`` scores it (its best model on
 validation, the test split of every recording it trained on), and during training at a few steps
-(its current weights) for the curve of test R2 against training tokens.
+(its current weights) for the curve of test R2 against training tokens. That scoring draws its
+DataLoader seed from torch's random stream, so a fit's dropout masks differ from those of a plain
+``neuropoyo train`` of the same run file: the same recipe, another draw of its noise.
 
 Training tokens are counted from the training batches themselves: the batches of a run are a pure
 function of its run file and recordings (windows and augmentation are seeded), so they are drawn
@@ -183,7 +185,7 @@ def _fit_once(config: RunConfig, paths: Sequence[Path], folder: Path, device: st
     return _cached(stored, lambda: fit(config, paths, folder, device), log, what)
 
 
-def simulated_recordings(folder: Path, *, animals: int = 4, sessions: int = 2, trials: int = 100) -> list[Path]:
+def simulated_recordings(folder: Path, *, animals: int = 3, sessions: int = 2, trials: int = 100) -> list[Path]:
     """``animals`` x ``sessions`` days of simulated center-out reaching in ``folder``, ordered day by
     day (animal 0 day 0, animal 1 day 0, ...), so the first N recordings span min(N, animals) animals."""
     if not folder.is_dir():
