@@ -297,6 +297,49 @@ def cmd_experiment_transfer(args: argparse.Namespace) -> None:
     print(f"table in {out / 'table.md'}; figures and results.json in {out}")
 
 
+def _counts(option: str, text: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise CommandError(f"{option}: expected whole numbers separated by commas, got {text!r}") from None
+
+
+SCALING_DEFAULTS = {"depths": "1,2,4", "recordings": "3,6", "animals": 3, "sessions": 2, "trials": 100}
+SCALING_RUN = "cpu_small_multi_run.yaml"  # lr 4e-3: at the CPU recipe's 1e-2 multi-session models collapsed
+SCALING_QUICK = {"depths": "1,2", "recordings": "1,2", "steps": 20, "animals": 2, "sessions": 1, "trials": 24}
+
+
+def cmd_experiment_scaling(args: argparse.Namespace) -> None:
+    from neuropoyo.data.directory import find_recordings
+    from neuropoyo.experiments import scaling as experiment
+    from neuropoyo.training.config import RunConfig
+
+    simulation_options = [f"--{name}" for name in ("animals", "sessions", "trials") if getattr(args, name) is not None]
+    if args.data is not None and simulation_options:
+        raise CommandError(f"{', '.join(simulation_options)} size the simulated data; drop them with --data")
+    for name, value in {**SCALING_DEFAULTS, **(SCALING_QUICK if args.quick else {})}.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.steps is None and args.data is None:
+        args.steps = experiment.SIMULATED_STEPS
+    out = Path(args.out)
+    plan = experiment.ScalingPlan(
+        config=RunConfig.from_yaml(args.config), depths=_counts("--depths", args.depths),
+        widths=_counts("--widths", args.widths) if args.widths is not None else None,
+        recordings=_counts("--recordings", args.recordings), steps=args.steps, device=args.device,
+    )
+    if args.data is None:
+        paths = experiment.simulated_recordings(
+            out / "data", animals=args.animals, sessions=args.sessions, trials=args.trials
+        )
+        print(f"simulated recordings in {out / 'data'}")
+    else:
+        paths = find_recordings(args.data)
+    experiment.run_scaling(out, plan, paths)
+    print(f"table in {out / 'table.md'}; scaling.csv, scaling.json and scaling.png in {out}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from neuropoyo import distributed
     from neuropoyo.evaluation.evaluate import evaluate
@@ -773,6 +816,28 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--reid-steps", type=NON_NEGATIVE, default=1000, help="re-identification steps (0: skip; default 1000)")
     transfer.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     transfer.set_defaults(func=cmd_experiment_transfer)
+    scaling = experiments.add_parser(
+        "scaling", help="R2 against model size and training tokens, multi- vs single-session (Figure 3)",
+        description="Train POYO of several depths (and widths) on the first N recordings, and one "
+        "single-session POYO per recording with the run file's model, all with the same run file and "
+        "steps; score each on the test splits of its recordings and plot test R2 against parameters "
+        "and training tokens, with the single-session average as reference. Without --data it "
+        "simulates 3 animals x 2 days. A rerun into the same --out skips finished fits.",
+    )
+    scaling.add_argument("--out", required=True, help="folder of the results, table and figure")
+    scaling.add_argument("--data", nargs="+", help="recording files or folders, used in this order (default: simulated)")
+    scaling.add_argument("--config", default=SCALING_RUN, help=f"run file of every fit (default {SCALING_RUN})")
+    scaling.add_argument("--depths", help="self-attention depths, comma-separated (default 1,2,4)")
+    scaling.add_argument("--widths", help="model widths (dim), comma-separated (default: the run file's)")
+    scaling.add_argument("--recordings", help="numbers of recordings to train on, comma-separated (default 3,6)")
+    scaling.add_argument("--steps", type=COUNT, help="optimisation steps of every fit (default: 400 on simulated "
+                         "data, else the run file's)")
+    scaling.add_argument("--animals", type=COUNT, help="simulated animals (default 3)")
+    scaling.add_argument("--sessions", type=COUNT, help="simulated days per animal (default 2)")
+    scaling.add_argument("--trials", type=COUNT, help="simulated trials per recording (default 100)")
+    scaling.add_argument("--quick", action="store_true", help="a tiny grid for smoke tests (2 recordings, 20 steps)")
+    scaling.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    scaling.set_defaults(func=cmd_experiment_scaling)
     return parser
 
 

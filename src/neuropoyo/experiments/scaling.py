@@ -1,0 +1,298 @@
+"""Scaling with model size and data (paper Figure 3), and multi-session against single-session POYO.
+
+``neuropoyo experiment scaling`` trains one POYO per (width, depth, N) on the first N recordings
+(same run file and number of steps for every fit; only the self-attention depth and, optionally, the
+width change) and one single-session POYO per recording of the largest set with the run file's own
+model: the single-session average is the reference every multi-session model is measured against,
+on the same recordings. Each model is scored as ``neuropoyo evaluate`` scores it (its best model on
+validation, the test split of every recording it trained on), and during training at a few steps
+(its current weights) for the curve of test R2 against training tokens. That scoring draws its
+DataLoader seed from torch's random stream, so a fit's dropout masks differ from those of a plain
+``neuropoyo train`` of the same run file: the same recipe, another draw of its noise.
+
+Training tokens are counted from the training batches themselves: the batches of a run are a pure
+function of its run file and recordings (windows and augmentation are seeded), so they are drawn
+again through the training pipeline and the real (unpadded) input tokens summed: spikes plus the
+START and END delimiters of every unit.
+
+Every finished fit is written to ``OUT/runs/<model>/<N>_recordings.json`` (single-session:
+``OUT/runs/single/<recording>.json``); a rerun into the same folder skips them. Results go to
+``scaling.csv``, ``scaling.json``, ``table.md`` and ``scaling.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from neuropoyo.checkpoint import TrainedModel, load_model
+from neuropoyo.data.directory import find_recordings, write_dataset
+from neuropoyo.data.simulate import simulate_dataset
+from neuropoyo.data.store import open_recording
+from neuropoyo.errors import ConfigError
+from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
+from neuropoyo.evaluation.report import new_figure, save_png, summarize
+from neuropoyo.experiments.transfer import _cached
+from neuropoyo.io import write_text_atomic
+from neuropoyo.pipeline import RecordingSet, WindowDataset, training_pipeline, window_loader
+from neuropoyo.training.config import RunConfig
+from neuropoyo.training.loop import RUN_INFO, epoch_batches, train
+
+SIMULATED_STEPS = 400  # per fit on the default simulated data: the grid took 23 min on 2 shared cores
+CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)  # of the steps, where the curve scores the model
+EMBEDDINGS = ("unit_embedding", "session_embedding", "other_embeddings")
+CSV_FIELDS = ("kind", "model", "depth", "dim", "params", "non_embedding_params", "recordings", "steps",
+              "tokens", "mean_r2", "single_session_mean_r2")
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ScalingPlan:
+    """What the experiment fits.
+
+    config: the run file of every fit. depths: self-attention depths. widths: model dims (None: the
+    run file's). recordings: the numbers N of recordings (the first N) each model trains on.
+    steps: optimisation steps of every fit (None: the run file's).
+    """
+
+    config: RunConfig
+    depths: tuple[int, ...] = (1, 2, 4)
+    widths: tuple[int, ...] | None = None
+    recordings: tuple[int, ...] = (1, 2, 4, 8)
+    steps: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if not self.depths or any(d < 0 for d in self.depths):
+            raise ConfigError(f"experiment scaling: need one or more depths >= 0, got {list(self.depths)}")
+        if self.widths is not None and (not self.widths or any(w < 1 for w in self.widths)):
+            raise ConfigError(f"experiment scaling: need one or more widths >= 1, got {list(self.widths)}")
+        if not self.recordings or any(n < 1 for n in self.recordings):
+            raise ConfigError(f"experiment scaling: need one or more recording counts >= 1, got {list(self.recordings)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"experiment scaling: steps must be >= 1, got {self.steps}")
+
+    @property
+    def base(self) -> RunConfig:
+        """The run file with this plan's steps: the single-session recipe."""
+        return self.config if self.steps is None else self.config.with_training(max_steps=self.steps)
+
+    def models(self) -> list[RunConfig]:
+        """One run file per (width, depth), widths outer."""
+        widths = self.widths or (self.config.model.dim,)
+        return [
+            dataclasses.replace(self.base, model=dataclasses.replace(self.base.model, dim=w, depth=d))
+            for w, d in itertools.product(widths, self.depths)
+        ]
+
+    def check_recordings(self, available: int) -> None:
+        if max(self.recordings) > available:
+            raise ConfigError(
+                f"experiment scaling: asked for up to {max(self.recordings)} recordings but the data hold "
+                f"{available}; lower --recordings or give more recordings"
+            )
+
+
+def model_name(config: RunConfig) -> str:
+    return f"depth{config.model.depth}_dim{config.model.dim}"
+
+
+def batch_tokens(batch: dict) -> int:
+    """Real input tokens of a collated batch: its unpadded (B, M) ``input_mask`` entries."""
+    return int(batch["input_mask"].sum())
+
+
+def tokens_seen(config: RunConfig, paths: Sequence[Path], steps: Sequence[int]) -> dict[int, int]:
+    """{step: input tokens of the training batches up to and including that step} of a run of
+    ``config`` on ``paths``, drawn again exactly as :func:`~neuropoyo.training.loop.train` draws them."""
+    recordings = RecordingSet(list(paths), readouts=config.model.readouts, scale=config.loss.scale)
+    pipeline = training_pipeline(
+        recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
+    )
+    loader = window_loader(
+        WindowDataset(recordings, pipeline, seed=config.training.seed), epoch_batches(recordings, config),
+        num_workers=config.training.num_workers, pin_memory=False,
+    )
+    wanted, total, counts = set(steps), 0, {}
+    for step, (_, batch) in enumerate(itertools.islice(loader, max(steps)), start=1):
+        total += batch_tokens(batch)
+        if step in wanted:
+            counts[step] = total
+    return counts
+
+
+def parameter_counts(trained: TrainedModel) -> tuple[int, int]:
+    """(all parameters, parameters outside the unit, session and other embedding tables)."""
+    groups = trained.model.parameter_groups()
+    return sum(groups.values()), sum(n for g, n in groups.items() if g not in EMBEDDINGS)
+
+
+def test_r2(trained: TrainedModel, paths: Sequence[Path]) -> dict[str, float]:
+    """{recording id: test R2} of ``trained`` on each recording, scored as ``neuropoyo evaluate`` does."""
+    results = predict(trained, recordings_for(trained, paths), split="test", evaluation=evaluation_config(trained),
+                      progress=False)
+    return {rid: record["r2"] for rid, record in summarize(results, split="test")["recordings"].items()}
+
+
+def curve_steps(total: int) -> list[int]:
+    return sorted({max(1, round(f * total)) for f in CURVE_FRACTIONS})
+
+
+def fit(config: RunConfig, paths: Sequence[Path], run_dir: Path, device: str) -> dict:
+    """Train ``config`` on ``paths`` into ``run_dir`` and score it: the fit's JSON record."""
+    total = config.training.max_steps
+    points = curve_steps(total)
+    curve: dict[int, float] = {}
+
+    def score(step: int, trained: TrainedModel) -> None:
+        if step in points:
+            curve[step] = float(np.mean(list(test_r2(trained, paths).values())))
+
+    train(config, list(paths), run_dir, device=device, progress=False, after_step=score)
+    trained = load_model(run_dir)  # the best model on validation, as `neuropoyo evaluate` takes it
+    per_recording = test_r2(trained, paths)
+    tokens = tokens_seen(config, paths, points)
+    params, non_embedding = parameter_counts(trained)
+    return {
+        "model": model_name(config), "depth": config.model.depth, "dim": config.model.dim,
+        "params": params, "non_embedding_params": non_embedding, "recordings": len(paths), "steps": total,
+        "tokens": tokens[total], "r2": float(np.mean(list(per_recording.values()))),
+        "r2_per_recording": per_recording,
+        "curve": [[step, tokens[step], curve[step]] for step in points],  # [step, tokens, test R2]
+    }
+
+
+def _fit_once(config: RunConfig, paths: Sequence[Path], folder: Path, device: str, log: Log, what: str) -> dict:
+    """The fit's record, stored as ``<folder>.json``: made by :func:`fit`, or read back when its
+    run (``<folder>/run.json``) trained the same run file on the same recordings."""
+    stored = folder.with_suffix(".json")
+    if stored.is_file():
+        started = json.loads((folder / RUN_INFO).read_text())
+        same = json.loads(json.dumps(config.to_dict())) == started["config"]
+        if not same or started["data"] != [str(p.resolve()) for p in paths]:
+            raise ConfigError(
+                f"experiment scaling: {stored} was fitted with another run file, number of steps or set of "
+                f"recordings ({folder / RUN_INFO}); rerun with the options of that experiment or choose a new --out"
+            )
+    return _cached(stored, lambda: fit(config, paths, folder, device), log, what)
+
+
+def simulated_recordings(folder: Path, *, animals: int = 3, sessions: int = 2, trials: int = 100) -> list[Path]:
+    """``animals`` x ``sessions`` days of simulated center-out reaching in ``folder``, ordered day by
+    day (animal 0 day 0, animal 1 day 0, ...), so the first N recordings span min(N, animals) animals."""
+    if not folder.is_dir():
+        recordings = simulate_dataset(n_animals=animals, sessions_per_animal=sessions, tasks=("center_out",),
+                                      n_trials=trials)
+        write_dataset(recordings, folder)
+    by_id = {open_recording(p).recording_id: p for p in find_recordings([folder])}
+    return [by_id[rid] for rid in sorted(by_id, key=lambda rid: (_day(rid), rid))]
+
+
+def _day(recording_id: str) -> str:
+    return next((part for part in recording_id.split("_") if part.startswith("day")), "")
+
+
+def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, log: Log = print) -> dict:
+    """Run the experiment on ``paths`` (in this order) into ``out``; returns (and writes to
+    ``out/scaling.json``) every fit."""
+    out, paths = Path(out), [Path(p) for p in paths]
+    plan.check_recordings(len(paths))
+    ids = [open_recording(p).recording_id for p in paths]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"experiment scaling: recording ids repeat in {ids}; give each recording once")
+    base = plan.base
+    singles = {}
+    for rid, path in zip(ids[: max(plan.recordings)], paths):
+        singles[rid] = _fit_once(base, [path], out / "runs" / "single" / rid, plan.device, log,
+                                 f"single-session {rid}")
+    rows = [{"kind": "single", **record} for record in singles.values()]
+    for config in plan.models():
+        for n in sorted(plan.recordings):
+            name = f"{model_name(config)} on {n} recordings"
+            if n == 1 and config == base:  # the single-session fit of the first recording
+                record = singles[ids[0]]
+            else:
+                folder = out / "runs" / model_name(config) / f"{n}_recordings"
+                record = _fit_once(config, paths[:n], folder, plan.device, log, name)
+            reference = float(np.mean([singles[rid]["r2"] for rid in ids[:n]]))
+            rows.append({"kind": "multi", **record, "single_session_r2": reference})
+    results = {"recordings": ids[: max(plan.recordings)], "rows": rows}
+    write_text_atomic(out / "scaling.json", json.dumps(results, indent=2))
+    write_text_atomic(out / "scaling.csv", format_csv(rows, results["recordings"]))
+    write_text_atomic(out / "table.md", format_table(rows, results["recordings"]))
+    figure = save_png(plot_scaling(rows), out / "scaling.png")
+    log("\n" + format_table(rows, results["recordings"]))
+    log(f"figure: {figure}")
+    return results
+
+
+def format_csv(rows: list[dict], recordings: Sequence[str]) -> str:
+    """One line per fit: the CSV_FIELDS, then test R2 per recording (blank where not trained on)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*CSV_FIELDS, *(f"r2_{rid}" for rid in recordings)])
+    for row in rows:
+        values = {**row, "mean_r2": row["r2"], "single_session_mean_r2": row.get("single_session_r2", "")}
+        writer.writerow([*(values[f] for f in CSV_FIELDS),
+                         *(row["r2_per_recording"].get(rid, "") for rid in recordings)])
+    return buffer.getvalue()
+
+
+def format_table(rows: list[dict], recordings: Sequence[str]) -> str:
+    """Markdown: every multi-session fit against the single-session average on its recordings, then
+    the largest fits per recording against the single-session model of that recording."""
+    lines = ["| model | params (non-embedding) | recordings | steps | tokens | test R2 | single-session avg | difference |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    multi = [r for r in rows if r["kind"] == "multi"]
+    for r in multi:
+        lines.append(f"| {r['model']} | {r['params']:,} ({r['non_embedding_params']:,}) | {r['recordings']} | "
+                     f"{r['steps']} | {r['tokens']:,} | {r['r2']:.4f} | {r['single_session_r2']:.4f} | "
+                     f"{r['r2'] - r['single_session_r2']:+.4f} |")
+    singles = {next(iter(r["r2_per_recording"])): r for r in rows if r["kind"] == "single"}
+    largest = [r for r in multi if r["recordings"] == max(m["recordings"] for m in multi)]
+    header = " | ".join(f"{r['model']} on {r['recordings']}" for r in largest)
+    lines += ["", f"| recording | single-session | {header} |", "|---|---:|" + "---:|" * len(largest)]
+    for rid in recordings:
+        cells = [f"{r['r2_per_recording'][rid]:.4f}" if rid in r["r2_per_recording"] else "" for r in largest]
+        lines.append(f"| {rid} | {singles[rid]['r2']:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scaling(rows: list[dict]):
+    """Figure 3: mean test R2 against non-embedding parameters (left; one line per number of
+    recordings) and against training tokens seen (right; each fit's curve), each number of
+    recordings with its single-session average (dashed, same colour) on the same recordings."""
+    multi = [r for r in rows if r["kind"] == "multi"]
+    counts = sorted({r["recordings"] for r in multi})
+    depths = sorted({r["depth"] for r in multi})
+    figure = new_figure(11.0, 4.2)
+    by_params, by_tokens = figure.subplots(1, 2)
+    for i, n in enumerate(counts):
+        colour, mine = f"C{i}", [r for r in multi if r["recordings"] == n]
+        label = f"{n} recording{'s' if n > 1 else ''}"
+        points = sorted((r["non_embedding_params"], r["r2"]) for r in mine)
+        by_params.plot(*zip(*points), "o-", color=colour, label=label)
+        for r in mine:
+            curve = np.asarray(r["curve"], dtype=float)
+            style = ["-", "--", ":", "-."][depths.index(r["depth"]) % 4]
+            by_tokens.plot(curve[:, 1], curve[:, 2], marker=".", ls=style, color=colour, alpha=0.8)
+        for axis in (by_params, by_tokens):
+            axis.axhline(mine[0]["single_session_r2"], color=colour, ls=(0, (2, 2)), lw=1)
+    for depth in depths:
+        by_tokens.plot([], [], color="grey", ls=["-", "--", ":", "-."][depths.index(depth) % 4], label=f"depth {depth}")
+    by_params.plot([], [], color="grey", ls=(0, (2, 2)), lw=1, label="single-session average")
+    by_params.set(xscale="log", xlabel="parameters (non-embedding)", ylabel="test R2 (best on validation)")
+    by_tokens.set(xscale="log", xlabel="training tokens seen (spikes + delimiters)", ylabel="test R2 (during training)")
+    for axis in (by_params, by_tokens):
+        axis.set_ylim(bottom=max(-0.1, axis.get_ylim()[0]))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="lower right")
+    return figure
