@@ -300,10 +300,19 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(device, message,
     assert message in capsys.readouterr().err
 
 
-def test_train_without_a_config_uses_the_cpu_recipe(sim_dir, tmp_path):
+def test_train_without_a_config_uses_the_cpu_recipe(sim_dir, tmp_path, capsys):
+    """The CPU recipe (lr 1e-2) for the 4 recordings of sim_dir; its lr 4e-3 version from 5 on."""
     run = tmp_path / "run"
     assert main(["train", "--data", str(sim_dir), "--out", str(run), "--max-steps", "1"]) == 0
+    assert "config: cpu_small_run.yaml, the CPU recipe for 4 recording(s)" in capsys.readouterr().out
     config = json.loads((run / "run.json").read_text())["config"]
+    assert config["training"]["lr"] == 1e-2
+    six = tmp_path / "six"
+    assert main(["simulate", "--out", str(six), *SMALL[4:], "--animals", "3", "--sessions", "1"]) == 0
+    assert main(["train", "--data", str(six), "--out", str(tmp_path / "run6"), "--max-steps", "1"]) == 0
+    assert "config: cpu_small_multi_run.yaml, the CPU recipe for 6 recording(s)" in capsys.readouterr().out
+    config6 = json.loads((tmp_path / "run6" / "run.json").read_text())["config"]
+    assert config6["training"]["lr"] == 4e-3 and config6["model"] == config["model"]
     recipe = yaml.safe_load(open(PRESET_DIR / "cpu_small.yaml"))
     assert config["model"]["init_std"] == recipe["init_std"] == 0.1
     assert (config["model"]["num_latent_timestamps"], config["model"]["latents_per_timestamp"]) == (16, 2)

@@ -177,9 +177,9 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     from neuropoyo.data.directory import stream_dims
     from neuropoyo.training.config import RunConfig
 
-    config = RunConfig.from_yaml(args.config)
+    paths = run_dataset(args.out).paths if args.data is None else recording_paths(args.data)
+    config = RunConfig.from_yaml(args.config or _cpu_recipe(len(paths)))
     if args.readout:
-        paths = run_dataset(args.out).paths if args.data is None else recording_paths(args.data)
         readouts = stream_dims(paths, args.readout)
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, readouts=readouts))
     overrides = {
@@ -190,6 +190,18 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     if args.epochs is not None and args.max_steps is None:
         overrides["max_steps"] = None
     return config.with_training(**overrides)
+
+
+def _cpu_recipe(recordings: int) -> str:
+    """The shipped CPU recipe for a number of recordings, said aloud: lr 1e-2 collapsed one model on
+    six simulated recordings, lr 4e-3 trained them (benchmarks/RESULTS.md, "Scaling and
+    multi-session training")."""
+    from neuropoyo import distributed
+
+    chosen = CPU_MULTI_RUN if recordings >= MANY_RECORDINGS else CPU_RUN
+    if distributed.from_environment().is_main:
+        print(f"config: {chosen}, the CPU recipe for {recordings} recording(s) (--config chooses another)")
+    return chosen
 
 
 def _print_training(result) -> None:
@@ -484,6 +496,8 @@ def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = 
 
 DATA_HELP = "see 'Datasets of many recordings' in the README"
 CPU_RUN = "cpu_small_run.yaml"  # the CPU recipe (demo and `train` default), a shipped preset
+CPU_MULTI_RUN = "cpu_small_multi_run.yaml"  # the same at lr 4e-3: `train`'s default from MANY_RECORDINGS
+MANY_RECORDINGS = 5
 DEMO_QUICK_STEPS = 350
 DEMO_BASELINES = ("wiener", "mlp")  # the GRU would add minutes on 2 CPU cores: `neuropoyo baselines`
 
@@ -618,9 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer = commands.add_parser("train", help="train POYO on the training splits of recordings")
     trainer.add_argument(
-        "--config", default=CPU_RUN,
-        help=f"run file or model preset: a path, or the name of a shipped preset (default {CPU_RUN}, "
-        "the CPU recipe; poyo_single_session_gpu.yaml is the paper's for a GPU)",
+        "--config",
+        help=f"run file or model preset: a path, or the name of a shipped preset (default: the CPU "
+        f"recipe, {CPU_RUN}, or {CPU_MULTI_RUN} for {MANY_RECORDINGS} recordings or more; "
+        "poyo_single_session_gpu.yaml is the paper's for a GPU)",
     )
     trainer.add_argument(
         "--data", nargs="+", metavar="PATH",
