@@ -40,7 +40,7 @@ from neuropoyo.data.store import open_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
-from neuropoyo.experiments.transfer import _cached
+from neuropoyo.experiments.transfer import cached_fit
 from neuropoyo.io import write_text_atomic
 from neuropoyo.pipeline import RecordingSet, WindowDataset, training_pipeline, window_loader
 from neuropoyo.training.config import RunConfig
@@ -182,7 +182,7 @@ def _fit_once(config: RunConfig, paths: Sequence[Path], folder: Path, device: st
                 f"experiment scaling: {stored} was fitted with another run file, number of steps or set of "
                 f"recordings ({folder / RUN_INFO}); rerun with the options of that experiment or choose a new --out"
             )
-    return _cached(stored, lambda: fit(config, paths, folder, device), log, what)
+    return cached_fit(stored, lambda: fit(config, paths, folder, device), log, what)
 
 
 def simulated_recordings(folder: Path, *, animals: int = 3, sessions: int = 2, trials: int = 100) -> list[Path]:

@@ -99,7 +99,7 @@ def size_label(size: int | None) -> str:
     return "all" if size is None else f"{size}trials"
 
 
-def _cached(path: Path, compute: Callable[[], dict], log: Log, what: str) -> dict:
+def cached_fit(path: Path, compute: Callable[[], dict], log: Log, what: str) -> dict:
     """The result stored at ``path``, or ``compute()`` stored there atomically."""
     if path.is_file():
         log(f"{what}: done before ({path})")
@@ -191,7 +191,7 @@ def run_transfer(
                             return _fit_baseline(method, path, size, pretrained, folder / method)
                         return _fit_poyo(method, path, size, Path(model), folder / method, plan)
 
-                    result = _cached(folder / f"{method}.json", compute, log, f"{rid} {size_label(size)} {method}")
+                    result = cached_fit(folder / f"{method}.json", compute, log, f"{rid} {size_label(size)} {method}")
                     rows.append({"group": group, "recording": rid, "trials": trials, "size": size_label(size),
                                  "method": method, **result})
     results = {"rows": rows, "model": str(Path(model).resolve())}
