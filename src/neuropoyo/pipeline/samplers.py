@@ -3,7 +3,9 @@
 A window is ``(recording index, start, end)`` in absolute seconds; it never leaves the span it was
 drawn from, so training windows stay inside the training split and test windows inside the test
 split. A training window also carries ``key`` = (epoch, position), which names the random stream of
-its augmentation (:mod:`neuropoyo.seeding`), so a window is tokenized the same way in any worker.
+its augmentation (:mod:`neuropoyo.seeding`), so a window is tokenized the same way in any worker
+and on any rank. In a distributed run every rank draws the same global batches and
+:class:`RankBatches` gives it its share, balanced by token count (:func:`balanced_shares`).
 """
 
 from __future__ import annotations
