@@ -317,3 +317,12 @@ def test_train_without_a_config_uses_the_cpu_recipe(sim_dir, tmp_path, capsys):
     assert config["model"]["init_std"] == recipe["init_std"] == 0.1
     assert (config["model"]["num_latent_timestamps"], config["model"]["latents_per_timestamp"]) == (16, 2)
     assert config["augment"]["unit_dropout_min"] == 1000 and config["evaluation"]["step_s"] == 0.25
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_left(sim_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(sim_dir), "--out", str(run), "--max-steps", "2"]) == 0
+    assert "trained 2 steps in" in capsys.readouterr().out
+    assert main(["train", "--data", str(sim_dir), "--out", str(run), "--max-steps", "2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing left to train: the run has its 2 steps" in out and "nan" not in out

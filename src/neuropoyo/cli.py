@@ -208,10 +208,14 @@ def _print_training(result) -> None:
     from neuropoyo.checkpoint import model_selection
 
     minutes, seconds = divmod(result.seconds, 60)
-    print(
-        f"trained {result.steps} steps in {int(minutes)} min {seconds:.0f} s, final loss "
-        f"{result.final_loss:.4f}; last model in {result.run_dir / 'model'}"
-    )
+    if result.steps_taken == 0:
+        print(f"nothing left to train: the run has its {result.steps} steps; last model in {result.run_dir / 'model'}")
+    else:
+        resumed = f" (the run has {result.steps})" if result.steps_taken != result.steps else ""
+        print(
+            f"trained {result.steps_taken} steps{resumed} in {int(minutes)} min {seconds:.0f} s, final loss "
+            f"{result.final_loss:.4f}; last model in {result.run_dir / 'model'}"
+        )
     selection = model_selection(result.run_dir)
     if selection is not None:
         print(

@@ -86,10 +86,14 @@ RESUMABLE_CHANGES = (
 
 @dataclass
 class TrainResult:
+    """steps: the run's step count at the end; steps_taken: those of this call (fewer on --resume);
+    final_loss: the last step's loss (NaN when this call took no step)."""
+
     run_dir: Path
     steps: int
     final_loss: float
     seconds: float
+    steps_taken: int
 
 
 def _git_commit() -> str:
@@ -527,6 +531,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         _restore_random_states(state, device, ranks, tc.seed)
         step = int(state["step"])
+    first_step = step
     batches.epoch, batches.start = divmod(step, steps_per_epoch)
     pipeline = training_pipeline(
         recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
@@ -635,4 +640,4 @@ def fit(
     if ranks.is_main:
         save_model(trained, run_dir / MODEL_DIR)
     distributed.barrier(ranks)  # every rank returns once the model is written
-    return TrainResult(run_dir, step, loss_value, time.perf_counter() - started)
+    return TrainResult(run_dir, step, loss_value, time.perf_counter() - started, step - first_step)
