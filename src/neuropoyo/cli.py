@@ -177,10 +177,12 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     from neuropoyo.data.directory import stream_dims
     from neuropoyo.training.config import RunConfig
 
-    paths = run_dataset(args.out).paths if args.data is None else recording_paths(args.data)
-    config = RunConfig.from_yaml(args.config or _cpu_recipe(len(paths)))
+    def paths() -> list[Path]:  # the recordings, resolved only when the config needs them
+        return run_dataset(args.out).paths if args.data is None else recording_paths(args.data)
+
+    config = RunConfig.from_yaml(args.config or _cpu_recipe(len(paths())))
     if args.readout:
-        readouts = stream_dims(paths, args.readout)
+        readouts = stream_dims(paths(), args.readout)
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, readouts=readouts))
     overrides = {
         key: value
