@@ -10,7 +10,9 @@ batch's longest window (torch_brain pads so; neuropoyo groups windows by length 
 Steps run interleaved (torch_brain, neuropoyo, [torch_brain bf16, neuropoyo bf16]) on the same
 batch, after one warm-up round; medians over --steps rounds. tokens/s counts real tokens only;
 GFLOP/s is the nominal matmul count of the real tokens (``neuropoyo.model.info``, 3x forward),
-the same for both models, next to this run's fp32 and bf16 matmul rates. Needs ``torch_brain``.
+the same for both models, next to this run's fp32 and bf16 matmul rates. The ceiling line divides
+the nominal FLOPs by the fp32 matmul rate: no fp32 step doing that work beats it on this machine,
+so torch_brain's step over it bounds the attainable speed-up. Needs ``torch_brain``.
 """
 
 from __future__ import annotations
@@ -148,7 +150,14 @@ def nominal_flops(config: POYOConfig, batch) -> int:
     return 3 * sum(forward_flops(config, num_input_tokens=n, num_outputs=OUTPUTS) for n in lengths)
 
 
-def run_set(name: str, args, sessions, num_units: int) -> dict[str, float]:
+def per_token_kv_flops(config: POYOConfig, batch) -> int:
+    """3x the encoder's key/value projection of every real token, counted in the nominal FLOPs;
+    neuropoyo projects each distinct (unit, token type) pair once instead (a negligible count)."""
+    tokens = int(batch["input_mask"].sum())
+    return 3 * 2 * tokens * config.dim * 2 * config.cross_heads * config.head_dim
+
+
+def run_set(name: str, args, sessions, num_units: int, fp32_gflops: float) -> dict[str, float]:
     rng = np.random.default_rng(1)
     torch.manual_seed(0)
     ours = neuropoyo_model(num_units)
@@ -163,7 +172,7 @@ def run_set(name: str, args, sessions, num_units: int) -> dict[str, float]:
         peers |= {"torch_brain bf16": (theirs, True), "neuropoyo bf16": (ours, True)}
     optimizers = {m: torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (ours, theirs)}
     times: dict[str, list[float]] = {peer: [] for peer in peers}
-    tokens, flops, padded = [], [], []
+    tokens, flops, padded, skipped = [], [], [], []
     for round_index in range(args.steps + 1):
         batch = make_batch(rng, sessions, args.batch_size, fixed=name == "fixed")
         for peer, (model, bf16) in peers.items():
@@ -178,6 +187,7 @@ def run_set(name: str, args, sessions, num_units: int) -> dict[str, float]:
             tokens.append(int(batch["input_mask"].sum()))
             padded.append(batch["input_mask"].numel())
             flops.append(nominal_flops(ours.config, batch))
+            skipped.append(per_token_kv_flops(ours.config, batch))
     print(f"\n## set: {name} (B={args.batch_size}, {args.steps} rounds; mean real tokens/window "
           f"{statistics.fmean(tokens) / args.batch_size:,.0f}, padded {statistics.fmean(padded) / args.batch_size:,.0f})\n")
     print("| model | median step ms | tokens/s | nominal GFLOP/s | vs torch_brain (same precision) |")
@@ -189,6 +199,13 @@ def run_set(name: str, args, sessions, num_units: int) -> dict[str, float]:
         baseline = medians["torch_brain bf16" if "bf16" in peer else "torch_brain"]
         print(f"| {peer} | {median * 1e3:,.0f} | {tokens_per_step / median:,.0f} | {gflop / median:,.1f} | "
               f"{baseline / median:.2f}x |")
+    executed = gflop - statistics.fmean(skipped) / 1e9
+    print(f"\nceiling at this run's fp32 matmul rate ({fp32_gflops:,.0f} GFLOP/s), every matmul at full speed and "
+          f"nothing else costing time: the nominal {gflop:,.0f} GFLOP take {gflop / fp32_gflops * 1e3:,.0f} ms "
+          f"({medians['torch_brain'] * fp32_gflops / gflop:.2f}x torch_brain's fp32 step); the {executed:,.0f} "
+          f"GFLOP neuropoyo executes (no per-token key/value projection) take {executed / fp32_gflops * 1e3:,.0f} ms "
+          f"({medians['torch_brain'] * fp32_gflops / executed:.2f}x); its step runs at "
+          f"{executed / fp32_gflops / medians['neuropoyo']:.0%} of that ceiling")
     return medians
 
 
@@ -204,11 +221,12 @@ def main() -> None:
     except ImportError:
         sys.exit("this benchmark needs torch_brain: pip install torch_brain")
     print(machine_line())
-    print(f"matmul (4096x512 @ 512x1024): fp32 {matmul_gflops(torch.float32):,.0f} GFLOP/s, "
+    fp32_gflops = matmul_gflops(torch.float32)
+    print(f"matmul (4096x512 @ 512x1024): fp32 {fp32_gflops:,.0f} GFLOP/s, "
           f"bf16 {matmul_gflops(torch.bfloat16):,.0f} GFLOP/s")
     sessions = session_units(np.random.default_rng(0))
     num_units = sum(len(units) for units, _ in sessions)
-    results = {name: run_set(name, args, sessions, num_units) for name in args.set}
+    results = {name: run_set(name, args, sessions, num_units, fp32_gflops) for name in args.set}
     print(f"\nmatmul after: fp32 {matmul_gflops(torch.float32):,.0f} GFLOP/s, "
           f"bf16 {matmul_gflops(torch.bfloat16):,.0f} GFLOP/s")
     for name, medians in results.items():
