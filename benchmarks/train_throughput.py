@@ -11,8 +11,9 @@ Steps run interleaved (torch_brain, neuropoyo, [torch_brain bf16, neuropoyo bf16
 batch, after one warm-up round; medians over --steps rounds. tokens/s counts real tokens only;
 GFLOP/s is the nominal matmul count of the real tokens (``neuropoyo.model.info``, 3x forward),
 the same for both models, next to this run's fp32 and bf16 matmul rates. The ceiling line divides
-the nominal FLOPs by the fp32 matmul rate: no fp32 step doing that work beats it on this machine,
-so torch_brain's step over it bounds the attainable speed-up. Needs ``torch_brain``.
+a step's matmul FLOPs (the nominal count, and the smaller count neuropoyo executes) by this run's
+fp32 matmul rate: no fp32 step doing that work is faster on this machine, so torch_brain's step
+time over it bounds the attainable speed-up. Needs ``torch_brain``.
 """
 
 from __future__ import annotations
