@@ -189,10 +189,14 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
     assert result["ratio"] == pytest.approx(result["torch_brain_full_window"]["p50"] / result["stream"]["p50"])
     assert "torch_brain full-window p50 / our update p50" in capsys.readouterr().out
     assert result["dtype"] == "float32" and result["compiled"] is False
+    assert result["max_abs_difference"] < 1e-5  # the stream is the offline model, window by window
     assert main([*argv, "--dtype", "bfloat16", "--no-torch-brain", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["dtype"] == "bfloat16" and "ratio" not in result and "torch_brain_full_window" not in result
     assert "streaming update (ours, bfloat16)" in capsys.readouterr().out
+    # bf16 rounding only (~1e-4 here): the fp32 full window must run without dropout although the
+    # bf16 decoder put only its own copy of the model in eval mode (with dropout: ~3e-3)
+    assert 1e-6 < result["max_abs_difference"] < 1e-3
     with pytest.raises(SystemExit) as stop:
         main([*argv, "--update-ms", "0"])
     assert stop.value.code == 2 and "argument --update-ms: must be > 0, got 0" in capsys.readouterr().err

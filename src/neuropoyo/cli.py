@@ -443,6 +443,8 @@ def cmd_bench_stream(args: argparse.Namespace) -> None:
             print(f"{label:<46}" + "".join(f"{result[key][q]:>8.2f}" for q in ("p50", "p99", "max")))
     if "ratio" in result:
         print(f"torch_brain full-window p50 / our update p50 = {result['ratio']:.2f}x")
+    print(f"streamed estimates against our full-window forward on the same windows: max |difference| "
+          f"{result['max_abs_difference']:.2e} (z-scored)")
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=2))
         print(f"figures in {args.out}")
@@ -778,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     streamer.add_argument("--seconds", type=POSITIVE, default=30.0, help="recording time replayed (default 30)")
     streamer.add_argument(
         "--compare-every", type=COUNT, default=10,
-        help="run the full-window forwards and the reference every N updates (default 10)",
+        help="every N updates, run the full-window forwards and the reference on the last 4 windows (default 10)",
     )
     streamer.add_argument("--no-torch-brain", action="store_true", help="skip torch_brain's full-window forward")
     streamer.add_argument(

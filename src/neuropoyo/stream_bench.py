@@ -2,9 +2,15 @@
 
 The replay runs in recording time: each update at ``now`` first receives the spikes a live feed
 would have delivered since the last one (times < now), then asks for the estimate at ``now``. Every
-``compare_every`` updates, the same window is also decoded by the plain full-window forward of our
-model, by torch_brain's POYO of the same size (random weights: timing only), and a fixed ~10 ms
-matmul workload is run as the machine's noise reference; all interleaved in one run.
+``compare_every`` updates, the windows of the last :data:`WARM_RUNS` updates are also decoded by the
+plain full-window forward of our model, then by torch_brain's POYO of the same size (random
+weights: timing only; the two alternate which goes first), and a fixed ~10 ms matmul workload runs
+as many times as the machine's noise reference; all interleaved in one run. Each workload runs its
+windows back to back, so, like the stream's consecutive updates, it is mostly timed with its
+weights in cache, as it would run in a decoding loop of its own: a single forward squeezed between
+stream updates would be timed cold and flatter the ratio. The full-window outputs also check the
+stream: the largest difference between a streamed estimate and our full-window forward on the same
+window is reported, in z-scored units.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from neuropoyo.streaming import StreamingDecoder
 from neuropoyo.tokenizer import input_tokens
 
 REFERENCE_MS = 10.0  # the fixed matmul workload's target duration
+WARM_RUNS = 4  # consecutive windows each comparison workload decodes every compare_every updates
 STREAM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -100,8 +107,9 @@ def bench_stream(
 
     dtype, compile: the streaming decoder's precision and compilation (see StreamingDecoder); the
     full-window forwards run in the model's own precision, eagerly.
-    Returns {"updates", "readout", "r2", "dtype", "compiled", and per workload ("stream",
-    "full_window", "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
+    Returns {"updates", "readout", "r2", "dtype", "compiled", "max_abs_difference" (z-scored,
+    stream against our full-window forward), and per workload ("stream", "full_window",
+    "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
     """
     if update_ms <= 0 or seconds <= 0 or compare_every < 1:
         raise ConfigError("bench-stream: update-ms and seconds must be > 0 and compare-every >= 1")
@@ -110,7 +118,7 @@ def bench_stream(
     decoder = StreamingDecoder.for_recording(
         trained, recording, readout=readout, dtype=STREAM_DTYPES[dtype], compile=compile
     )
-    model, T = trained.model, decoder.context_length_s
+    model, T = trained.model.eval(), decoder.context_length_s  # a bf16 decoder put only its copy in eval mode
     if decoder.readout not in recording.behavior:
         raise DataError(f"{recording.recording_id}: no behavior stream {decoder.readout!r} to score against")
     stream = recording.behavior[decoder.readout]
@@ -122,19 +130,21 @@ def bench_stream(
     reference = matmul_reference()
     latent_index = model.latent_index[None]
     latent_times = model.latent_timestamps[None]
+    readout_index = torch.tensor([[model.readout_names.index(decoder.readout)]])
 
     def window_inputs(now: float) -> dict[str, torch.Tensor]:
         window = recording.slice(now - T, now)
         tokens = input_tokens(window, observed=Intervals([0.0], [T]), unit_index=decoder.unit_index)
         return {key: torch.as_tensor(value)[None] for key, value in tokens.items() if key != "input_mask"}
 
-    def ours(inputs) -> None:
-        model(
+    def ours(inputs) -> np.ndarray:
+        outputs = model(
             **inputs,
             output_session_index=torch.tensor([[decoder.session_index]]),
             output_timestamps=torch.tensor([[T]]),
-            output_decoder_index=torch.tensor([[model.readout_names.index(decoder.readout)]]),
+            output_decoder_index=readout_index,
         )
+        return outputs[decoder.readout][0, 0].double().numpy()
 
     def theirs(inputs) -> None:
         peer(
@@ -151,6 +161,7 @@ def bench_stream(
     spikes, pushed = recording.spikes, 0
     timings: dict[str, list[float]] = {"stream": [], "full_window": [], "torch_brain_full_window": [], "reference": []}
     estimates = np.zeros((updates.size, model.config.readouts[decoder.readout]))
+    offline: dict[int, np.ndarray] = {}  # update index -> our full-window output (z-scored)
     with torch.inference_mode():
         for i, now in enumerate(updates):
             upto = int(np.searchsorted(spikes.times, now, side="left"))
@@ -162,13 +173,27 @@ def bench_stream(
             timings["stream"].append(_timed(update))
             pushed = upto
             if i % compare_every == compare_every - 1:
-                inputs = window_inputs(now)
-                timings["full_window"].append(_timed(lambda: ours(inputs)))
-                if peer is not None:
-                    timings["torch_brain_full_window"].append(_timed(lambda: theirs(inputs)))
-                timings["reference"].append(_timed(reference))
+                recent = range(max(0, i - WARM_RUNS + 1), i + 1)
+                inputs = [window_inputs(updates[j]) for j in recent]
+
+                def full_windows() -> None:
+                    for j, window in zip(recent, inputs):
+                        start = time.perf_counter()
+                        offline[j] = ours(window)
+                        timings["full_window"].append((time.perf_counter() - start) * 1e3)
+
+                def peer_windows() -> None:
+                    timings["torch_brain_full_window"].extend(_timed(lambda: theirs(window)) for window in inputs)
+
+                runs = [full_windows] if peer is None else [full_windows, peer_windows]
+                for run in runs if (i // compare_every) % 2 == 0 else runs[::-1]:
+                    run()
+                timings["reference"].extend(_timed(reference) for _ in inputs)
     inside = recording.domain.contains(updates)
     truth = np.stack([np.interp(updates, stream.timestamps, column) for column in stream.values.T], axis=1)
+    compared = np.array(sorted(offline))
+    scale = trained.normalizer.scale(recording.info.brainset, decoder.readout)
+    streamed = (estimates[compared] - np.asarray(scale.mean)) / np.asarray(scale.std)
     result = {
         "recording": recording.recording_id,
         "readout": decoder.readout,
@@ -177,6 +202,7 @@ def bench_stream(
         "r2": r2_score(truth[inside], estimates[inside]),
         "dtype": dtype,
         "compiled": decoder.compiled,
+        "max_abs_difference": float(np.abs(streamed - np.stack([offline[j] for j in compared])).max()),
         **{name: _distribution(ms) for name, ms in timings.items() if ms},
     }
     if peer is not None:
