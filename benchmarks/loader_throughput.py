@@ -1,7 +1,7 @@
 """Does the training DataLoader keep up with the training step? Windows/s of each, and the loop's wait.
 
     python benchmarks/loader_throughput.py [--size table4 demo] [--batches 6] [--steps 2]
-        [--workers N] [--threads N] [--device cpu]
+        [--workers N] [--threads N] [--device cpu|cuda]
 
 Sizes: ``table4``, the Table 4 model (``poyo_single_session.yaml``: training defaults, batch 128)
 on one simulated center-out session of 120 trials; ``demo``, ``demo_run.yaml`` (demo.yaml model,
@@ -19,6 +19,9 @@ pipeline, dataset seed, EpochBatches and pinning) with the run file's ``num_work
     hooks; the time from one step's end to the next step's start is the wait on ``next(loader)``
     (plus fit's CSV log line). Step 0 (worker start-up) is left out. The workers prefetch 2 batches
     each during step 0, so with workers take --steps above 2 x workers to see the steady state.
+    On a GPU each step is timed to its end (synchronised) and the loop also reports the GPU's busy
+    fraction: its kernels' time (PyTorch's CUDA profiler, steps 1 on) over the same wall time, which
+    is below 1 - wait where the step itself leaves the GPU idle (launch-bound small kernels).
 
 loader / step > 1 means the loader produces windows faster than the step consumes them; the wait
 fraction of (c) says whether the loop nevertheless waits (with num_workers 0 it always does: the
@@ -42,7 +45,8 @@ import torch
 from neuropoyo import seeding
 from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.simulate import simulate_dataset
-from neuropoyo.machine import machine_line
+from neuropoyo.devices import checked_device
+from neuropoyo.machine import gpu_line, machine_line, synchronize
 from neuropoyo.pipeline import WindowDataset, training_pipeline, window_loader
 from neuropoyo.schema import MODEL_KEYS
 from neuropoyo.training.config import PRESET_DIR, RunConfig
@@ -122,18 +126,24 @@ def step_alone(model, config, batches: list[dict], steps: int, device) -> tuple[
 
 
 def loop_as_it_runs(trained, recordings, config, steps: int, device, run_dir: Path) -> dict[str, float]:
-    """``fit`` for 1 + ``steps`` steps: wait fraction, median wait and step, windows/s (step 0 left out)."""
+    """``fit`` for 1 + ``steps`` steps: wait fraction, median wait and step, windows/s (step 0 left out);
+    on a GPU also "gpu_busy", the time its kernels ran over the same wall time (CUDA profiler)."""
     before, after = [], []
+    total = steps + 1
+    gpu = device.type == "cuda"
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) if gpu else None
 
     def before_step(step: int) -> None:
+        if gpu and len(before) == 1:  # step 0's kernels are left out, like its time
+            profiler.start()
         before.append(time.perf_counter())
 
     def after_step(step: int, _trained) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         after.append(time.perf_counter())
+        if gpu and len(after) == total:
+            profiler.stop()
 
-    total = steps + 1
     run_dir.mkdir(parents=True, exist_ok=True)
     config = config.with_training(max_steps=total, checkpoint_every=10**9, log_every=10**9)
     fit(trained, recordings, config, run_dir, batches=epoch_batches(recordings, config), total_steps=total,
@@ -142,17 +152,21 @@ def loop_as_it_runs(trained, recordings, config, steps: int, device, run_dir: Pa
     step_times = [after[k] - before[k] for k in range(1, total)]
     wall = after[-1] - after[0]
     sizes = [len(b) for b in itertools.islice(epoch_batches(recordings, config), total)]  # fit's batches
-    return {
+    loop = {
         "wait_fraction": sum(waits) / wall,
         "median_wait": statistics.median(waits),
         "median_step": statistics.median(step_times),
         "windows_per_s": sum(sizes[1:]) / wall,
     }
+    if gpu:
+        kernel_us = sum(event.self_device_time_total for event in profiler.key_averages())
+        loop["gpu_busy"] = kernel_us / 1e6 / wall
+    return loop
 
 
 def run_size(name: str, args, out: Path) -> dict:
     size = SIZES[name]
-    device = torch.device(args.device)
+    device = args.device
     config = RunConfig.from_yaml(PRESET_DIR / size.run_file)
     if args.workers is not None:
         config = config.with_training(num_workers=args.workers)
@@ -180,6 +194,8 @@ def run_size(name: str, args, out: Path) -> dict:
     print(f"(c) loop: waits {loop['wait_fraction']:.1%} of its wall time on the next batch (median wait "
           f"{loop['median_wait'] * 1e3:,.0f} ms, median step {loop['median_step'] * 1e3:,.0f} ms), "
           f"{loop['windows_per_s']:,.1f} windows/s over {args.steps} steps")
+    if "gpu_busy" in loop:
+        print(f"    GPU busy (its kernels' time over the loop's wall time): {loop['gpu_busy']:.1%}")
     print(f"loader / step: {loader_rate / step_rate:.2f}x ({'keeps up' if loader_rate > step_rate else 'FALLS BEHIND'})")
     return {"config": size.run_file, "batch": tc.batch_size, "workers": tc.num_workers,
             "loader": loader_rate, "step": step_rate, "loop": loop}
@@ -193,11 +209,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="num_workers (default: the run file's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the main process "
                         "(default torch's; on a busy machine 1 avoids OpenMP oversubscription)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=checked_device, default=torch.device("cpu"), help="cpu (default) or cuda")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(machine_line())
+    if args.device.type == "cuda":
+        print(gpu_line(args.device))
     with tempfile.TemporaryDirectory(prefix="neuropoyo-loader-") as tmp:
         results = {name: run_size(name, args, Path(tmp)) for name in args.size}
 

@@ -1,6 +1,7 @@
 """Training-step throughput: neuropoyo's POYO against torch_brain's, on the same batches.
 
     python benchmarks/train_throughput.py [--steps 6] [--batch-size 32] [--set fixed realistic] [--no-bf16]
+        [--device cpu|cuda] [--no-torch-brain]
 
 Both models: dim 128, head_dim 64, 6 self-attention blocks of 8 heads, 2 cross-attention heads,
 128 latents (8 times x 16), GEGLU, no dropout, AdamW, MSE on 100 output queries per window.
@@ -11,9 +12,12 @@ Steps run interleaved (torch_brain, neuropoyo, [torch_brain bf16, neuropoyo bf16
 batch, after one warm-up round; medians over --steps rounds. tokens/s counts real tokens only;
 GFLOP/s is the nominal matmul count of the real tokens (``neuropoyo.model.info``, 3x forward),
 the same for both models, next to this run's fp32 and bf16 matmul rates. The ceiling line divides
-a step's matmul FLOPs (the nominal count, and the smaller count neuropoyo executes) by this run's
-fp32 matmul rate: no fp32 step doing that work is faster on this machine, so torch_brain's step
-time over it bounds the attainable speed-up. Needs ``torch_brain``.
+a step's matmul FLOPs (the nominal count, and the smaller count neuropoyo executes) by the best
+fp32 matmul rate this run has read (before the sets and after each; noise only slows a reading
+down): no fp32 step doing that work is faster on this machine, so torch_brain's step time over it
+bounds the attainable speed-up. With --device cuda both models and the batches live on
+the GPU, every step is timed to its end (synchronised), the matmul rates are the GPU's (8192^3
+products) and its name is printed. Needs ``torch_brain`` unless --no-torch-brain (neuropoyo alone).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import shlex
 import statistics
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 import torch
 
-from neuropoyo.machine import machine_line, matmul_gflops
+from neuropoyo.devices import checked_device
+from neuropoyo.machine import gpu_line, machine_line, matmul_gflops, synchronize
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.info import forward_flops
 from neuropoyo.model.poyo import POYO
@@ -111,7 +117,7 @@ def make_batch(rng: np.random.Generator, sessions, batch_size: int, fixed: bool)
 
 def neuropoyo_step(model, optimizer, batch, bf16: bool) -> None:
     queries = batch["session_index"][:, None].expand(-1, OUTPUTS)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(batch["target"].device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(
             input_unit_index=batch["input_unit_index"],
             input_timestamps=batch["input_timestamps"],
@@ -128,7 +134,7 @@ def neuropoyo_step(model, optimizer, batch, bf16: bool) -> None:
 
 def torch_brain_step(model, optimizer, batch, bf16: bool, latent_index, latent_timestamps) -> None:
     b = batch["input_unit_index"].shape[0]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(batch["target"].device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(
             input_unit_index=batch["input_unit_index"] + 1,
             input_timestamps=batch["input_timestamps"],
@@ -158,30 +164,32 @@ def per_token_kv_flops(config: POYOConfig, batch) -> int:
     return 3 * 2 * tokens * config.dim * 2 * config.cross_heads * config.head_dim
 
 
-def run_set(name: str, args, sessions, num_units: int, fp32_gflops: float) -> dict[str, float]:
+def run_set(name: str, args, sessions, num_units: int, fp32_rate: Callable[[], float]) -> dict[str, float]:
     rng = np.random.default_rng(1)
     torch.manual_seed(0)
-    ours = neuropoyo_model(num_units)
-    theirs = torch_brain_peer(ours.config, readout_dim=2).train()  # same size, dropout off
-    latent_index = torch.arange(LATENTS_PER_TIME).repeat(LATENT_TIMES)[None]
-    latent_timestamps = ours.latent_timestamps[None]
-    peers = {
-        "torch_brain": (theirs, False),
-        "neuropoyo": (ours, False),
-    }
+    device = args.device
+    ours = neuropoyo_model(num_units).to(device)
+    peers = {"neuropoyo": (ours, False)}
+    if args.torch_brain:
+        theirs = torch_brain_peer(ours.config, readout_dim=2).train().to(device)  # same size, dropout off
+        latent_index = torch.arange(LATENTS_PER_TIME, device=device).repeat(LATENT_TIMES)[None]
+        latent_timestamps = ours.latent_timestamps[None]
+        peers = {"torch_brain": (theirs, False), **peers}
     if args.bf16:
-        peers |= {"torch_brain bf16": (theirs, True), "neuropoyo bf16": (ours, True)}
-    optimizers = {m: torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (ours, theirs)}
+        peers |= {f"{peer} bf16": (model, True) for peer, (model, _) in peers.items()}
+    optimizers = {model: torch.optim.AdamW(model.parameters(), lr=1e-4) for model, _ in peers.values()}
     times: dict[str, list[float]] = {peer: [] for peer in peers}
     tokens, flops, padded, skipped = [], [], [], []
     for round_index in range(args.steps + 1):
-        batch = make_batch(rng, sessions, args.batch_size, fixed=name == "fixed")
+        batch = {k: v.to(device) for k, v in make_batch(rng, sessions, args.batch_size, fixed=name == "fixed").items()}
         for peer, (model, bf16) in peers.items():
+            synchronize(device)
             start = time.perf_counter()
             if model is ours:
                 neuropoyo_step(model, optimizers[model], batch, bf16)
             else:
                 torch_brain_step(model, optimizers[model], batch, bf16, latent_index, latent_timestamps)
+            synchronize(device)
             if round_index:  # round 0 warms up
                 times[peer].append(time.perf_counter() - start)
         if round_index:
@@ -197,16 +205,19 @@ def run_set(name: str, args, sessions, num_units: int, fp32_gflops: float) -> di
     tokens_per_step = statistics.fmean(tokens)
     gflop = statistics.fmean(flops) / 1e9
     for peer, median in medians.items():
-        baseline = medians["torch_brain bf16" if "bf16" in peer else "torch_brain"]
-        print(f"| {peer} | {median * 1e3:,.0f} | {tokens_per_step / median:,.0f} | {gflop / median:,.1f} | "
-              f"{baseline / median:.2f}x |")
+        baseline = medians.get("torch_brain bf16" if "bf16" in peer else "torch_brain")
+        versus = "-" if baseline is None else f"{baseline / median:.2f}x"
+        print(f"| {peer} | {median * 1e3:,.0f} | {tokens_per_step / median:,.0f} | {gflop / median:,.1f} | {versus} |")
     executed = gflop - statistics.fmean(skipped) / 1e9
-    print(f"\nceiling at this run's fp32 matmul rate ({fp32_gflops:,.0f} GFLOP/s), every matmul at full speed and "
-          f"nothing else costing time: the nominal {gflop:,.0f} GFLOP take {gflop / fp32_gflops * 1e3:,.0f} ms "
-          f"({medians['torch_brain'] * fp32_gflops / gflop:.2f}x torch_brain's fp32 step); the {executed:,.0f} "
-          f"GFLOP neuropoyo executes (no per-token key/value projection) take {executed / fp32_gflops * 1e3:,.0f} ms "
-          f"({medians['torch_brain'] * fp32_gflops / executed:.2f}x); its step runs at "
-          f"{executed / fp32_gflops / medians['neuropoyo']:.0%} of that ceiling")
+    fp32_gflops = fp32_rate()  # noise only slows a probe down: the best reading is the machine's rate
+    print(f"\nceiling at the best fp32 matmul rate read so far ({fp32_gflops:,.0f} GFLOP/s), every matmul at full speed and "
+          f"nothing else costing time: the nominal {gflop:,.0f} GFLOP take {gflop / fp32_gflops * 1e3:,.0f} ms; the "
+          f"{executed:,.0f} GFLOP neuropoyo executes (no per-token key/value projection) take "
+          f"{executed / fp32_gflops * 1e3:,.0f} ms, and its step runs at {executed / fp32_gflops / medians['neuropoyo']:.0%} "
+          "of that ceiling")
+    if "torch_brain" in medians:
+        print(f"so no fp32 step is faster than {medians['torch_brain'] * fp32_gflops / gflop:.2f}x torch_brain's "
+              f"(nominal FLOPs) or {medians['torch_brain'] * fp32_gflops / executed:.2f}x (executed FLOPs) here")
     return medians
 
 
@@ -216,22 +227,38 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--set", nargs="+", choices=("fixed", "realistic"), default=["fixed", "realistic"])
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 autocast peers")
+    parser.add_argument("--device", type=checked_device, default=torch.device("cpu"), help="cpu (default) or cuda")
+    parser.add_argument("--no-torch-brain", dest="torch_brain", action="store_false",
+                        help="time neuropoyo's step alone (where torch_brain cannot be installed)")
     args = parser.parse_args()
-    try:
-        import torch_brain  # noqa: F401
-    except ImportError:
-        sys.exit("this benchmark needs torch_brain: pip install torch_brain")
+    if args.torch_brain:
+        try:
+            import torch_brain  # noqa: F401
+        except ImportError:
+            sys.exit("this benchmark compares against torch_brain: pip install torch_brain, or pass --no-torch-brain")
     print(machine_line())
-    fp32_gflops = matmul_gflops(torch.float32)
-    print(f"matmul (4096x512 @ 512x1024): fp32 {fp32_gflops:,.0f} GFLOP/s, "
-          f"bf16 {matmul_gflops(torch.bfloat16):,.0f} GFLOP/s")
+    if args.device.type == "cuda":
+        print(gpu_line(args.device))
+    size = (8192, 8192, 8192) if args.device.type == "cuda" else (4096, 512, 1024)
+
+    def rate(dtype: torch.dtype) -> float:
+        return matmul_gflops(dtype, device=args.device, size=size)
+
+    fp32_readings = [rate(torch.float32)]
+
+    def best_fp32_rate() -> float:
+        fp32_readings.append(rate(torch.float32))
+        return max(fp32_readings)
+
+    print(f"matmul ({size[0]}x{size[1]} @ {size[1]}x{size[2]}) on {args.device}: fp32 {fp32_readings[0]:,.0f} GFLOP/s, "
+          f"bf16 {rate(torch.bfloat16):,.0f} GFLOP/s")
     sessions = session_units(np.random.default_rng(0))
     num_units = sum(len(units) for units, _ in sessions)
-    results = {name: run_set(name, args, sessions, num_units, fp32_gflops) for name in args.set}
-    print(f"\nmatmul after: fp32 {matmul_gflops(torch.float32):,.0f} GFLOP/s, "
-          f"bf16 {matmul_gflops(torch.bfloat16):,.0f} GFLOP/s")
+    results = {name: run_set(name, args, sessions, num_units, best_fp32_rate) for name in args.set}
+    print(f"\nmatmul after: fp32 {rate(torch.float32):,.0f} GFLOP/s, bf16 {rate(torch.bfloat16):,.0f} GFLOP/s")
     for name, medians in results.items():
-        print(f"{name}: neuropoyo / torch_brain fp32 speed-up {medians['torch_brain'] / medians['neuropoyo']:.2f}x")
+        if "torch_brain" in medians:
+            print(f"{name}: neuropoyo / torch_brain fp32 speed-up {medians['torch_brain'] / medians['neuropoyo']:.2f}x")
     print(f"\ncommand: {shlex.join([sys.executable, *sys.argv])}")
 
 

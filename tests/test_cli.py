@@ -200,6 +200,8 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
     with pytest.raises(SystemExit) as stop:
         main([*argv, "--update-ms", "0"])
     assert stop.value.code == 2 and "argument --update-ms: must be > 0, got 0" in capsys.readouterr().err
+    assert main([*argv, "--device", "tpu"]) == 2
+    assert "device 'tpu': not a device name; use cpu, cuda, cuda:N or mps" in capsys.readouterr().err
 
 
 def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, capsys):

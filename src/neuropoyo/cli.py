@@ -419,15 +419,19 @@ def cmd_bench_stream(args: argparse.Namespace) -> None:
     from neuropoyo.checkpoint import load_model
     from neuropoyo.data.store import read_recording
     from neuropoyo.io import write_text_atomic
-    from neuropoyo.machine import machine_line
+    from neuropoyo.devices import checked_device
+    from neuropoyo.machine import gpu_line, machine_line
     from neuropoyo.stream_bench import REFERENCE_MS, bench_stream
 
+    device = checked_device(args.device)
     result = bench_stream(
-        load_model(args.model), read_recording(args.data), readout=args.readout, update_ms=args.update_ms,
+        load_model(args.model, device=device), read_recording(args.data), readout=args.readout, update_ms=args.update_ms,
         seconds=args.seconds, compare_every=args.compare_every, torch_brain=not args.no_torch_brain,
         dtype=args.dtype, compile=args.compile,
     )
     print(machine_line())
+    if device.type == "cuda":
+        print(gpu_line(device))
     print(f"{result['recording']}: {result['updates']} updates every {args.update_ms:g} ms, "
           f"R2 of the streamed {result['readout']} = {result['r2']:.4f}")
     mode = result["dtype"] + (", compiled" if result["compiled"] else "")
@@ -791,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile", action="store_true",
         help="compile the streaming decoder's latent stack and readout (torch.compile, frozen weights)",
     )
+    streamer.add_argument("--device", default="cpu", help="where the models decode: cpu or cuda (default cpu)")
     streamer.add_argument("--out", default=None, help="also write the figures to this JSON file")
     streamer.set_defaults(func=cmd_bench_stream)
 

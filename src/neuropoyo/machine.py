@@ -1,4 +1,4 @@
-"""What a benchmark prints about the machine it ran on: CPU model, matrix extensions, threads."""
+"""What a benchmark prints about the machine it ran on: CPU model, matrix extensions, threads, GPU."""
 
 from __future__ import annotations
 
@@ -33,14 +33,37 @@ def machine_line() -> str:
     )
 
 
-def matmul_gflops(dtype: torch.dtype, *, size: tuple[int, int, int] = (4096, 512, 1024), repeats: int = 10) -> float:
-    """GFLOP/s of one (m, k) @ (k, n) matmul in ``dtype``, median of ``repeats`` timings."""
+def gpu_line(device: torch.device) -> str:
+    """One line for a CUDA device: its name, memory and the CUDA version of this PyTorch."""
+    properties = torch.cuda.get_device_properties(device)
+    return (
+        f"GPU: {properties.name} ({properties.total_memory / 2**30:.0f} GiB, "
+        f"{properties.multi_processor_count} SMs), CUDA {torch.version.cuda}"
+    )
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU), so wall-clock timings are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(
+    dtype: torch.dtype,
+    *,
+    device: torch.device = torch.device("cpu"),
+    size: tuple[int, int, int] = (4096, 512, 1024),
+    repeats: int = 10,
+) -> float:
+    """GFLOP/s of one (m, k) @ (k, n) matmul in ``dtype`` on ``device``, median of ``repeats`` timings."""
     m, k, n = size
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
     a @ b
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * m * k * n / sorted(times)[len(times) // 2] / 1e9

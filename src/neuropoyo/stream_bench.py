@@ -26,6 +26,7 @@ from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.metrics import r2_score
+from neuropoyo.machine import synchronize
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.streaming import StreamingDecoder
 from neuropoyo.tokenizer import input_tokens
@@ -106,7 +107,8 @@ def bench_stream(
     """Replay ``seconds`` of ``recording`` from one context length after its start.
 
     dtype, compile: the streaming decoder's precision and compilation (see StreamingDecoder); the
-    full-window forwards run in the model's own precision, eagerly.
+    full-window forwards run in the model's own precision, eagerly. Everything decodes on the
+    model's device (a GPU: each forward timed to its end); the matmul reference stays on the CPU.
     Returns {"updates", "readout", "r2", "dtype", "compiled", "max_abs_difference" (z-scored,
     stream against our full-window forward), and per workload ("stream", "full_window",
     "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
@@ -119,6 +121,7 @@ def bench_stream(
         trained, recording, readout=readout, dtype=STREAM_DTYPES[dtype], compile=compile
     )
     model, T = trained.model.eval(), decoder.context_length_s  # a bf16 decoder put only its copy in eval mode
+    device = model.latent_timestamps.device
     if decoder.readout not in recording.behavior:
         raise DataError(f"{recording.recording_id}: no behavior stream {decoder.readout!r} to score against")
     stream = recording.behavior[decoder.readout]
@@ -126,25 +129,24 @@ def bench_stream(
     updates = updates[updates <= recording.end]
     if updates.size < compare_every:
         raise DataError(f"{recording.recording_id}: {recording.end - recording.start:.1f} s is too short to replay")
-    peer = torch_brain_peer(model.config, model.config.readouts[decoder.readout]) if torch_brain else None
+    peer = torch_brain_peer(model.config, model.config.readouts[decoder.readout]).to(device) if torch_brain else None
     reference = matmul_reference()
     latent_index = model.latent_index[None]
     latent_times = model.latent_timestamps[None]
-    readout_index = torch.tensor([[model.readout_names.index(decoder.readout)]])
+    readout_index = torch.tensor([[model.readout_names.index(decoder.readout)]], device=device)
+    session_index = torch.tensor([[decoder.session_index]], device=device)
+    query_time = torch.tensor([[T]], device=device)
 
     def window_inputs(now: float) -> dict[str, torch.Tensor]:
         window = recording.slice(now - T, now)
         tokens = input_tokens(window, observed=Intervals([0.0], [T]), unit_index=decoder.unit_index)
-        return {key: torch.as_tensor(value)[None] for key, value in tokens.items() if key != "input_mask"}
+        return {key: torch.as_tensor(value, device=device)[None] for key, value in tokens.items() if key != "input_mask"}
 
     def ours(inputs) -> np.ndarray:
         outputs = model(
-            **inputs,
-            output_session_index=torch.tensor([[decoder.session_index]]),
-            output_timestamps=torch.tensor([[T]]),
-            output_decoder_index=readout_index,
+            **inputs, output_session_index=session_index, output_timestamps=query_time, output_decoder_index=readout_index
         )
-        return outputs[decoder.readout][0, 0].double().numpy()
+        return outputs[decoder.readout][0, 0].double().cpu().numpy()
 
     def theirs(inputs) -> None:
         peer(
@@ -154,9 +156,10 @@ def bench_stream(
             input_mask=torch.ones_like(inputs["input_unit_index"], dtype=torch.bool),
             latent_index=latent_index,
             latent_timestamps=latent_times,
-            session_index=torch.tensor([1]),
-            output_timestamps=torch.tensor([[T]]),
+            session_index=torch.tensor([1], device=device),
+            output_timestamps=query_time,
         )
+        synchronize(device)
 
     spikes, pushed = recording.spikes, 0
     timings: dict[str, list[float]] = {"stream": [], "full_window": [], "torch_brain_full_window": [], "reference": []}
