@@ -115,10 +115,12 @@ class POYO(nn.Module):
         x = self.unit_emb(unit_index)
         if self.config.token_type_embedding:
             return x + self.token_type_emb(token_type)
-        # rows by token type: SPIKE -> 0, START -> x_start, END -> x_end (one gather, no branch)
+        # rows by token type: SPIKE -> 0, START -> x_start, END -> x_end (one gather, no branch); an
+        # embedding lookup, not by_type[token_type]: that indexing's backward (index_put_ with
+        # accumulate) sums the repeated rows in an order that varies with the CPU threads' timing
         delimiters = self.token_type_emb.weight
         by_type = torch.cat((delimiters.new_zeros(1, delimiters.shape[1]), delimiters))
-        return x + by_type[token_type]
+        return x + F.embedding(token_type, by_type)
 
     def forward(
         self,
