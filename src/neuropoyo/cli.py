@@ -784,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     streamer.add_argument("--seconds", type=POSITIVE, default=30.0, help="recording time replayed (default 30)")
     streamer.add_argument(
         "--compare-every", type=COUNT, default=10,
-        help="every N updates, run the full-window forwards and the reference on the last 4 windows (default 10)",
+        help="every N updates, run the full-window forwards and the reference on the latest windows (default 10)",
     )
     streamer.add_argument("--no-torch-brain", action="store_true", help="skip torch_brain's full-window forward")
     streamer.add_argument(
