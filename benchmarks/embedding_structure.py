@@ -18,7 +18,7 @@ from itertools import permutations
 
 import numpy as np
 
-from neuropoyo.checkpoint import load_model
+from neuropoyo.trained import load_model
 from neuropoyo.evaluation.embeddings import map_embeddings, session_infos
 from neuropoyo.machine import machine_line
 

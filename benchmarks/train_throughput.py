@@ -37,7 +37,7 @@ from neuropoyo.machine import gpu_line, machine_line, matmul_gflops, synchronize
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.info import forward_flops
 from neuropoyo.model.poyo import POYO
-from neuropoyo.stream_bench import torch_brain_peer
+from neuropoyo.streaming.bench import torch_brain_peer
 
 DIM, HEAD_DIM, DEPTH, SELF_HEADS, CROSS_HEADS = 128, 64, 6, 8, 2
 LATENT_TIMES, LATENTS_PER_TIME = 8, 16

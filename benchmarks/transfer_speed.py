@@ -21,13 +21,13 @@ from pathlib import Path
 
 from neuropoyo.machine import machine_line
 
-from neuropoyo.checkpoint import load_model
+from neuropoyo.trained import load_model
 from neuropoyo.data.store import open_recording
 from neuropoyo.experiments.transfer import simulated_recordings, r2_on_test_split
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.loop import MODEL_DIR, train
-from neuropoyo.transfer import FinetuneConfig, finetune
-from neuropoyo.vocab import unit_keys
+from neuropoyo.training.finetune import FinetuneConfig, finetune
+from neuropoyo.tokens.vocab import unit_keys
 
 DEFAULT_EXPERIMENT = Path("/tmp/neuropoyo-transfer")
 

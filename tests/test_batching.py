@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuropoyo.batching import collate, pad_stack
+from neuropoyo.tokens.collate import collate, pad_stack
 from neuropoyo.schema import INPUT_KEYS, MODEL_KEYS, QUERY_KEYS
 from test_tokenizer import UNIT_ROWS, make_tokenizer, small_recording
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from neuropoyo.cli import main
-from neuropoyo.data.brainsets import DroppedDataWarning, prepare_brainsets, read_brainsets
+from neuropoyo.data.importers.brainsets import DroppedDataWarning, prepare_brainsets, read_brainsets
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.splits import block_splits
 from neuropoyo.data.store import read_recording
 from neuropoyo.data.validate import validate_recording
 from neuropoyo.errors import DataError, MissingKeyError
-from neuropoyo.vocab import session_key_of, unit_keys
+from neuropoyo.tokens.vocab import session_key_of, unit_keys
 
 BRAINSET = "perich_miller_population_2018"
 SESSION = "c_20131003_center_out_reaching"
@@ -28,7 +28,7 @@ TRIAL_START = np.array([1.0, 4.0, 7.0, 21.0, 24.0, 27.0])
 GO_CUE = TRIAL_START + 0.5
 TRIAL_END = TRIAL_START + 2.0
 NO_TORCH_BRAIN = "writing session files with torch_brain's own classes needs torch_brain"
-DROPPED = "ignore::neuropoyo.data.importing.DroppedDataWarning"
+DROPPED = "ignore::neuropoyo.data.importers.common.DroppedDataWarning"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from test_training import (
     _train_cut_after_first_checkpoint as train_cut_after_first_checkpoint,
 )
 
-from neuropoyo import checkpoint as checkpoint_module
+from neuropoyo import trained as trained_module
 from neuropoyo.cli import main
 from neuropoyo.data.dataset import (
     Dataset,
@@ -240,8 +240,8 @@ def test_a_dataset_file_without_options_trains_exactly_as_the_folders(sim_root, 
     loop_module.train(run_config(3, 3), [sim_root / "co", sim_root / "rt"], tmp_path / "folders", progress=False)
     loop_module.train(run_config(3, 3), [spec], tmp_path / "spec", progress=False)
     assert losses(tmp_path / "spec") == losses(tmp_path / "folders")
-    a = checkpoint_module.load_model(tmp_path / "folders").model.state_dict()
-    b = checkpoint_module.load_model(tmp_path / "spec").model.state_dict()
+    a = trained_module.load_model(tmp_path / "folders").model.state_dict()
+    b = trained_module.load_model(tmp_path / "spec").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     info = json.loads((tmp_path / "spec" / "run.json").read_text())
     assert info["dataset"] == json.loads((tmp_path / "folders" / "run.json").read_text())["dataset"]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from neuropoyo import distributed
-from neuropoyo.checkpoint import load_model
+from neuropoyo.trained import load_model
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.errors import ConfigError

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuropoyo.checkpoint import TrainedModel, load_model
+from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.cli import main
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.data.recording import RecordingInfo
@@ -26,7 +26,7 @@ from neuropoyo.evaluation.embeddings import (
 )
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
-from neuropoyo.vocab import Vocabulary
+from neuropoyo.tokens.vocab import Vocabulary
 
 SMALL = ["--animals", "2", "--sessions", "1", "--trials", "16", "--duration", "30"]
 DIM = 8

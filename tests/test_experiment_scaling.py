@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from neuropoyo.checkpoint import load_model
+from neuropoyo.trained import load_model
 from neuropoyo.cli import main
 from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.simulate import simulate_dataset

@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 
 from conftest import build_recording
 from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
-from neuropoyo.data.brainsets import prepare_brainsets, read_brainsets
-from neuropoyo.data.importing import DroppedDataWarning, RepairedDataWarning
+from neuropoyo.data.importers.brainsets import prepare_brainsets, read_brainsets
+from neuropoyo.data.importers.common import DroppedDataWarning, RepairedDataWarning
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.data.store import write_recording
 from neuropoyo.data.validate import validate_recording
@@ -54,7 +54,7 @@ from neuropoyo.pipeline.transforms import (
     ZScore,
 )
 from neuropoyo.schema import END, INPUT_KEYS, QUERY_KEYS, SPIKE, START
-from neuropoyo.tokenizer import Tokenizer
+from neuropoyo.tokens.tokenizer import Tokenizer
 from test_brainsets import _write_by_hand
 
 CUT = st.one_of(st.none(), st.floats(0.0, 1.0))
@@ -165,13 +165,13 @@ def _nwb_bytes() -> bytes:
 
 
 def _read_nwb(path: Path) -> Recording:
-    from neuropoyo.data.nwb import read_nwb
+    from neuropoyo.data.importers.nwb import read_nwb
 
     return read_nwb(path)
 
 
 def _prepare_nwb(files, out: Path) -> list[Path]:
-    from neuropoyo.data.nwb import prepare_nwb
+    from neuropoyo.data.importers.nwb import prepare_nwb
 
     return prepare_nwb(files, out)
 

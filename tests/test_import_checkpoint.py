@@ -9,7 +9,7 @@ from collections import OrderedDict, UserDict
 import pytest
 import torch
 
-from neuropoyo.checkpoint import load_model
+from neuropoyo.trained import load_model
 from neuropoyo.cli import main
 from neuropoyo.errors import CheckpointError
 from neuropoyo.interop import torch_brain_checkpoint as tbc

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
-from neuropoyo.data.brainsets import read_brainsets
+from neuropoyo.data.importers.brainsets import read_brainsets
 from neuropoyo.cli import main
-from neuropoyo.data.importing import RepairedDataWarning, Repairs, keep_recorded, time_sorted
-from neuropoyo.data.nwb import read_nwb
+from neuropoyo.data.importers.common import RepairedDataWarning, Repairs, keep_recorded, time_sorted
+from neuropoyo.data.importers.nwb import read_nwb
 from neuropoyo.data.store import read_recording
 from neuropoyo.data.validate import validate_recording
 from neuropoyo.errors import DataError

@@ -6,12 +6,13 @@ import os
 import pytest
 import torch
 
-from neuropoyo.checkpoint import TrainedModel, load_model, load_trainer_state, save_checkpoint
+from neuropoyo.trained import TrainedModel, load_model
+from neuropoyo.training.checkpoint import load_trainer_state, save_checkpoint
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.io import publish_dir, published_dir, write_dir_atomic
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
-from neuropoyo.vocab import Vocabulary
+from neuropoyo.tokens.vocab import Vocabulary
 
 CHANGES = ("mkdir", "replace", "rename", "symlink", "unlink", "rmdir")  # shutil.rmtree uses the last two
 

@@ -1,8 +1,8 @@
 """The one-way flow of the package, read from the imports themselves (../shared/GUIDE.md, section 1).
 
-    leaves (errors, schema, seeding, settings, io, machine, devices, distributed) <- data <- vocab, tokenizer, batching <- pipeline
-    leaves <- model <- checkpoint <- evaluation <- baselines;  everything <- training <- transfer,
-    interop <- experiments <- cli <- __main__;  checkpoint <- streaming <- stream_bench (with evaluation) <- cli
+    leaves (errors, schema, seeding, settings, io, machine, devices, distributed) <- data <- tokens <- pipeline
+    leaves <- model <- trained <- evaluation <- baselines;  everything <- training (finetune included),
+    interop <- experiments, api <- cli <- __main__;  trained <- streaming (its benchmark with evaluation) <- api
 
 Each layer may import only the layers listed for it below; an import that runs against the flow
 fails this test with the file, the line and the layer it reached.
@@ -15,30 +15,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neuropoyo"
 LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io", "machine", "devices", "distributed"}
+LIBRARY = {"data", "tokens", "pipeline", "model", "trained", "evaluation", "baselines", "training", "interop", "streaming"}
 BELOW = {
     "leaf": set(),
     "data": set(),
-    "vocab": {"data"},
-    "tokenizer": {"data"},
-    "batching": set(),
-    "pipeline": {"data", "vocab", "tokenizer", "batching"},
+    "tokens": {"data"},
+    "pipeline": {"data", "tokens"},
     "model": set(),
-    "checkpoint": {"data", "vocab", "model"},
-    "evaluation": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint"},
+    "trained": {"data", "tokens", "model"},
+    "evaluation": {"data", "tokens", "pipeline", "model", "trained"},
     "baselines": {"data", "evaluation"},
-    "training": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation"},
-    "interop": {"data", "vocab", "model", "checkpoint", "evaluation", "pipeline", "training"},
-    "transfer": {"data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation", "training"},
-    "streaming": {"data", "vocab", "model", "checkpoint"},
-    "stream_bench": {"data", "vocab", "tokenizer", "model", "checkpoint", "evaluation", "streaming"},
-    "experiments": {
-        "data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation",
-        "baselines", "training", "transfer",
-    },
-    "cli": {
-        "data", "vocab", "tokenizer", "batching", "pipeline", "model", "checkpoint", "evaluation",
-        "baselines", "training", "interop", "transfer", "experiments", "streaming", "stream_bench",
-    },
+    "training": {"data", "tokens", "pipeline", "model", "trained", "evaluation"},
+    "interop": {"data", "tokens", "model", "trained", "evaluation", "pipeline", "training"},
+    "streaming": {"data", "tokens", "pipeline", "model", "trained", "evaluation"},
+    "experiments": LIBRARY - {"interop", "streaming"},
+    "api": LIBRARY | {"experiments"},
+    "cli": LIBRARY | {"experiments", "api"},
     "__main__": {"cli"},
 }
 

@@ -17,7 +17,7 @@ from pynwb.file import Subject  # noqa: E402
 from neuropoyo.cli import main  # noqa: E402
 from neuropoyo.data.circular import CIRCULAR_UNIT  # noqa: E402
 from neuropoyo.data.intervals import Intervals  # noqa: E402
-from neuropoyo.data.nwb import DroppedDataWarning, prepare_nwb, read_nwb  # noqa: E402
+from neuropoyo.data.importers.nwb import DroppedDataWarning, prepare_nwb, read_nwb  # noqa: E402
 from neuropoyo.data.store import read_recording  # noqa: E402
 from neuropoyo.data.validate import validate_recording  # noqa: E402
 from neuropoyo.errors import DataError, MissingKeyError  # noqa: E402

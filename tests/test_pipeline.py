@@ -55,7 +55,7 @@ from neuropoyo.pipeline.transforms import (
     query_times,
 )
 from neuropoyo.schema import END, INPUT_KEYS, QUERY_KEYS, SPIKE, START
-from neuropoyo.tokenizer import Tokenizer
+from neuropoyo.tokens.tokenizer import Tokenizer
 
 READOUTS = {"hand_vel": 2, "emg": 3}  # the streams of conftest.build_recording (100 Hz, 500 Hz)
 SPLITS = {  # hand-made splits of build_recording (domain [0, 9) and [11, 20))

@@ -9,7 +9,7 @@ import torch
 from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, Units
 from neuropoyo.model import POYO
 from neuropoyo.streaming import StreamingDecoder
-from neuropoyo.tokenizer import input_tokens
+from neuropoyo.tokens.tokenizer import input_tokens
 from test_model import tiny_config
 
 T0 = 10_000.0  # streams start far from 0: fp32 angle precision must not depend on absolute time

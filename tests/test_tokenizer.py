@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
 from neuropoyo.schema import END, INPUT_KEYS, MODEL_KEYS, OUTPUT_KEYS, SPIKE, START
-from neuropoyo.tokenizer import Tokenizer
+from neuropoyo.tokens.tokenizer import Tokenizer
 
 UNIT_ROWS = np.array([10, 11, 12])  # global vocabulary rows of units a, b, c
 SESSION = 7

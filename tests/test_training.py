@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import build_recording
-from neuropoyo import checkpoint as checkpoint_module
+from neuropoyo import trained as trained_module
+from neuropoyo.training import checkpoint as checkpoint_module
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
@@ -173,8 +174,8 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(sim_data, tmp_path, monk
     resumed = loop_module.train(config, [sim_data], tmp_path / "cut", resume=True, progress=False)
     assert resumed.steps == 6
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")
-    a = checkpoint_module.load_model(tmp_path / "full").model.state_dict()
-    b = checkpoint_module.load_model(tmp_path / "cut").model.state_dict()
+    a = trained_module.load_model(tmp_path / "full").model.state_dict()
+    b = trained_module.load_model(tmp_path / "cut").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -235,11 +236,11 @@ def test_few_shot_training_records_its_spans_and_resumes_only_with_them(sim_data
 def test_model_directory_round_trip(sim_data, tmp_path):
     loop_module.train(_run_config(1, 1), [sim_data], tmp_path / "run", progress=False)
     folder = tmp_path / "run" / "model"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(checkpoint_module.MODEL_FILES)
-    trained = checkpoint_module.load_model(tmp_path / "run")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(trained_module.MODEL_FILES)
+    trained = trained_module.load_model(tmp_path / "run")
     again = tmp_path / "copy"
-    checkpoint_module.save_model(trained, again)
-    reloaded = checkpoint_module.load_model(again)
+    trained_module.save_model(trained, again)
+    reloaded = trained_module.load_model(again)
     assert reloaded.unit_vocab.to_list() == trained.unit_vocab.to_list()
     assert reloaded.normalizer == trained.normalizer and reloaded.settings == trained.settings
     assert trained.settings == _run_config(1, 1).settings()
@@ -275,7 +276,7 @@ def test_a_model_refuses_recordings_it_was_not_trained_on(sim_data, tmp_path):
         tmp_path / "other",
     )
     with pytest.raises(KeyError, match="unknown to the model.*sim_monkey1"):
-        recordings_for(checkpoint_module.load_model(tmp_path / "run"), other)
+        recordings_for(trained_module.load_model(tmp_path / "run"), other)
 
 
 @pytest.mark.parametrize(
@@ -362,7 +363,7 @@ def test_a_model_directory_of_0_1_0_loads_with_its_settings_in_the_new_sections(
         "output_samples": 100,
     }
     config_file.write_text(json.dumps({"model": config["model"], "data": legacy, "neuropoyo_version": "0.1.0"}))
-    settings = checkpoint_module.load_model(tmp_path / "run" / "model").settings
+    settings = trained_module.load_model(tmp_path / "run" / "model").settings
     assert settings == {
         "evaluation": {"step_s": 0.25, "intervals": {"center_out": ["reach"]}, "successful_only": True},
         "loss": {"interval_weights": {"reach": 5.0}, "exclude_acceleration_factor": 2.0, "output_samples": 100},
@@ -402,7 +403,7 @@ def test_a_nan_step_is_skipped_with_a_warning_naming_the_batch(sim_data, tmp_pat
     assert not all(torch.equal(after[3][k], after[2][k]) for k in after[2])
     losses = _losses(tmp_path / "run")
     assert np.isnan(losses[1][1]) and np.isfinite([loss for _, loss in losses[:1] + losses[2:]]).all()
-    final = checkpoint_module.load_model(tmp_path / "run").model
+    final = trained_module.load_model(tmp_path / "run").model
     assert all(torch.isfinite(p).all() for p in final.parameters())
 
 
@@ -420,7 +421,7 @@ def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(sim_data, tmp_p
     assert "3 steps in a row" in str(error.value) and "stopping at step 4" in str(error.value)
     assert "max_nonfinite_steps" in str(error.value) and ".h5" in str(error.value)
     assert checkpoint_module.load_trainer_state(tmp_path / "run" / "checkpoint")["step"] == 4
-    saved = dict(checkpoint_module.load_model(tmp_path / "run" / "checkpoint").model.named_parameters())
+    saved = dict(trained_module.load_model(tmp_path / "run" / "checkpoint").model.named_parameters())
     assert all(torch.equal(saved[k], after[2][k]) for k in after[2])
     assert not (tmp_path / "run" / "model").exists()
     # once the cause is gone the run resumes from that checkpoint, and the limit may change
@@ -446,7 +447,7 @@ def test_a_nan_parameter_is_never_saved(sim_data, tmp_path):
         loop_module.train(_run_config(6, 2), [sim_data], tmp_path / "run", progress=False, after_step=blow_up)
     state = checkpoint_module.load_trainer_state(tmp_path / "run" / "checkpoint")
     assert state["step"] == 2
-    saved = checkpoint_module.load_model(tmp_path / "run" / "checkpoint").model
+    saved = trained_module.load_model(tmp_path / "run" / "checkpoint").model
     assert all(torch.isfinite(p).all() for p in saved.parameters())
 
 
@@ -504,16 +505,16 @@ def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_model(sim_d
     holds a loadable checkpoint, and --resume ends on the uninterrupted run's weights, bit for bit."""
     config = _run_config(12, 1)
     loop_module.train(config, [sim_data], tmp_path / "full", progress=False)
-    reference = checkpoint_module.load_model(tmp_path / "full").model.state_dict()
+    reference = trained_module.load_model(tmp_path / "full").model.state_dict()
     rng = np.random.default_rng(7)
     for trial in range(2):
         run_dir = tmp_path / f"cut{trial}"
         _kill_during_training(config, sim_data, run_dir, int(rng.integers(1, 6)), float(rng.uniform(0, 0.05)))
         state = checkpoint_module.load_trainer_state(run_dir / "checkpoint")
         assert 1 <= state["step"] < 12
-        checkpoint_module.load_model(run_dir / "checkpoint")
+        trained_module.load_model(run_dir / "checkpoint")
         loop_module.train(config, [sim_data], run_dir, resume=True, progress=False)
-        resumed = checkpoint_module.load_model(run_dir).model.state_dict()
+        resumed = trained_module.load_model(run_dir).model.state_dict()
         assert all(torch.equal(reference[k], resumed[k]) for k in reference)
         assert [step for step, _ in _losses(run_dir)] == list(range(12))
 
@@ -550,7 +551,7 @@ def test_a_damaged_model_directory_is_named_not_a_traceback(sim_data, tmp_path, 
     loop_module.train(_run_config(1, 1), [sim_data], tmp_path / "run", progress=False)
     _damage_copy(tmp_path / "run" / "model", tmp_path / "damaged", damage)
     with pytest.raises(CheckpointError, match=message):
-        checkpoint_module.load_model(tmp_path / "damaged")
+        trained_module.load_model(tmp_path / "damaged")
 
 
 # -------------------------------------------------------------------------- validation and collapse
@@ -576,7 +577,7 @@ def test_validation_is_logged_and_the_best_model_is_the_best_logged(sim_data, tm
     assert selection == {"selected_by": "valid_r2", "step": int(best["step"]) + 1, "valid_r2": float(best["valid_r2"])}
     assert [r["event"] for r in rows].count("best") >= 1
     assert checkpoint_module.model_dir(run) == checkpoint_module.model_dir(run / "best")
-    trained = checkpoint_module.load_model(run)
+    trained = trained_module.load_model(run)
     results = predict(trained, recordings_for(trained, find_recordings([sim_data])), split="valid", progress=False)
     assert np.mean([r2_score(r.true, r.predicted) for r in results]) == pytest.approx(float(best["valid_r2"]), abs=1e-6)
 
@@ -595,7 +596,7 @@ def test_validation_reads_only_the_valid_split_and_does_not_change_training(sim_
     monkeypatch.setattr(evaluate_module, "sliding_windows", recording_sliding)
     validating = loop_module.train(_run_config(6, 6, WIDE, validate_every=2), [sim_data], tmp_path / "a", progress=False)
     silent = loop_module.train(_run_config(6, 6, WIDE, validate_every=0), [sim_data], tmp_path / "b", progress=False)
-    files = recordings_for(checkpoint_module.load_model(tmp_path / "a" / "model"), find_recordings([sim_data])).files
+    files = recordings_for(trained_module.load_model(tmp_path / "a" / "model"), find_recordings([sim_data])).files
     assert read and len(_valid_rows(tmp_path / "a")) == 3 and not _valid_rows(tmp_path / "b")
     for window, spans in read:
         valid, test = files[window.recording].splits["valid"], files[window.recording].splits["test"]
@@ -603,7 +604,7 @@ def test_validation_reads_only_the_valid_split_and_does_not_change_training(sim_
         inside = Intervals.single(window.start, window.end)
         assert inside.intersect(valid).total_duration() == pytest.approx(window.end - window.start)
         assert inside.intersect(test).total_duration() == 0
-    a, b = (_parameters(checkpoint_module.load_model(r / "model")) for r in (validating.run_dir, silent.run_dir))
+    a, b = (_parameters(trained_module.load_model(r / "model")) for r in (validating.run_dir, silent.run_dir))
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 

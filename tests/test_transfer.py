@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuropoyo.checkpoint import load_model
+from neuropoyo.trained import load_model
 from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.simulate import simulate_dataset
@@ -18,9 +18,9 @@ from neuropoyo.model.config import POYOConfig
 from neuropoyo.pipeline import RecordingSet, Window
 from neuropoyo.training.config import RunConfig, TrainConfig
 from neuropoyo.training.loop import train
-from neuropoyo import transfer
-from neuropoyo.transfer import FinetuneConfig, finetune
-from neuropoyo.vocab import unit_keys
+from neuropoyo.training import finetune as transfer
+from neuropoyo.training.finetune import FinetuneConfig, finetune
+from neuropoyo.tokens.vocab import unit_keys
 
 TINY = dict(
     readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2, cross_heads=1, depth=1,

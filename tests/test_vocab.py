@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import neuropoyo.io
-from neuropoyo import vocab as vocab_module
-from neuropoyo.vocab import (
+from neuropoyo.tokens import vocab as vocab_module
+from neuropoyo.tokens.vocab import (
     Vocabulary,
     session_key,
     session_key_of,

@@ -94,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_nwb(args: argparse.Namespace) -> None:
-    from neuropoyo.data.nwb import prepare_nwb
+    from neuropoyo.data.importers.nwb import prepare_nwb
 
     paths = prepare_nwb(
         args.files,
@@ -112,7 +112,7 @@ def cmd_prepare_nwb(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_brainsets(args: argparse.Namespace) -> None:
-    from neuropoyo.data.brainsets import prepare_brainsets
+    from neuropoyo.data.importers.brainsets import prepare_brainsets
 
     paths = prepare_brainsets(
         args.files,
@@ -207,7 +207,7 @@ def _cpu_recipe(recordings: int) -> str:
 
 
 def _print_training(result) -> None:
-    from neuropoyo.checkpoint import model_selection
+    from neuropoyo.trained import model_selection
 
     minutes, seconds = divmod(result.seconds, 60)
     if result.steps_taken == 0:
@@ -228,7 +228,7 @@ def _print_training(result) -> None:
 
 def _print_model_used(path: Path) -> None:
     """Say which model a run directory stands for: its best on validation, or its last."""
-    from neuropoyo.checkpoint import model_selection
+    from neuropoyo.trained import model_selection
 
     selection = model_selection(path)
     if selection is not None:
@@ -261,7 +261,7 @@ FINETUNE_OPTIONS = (
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from neuropoyo.transfer import FinetuneConfig, finetune
+    from neuropoyo.training.finetune import FinetuneConfig, finetune
 
     given = {key: getattr(args, key) for key in FINETUNE_OPTIONS if getattr(args, key) is not None}
     config = FinetuneConfig.from_dict(given, source="neuropoyo finetune")
@@ -378,7 +378,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_embeddings(args: argparse.Namespace) -> None:
-    from neuropoyo.evaluation.embeddings import SESSION_PANELS, UNIT_PANELS, embedding_maps
+    from neuropoyo.evaluation.embeddings import (
+        SESSION_PANELS,
+        UNIT_PANELS,
+        embedding_maps,
+    )
 
     maps, paths = embedding_maps(args.model, args.out, data=args.data or (), method=args.method)
     _print_model_used(args.model)
@@ -416,12 +420,12 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_stream(args: argparse.Namespace) -> None:
-    from neuropoyo.checkpoint import load_model
     from neuropoyo.data.store import read_recording
-    from neuropoyo.io import write_text_atomic
     from neuropoyo.devices import checked_device
+    from neuropoyo.io import write_text_atomic
     from neuropoyo.machine import gpu_line, machine_line
-    from neuropoyo.stream_bench import REFERENCE_MS, bench_stream
+    from neuropoyo.streaming.bench import REFERENCE_MS, bench_stream
+    from neuropoyo.trained import load_model
 
     device = checked_device(args.device)
     result = bench_stream(
@@ -455,7 +459,10 @@ def cmd_bench_stream(args: argparse.Namespace) -> None:
 
 
 def cmd_import_checkpoint(args: argparse.Namespace) -> None:
-    from neuropoyo.interop.torch_brain_checkpoint import DEFAULT_READOUT, import_checkpoint
+    from neuropoyo.interop.torch_brain_checkpoint import (
+        DEFAULT_READOUT,
+        import_checkpoint,
+    )
 
     readout = args.readout or DEFAULT_READOUT
     out = import_checkpoint(args.checkpoint, args.out, trust_pickle=args.trust_pickle, readout=readout)
@@ -492,7 +499,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def _print_comparison(metrics: dict, out: str | Path | None, *, group_by: str = "task") -> None:
     """Print the method x group R2 table; with ``out``, also write comparison.md and .png there."""
-    from neuropoyo.evaluation.compare import comparison, format_markdown, plot_comparison
+    from neuropoyo.evaluation.compare import (
+        comparison,
+        format_markdown,
+        plot_comparison,
+    )
     from neuropoyo.io import write_text_atomic
 
     table = comparison(metrics, group_by=group_by)
@@ -556,7 +567,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from neuropoyo.baselines.binning import BIN_S, N_LAGS  # numpy only
-    from neuropoyo.data.nwb import DOMAIN_SOURCES
+    from neuropoyo.data.importers.nwb import DOMAIN_SOURCES
 
     parser = argparse.ArgumentParser(
         prog="neuropoyo",

@@ -10,9 +10,9 @@ from typing import Mapping
 
 import numpy as np
 
-from neuropoyo.errors import MissingKeyError
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, TimeSeries
+from neuropoyo.errors import MissingKeyError
 
 SCALES = ("per_dim", "lab_scalar")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuropoyo.errors import MissingKeyError
 from neuropoyo import seeding
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
+from neuropoyo.errors import MissingKeyError
 
 CONDITION_COLUMNS = ("condition", "target_id", "target_dir")
 

@@ -49,7 +49,11 @@ from neuropoyo.data.recording import (
     TimeSeries,
     Units,
 )
-from neuropoyo.data.validate import InvalidRecordingError, recording_problems, validate_recording
+from neuropoyo.data.validate import (
+    InvalidRecordingError,
+    recording_problems,
+    validate_recording,
+)
 from neuropoyo.errors import MissingKeyError
 from neuropoyo.io import fsync_path
 

@@ -7,7 +7,7 @@
     sessions.png   the session map coloured by animal, task and lab
     units.png      the unit map coloured by recording and by animal
 
-Lab (brainset) and recording come from the vocabulary keys (:func:`neuropoyo.vocab.session_key`);
+Lab (brainset) and recording come from the vocabulary keys (:func:`neuropoyo.tokens.vocab.session_key`);
 animal (``RecordingInfo.subject``) and task from the recording files given as data, and are
 :data:`UNKNOWN` for a session without one. Every row of the tables is mapped, trained or not.
 Coordinates: PCA of the centred rows by default; UMAP with umap-learn (the ``embeddings`` extra).
@@ -23,14 +23,14 @@ from typing import Sequence
 
 import numpy as np
 
-from neuropoyo.checkpoint import TrainedModel, load_model, model_dir
 from neuropoyo.data.directory import find_recordings
 from neuropoyo.data.recording import RecordingInfo
 from neuropoyo.data.store import open_recording
 from neuropoyo.errors import CheckpointError, ConfigError, DataError
 from neuropoyo.evaluation.report import new_figure, save_png
 from neuropoyo.io import published_dir, write_text_atomic
-from neuropoyo.vocab import Vocabulary, session_key
+from neuropoyo.tokens.vocab import Vocabulary, session_key
+from neuropoyo.trained import TrainedModel, load_model, model_dir
 
 METHODS = ("pca", "umap")
 UNKNOWN = "unknown"

@@ -15,7 +15,6 @@ import torch
 from tqdm.auto import tqdm
 
 from neuropoyo import distributed
-from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.dataset import Dataset, load_dataset, run_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.devices import checked_device
@@ -34,6 +33,7 @@ from neuropoyo.pipeline import (
 )
 from neuropoyo.pipeline.transforms import ABSOLUTE_TIME
 from neuropoyo.schema import MODEL_KEYS
+from neuropoyo.trained import TrainedModel, load_model
 
 TIME_TOLERANCE_S = 1e-6  # a query's absolute time maps back to its stream row within this
 

@@ -29,20 +29,25 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import open_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
-from neuropoyo.experiments.transfer import cached_fit
+from neuropoyo.experiments.cache import Log, cached_fit
 from neuropoyo.io import write_text_atomic
-from neuropoyo.pipeline import RecordingSet, WindowDataset, training_pipeline, window_loader
+from neuropoyo.pipeline import (
+    RecordingSet,
+    WindowDataset,
+    training_pipeline,
+    window_loader,
+)
+from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.loop import RUN_INFO, epoch_batches, train
 
@@ -51,7 +56,6 @@ CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)  # of the steps, where the curve scores 
 EMBEDDINGS = ("unit_embedding", "session_embedding", "other_embeddings")
 CSV_FIELDS = ("kind", "model", "depth", "dim", "params", "non_embedding_params", "recordings", "steps",
               "tokens", "mean_r2", "single_session_mean_r2")
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -24,25 +24,31 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from neuropoyo.baselines.run import run_baselines
-from neuropoyo.checkpoint import TrainedModel, load_model
-from neuropoyo.data.directory import few_shot_spans, find_recordings, recording_path, write_dataset
+from neuropoyo.data.directory import (
+    few_shot_spans,
+    find_recordings,
+    recording_path,
+    write_dataset,
+)
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.splits import whole_trials
 from neuropoyo.data.store import open_recording, read_recording, write_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
+from neuropoyo.experiments.cache import Log, cached_fit
 from neuropoyo.io import write_text_atomic
+from neuropoyo.tokens.vocab import unit_keys
+from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig
+from neuropoyo.training.finetune import FinetuneConfig, finetune
 from neuropoyo.training.loop import MODEL_DIR, train
-from neuropoyo.transfer import FinetuneConfig, finetune
-from neuropoyo.vocab import unit_keys
 
 METHODS = ("mlp", "gru", "scratch", "unit-id", "full")
 LABELS = {
@@ -55,7 +61,6 @@ LABELS = {
 GROUPS = {"seen": "same animal, other day", "unseen": "new animal"}
 UNNAMED_SUBJECTS = ("", "unknown")
 CURVE_STEPS = (10, 25, 50, 100, 200, 400, 600, 1000, 1500, 2000, 3000)
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -97,19 +102,6 @@ class TransferPlan:
 
 def size_label(size: int | None) -> str:
     return "all" if size is None else f"{size}trials"
-
-
-def cached_fit(path: Path, compute: Callable[[], dict], log: Log, what: str) -> dict:
-    """The result stored at ``path``, or ``compute()`` stored there atomically."""
-    if path.is_file():
-        log(f"{what}: done before ({path})")
-        return json.loads(path.read_text())
-    log(f"{what}: fitting")
-    started = time.perf_counter()
-    result = {**compute(), "seconds": round(time.perf_counter() - started, 1)}
-    write_text_atomic(path, json.dumps(result, indent=2))
-    log(f"{what}: test R2 {result['r2']:.4f} in {result['seconds']:.0f} s")
-    return result
 
 
 def r2_on_test_split(trained: TrainedModel, path: Path) -> float:

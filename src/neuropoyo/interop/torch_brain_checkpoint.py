@@ -29,15 +29,15 @@ from typing import Any, Mapping, NamedTuple
 import torch
 from torch import Tensor
 
-from neuropoyo.checkpoint import TrainedModel, save_model
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.errors import CheckpointError
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.model.rotary import rotary_periods
 from neuropoyo.schema import TOKEN_TYPES
+from neuropoyo.tokens.vocab import Vocabulary
+from neuropoyo.trained import TrainedModel, save_model
 from neuropoyo.training.config import RunConfig
-from neuropoyo.vocab import Vocabulary
 
 DEFAULT_READOUT = "cursor_vel"
 PARAMETER_PREFIX = "model."  # the LightningModule holds the POYO as ``self.model``

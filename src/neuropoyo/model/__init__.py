@@ -9,10 +9,15 @@ from neuropoyo.model.attention import (
     rotary_attention,
 )
 from neuropoyo.model.config import POYOConfig
-from neuropoyo.model.info import format_model_info, forward_flops, model_info, train_step_flops
+from neuropoyo.model.info import (
+    format_model_info,
+    forward_flops,
+    model_info,
+    train_step_flops,
+)
 from neuropoyo.model.latents import latent_grid
 from neuropoyo.model.poyo import POYO
-from neuropoyo.model.rotary import Rotation, RotaryTimeEmbedding, rotary_periods, rotate
+from neuropoyo.model.rotary import RotaryTimeEmbedding, Rotation, rotary_periods, rotate
 
 __all__ = [
     "POYO",

@@ -206,8 +206,8 @@ class POYO(nn.Module):
             if index.numel() and ((index < 0) | (index >= size)).any():
                 raise ValueError(
                     f"POYO: {name} holds {int(index.min())}..{int(index.max())} but the model has {size} "
-                    f"{what}; map ids to rows with the model's vocabularies (neuropoyo.vocab), or add "
-                    "rows for new ones (unit identification, neuropoyo.transfer)"
+                    f"{what}; map ids to rows with the model's vocabularies (neuropoyo.tokens.vocab), or add "
+                    "rows for new ones (unit identification, neuropoyo.training.finetune)"
                 )
         for name, times in (("input_timestamps", input_timestamps), ("output_timestamps", output_timestamps)):
             if times.numel() and not torch.isfinite(times).all():

@@ -13,7 +13,6 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-
 SPACINGS = ("half_open", "inclusive")
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from neuropoyo import seeding
-from neuropoyo.batching import collate
 from neuropoyo.pipeline.config import AugmentConfig, LossConfig
 from neuropoyo.pipeline.recordings import RecordingSet
 from neuropoyo.pipeline.samplers import Window
@@ -29,7 +28,8 @@ from neuropoyo.pipeline.transforms import (
     UnitDropout,
     ZScore,
 )
-from neuropoyo.tokenizer import Tokenizer
+from neuropoyo.tokens.collate import collate
+from neuropoyo.tokens.tokenizer import Tokenizer
 
 
 def training_pipeline(

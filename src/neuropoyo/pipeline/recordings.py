@@ -23,7 +23,7 @@ from neuropoyo.data.store import RecordingFile, open_recording
 from neuropoyo.errors import ConfigError, DataError, MissingKeyError
 from neuropoyo.pipeline.samplers import Window
 from neuropoyo.pipeline.transforms import Sample
-from neuropoyo.vocab import Vocabulary, session_key_of, unit_keys
+from neuropoyo.tokens.vocab import Vocabulary, session_key_of, unit_keys
 
 DEFAULT_MAX_OPEN = 64  # recording files attached (memory-mapped) at a time, per process
 

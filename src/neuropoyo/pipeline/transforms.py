@@ -24,7 +24,7 @@ from neuropoyo.data.normalize import Normalizer
 from neuropoyo.data.recording import Recording, Spikes, Units
 from neuropoyo.pipeline.samplers import Window
 from neuropoyo.schema import QUERY_KEYS
-from neuropoyo.tokenizer import Tokenizer
+from neuropoyo.tokens.tokenizer import Tokenizer
 
 EXCLUDED = "excluded"  # interval name of spans left out of the training loss (weight 0)
 ABSOLUTE_TIME = "output_absolute_time"  # (P,) float64 absolute time of each query (evaluation)

@@ -37,21 +37,14 @@ import torch
 from tqdm.auto import tqdm
 
 from neuropoyo import __version__, distributed, seeding
-from neuropoyo.checkpoint import (
-    TrainedModel,
-    load_model,
-    load_trainer_state,
-    save_checkpoint,
-    save_model,
-)
 from neuropoyo.data.dataset import RUN_INFO, Dataset, load_dataset, run_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.devices import checked_device
+from neuropoyo.distributed import Ranks
 from neuropoyo.errors import ConfigError, DataError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
 from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
-from neuropoyo.distributed import Ranks
 from neuropoyo.pipeline import (
     EpochBatches,
     RandomWindowSampler,
@@ -63,6 +56,8 @@ from neuropoyo.pipeline import (
     window_loader,
 )
 from neuropoyo.schema import MODEL_KEYS
+from neuropoyo.trained import TrainedModel, load_model, save_model
+from neuropoyo.training.checkpoint import load_trainer_state, save_checkpoint
 from neuropoyo.training.config import RunConfig, TrainConfig
 from neuropoyo.training.lamb import Lamb
 from neuropoyo.training.loss import weighted_squared_errors

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from neuropoyo import distributed
-from neuropoyo.checkpoint import TrainedModel, load_model, publish_model
 from neuropoyo.distributed import SINGLE, Ranks
 from neuropoyo.evaluation.evaluate import predict
 from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.pipeline import RecordingSet
+from neuropoyo.trained import TrainedModel, load_model, publish_model
 
 BEST_DIR = "best"
 FLAT_SPREAD = 1e-3  # prediction spread / target spread: still this flat past half the run

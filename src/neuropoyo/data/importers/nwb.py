@@ -50,7 +50,7 @@ import h5py
 import numpy as np
 
 from neuropoyo.data.circular import to_unit_circle
-from neuropoyo.data.importing import (
+from neuropoyo.data.importers.common import (
     DroppedDataWarning,
     RepairedDataWarning,
     Repairs,

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuropoyo.checkpoint import TrainedModel
 from neuropoyo.data.recording import Recording
 from neuropoyo.model.poyo import POYO
 from neuropoyo.model.rotary import Rotation
 from neuropoyo.schema import END, SPIKE, START
-from neuropoyo.vocab import session_key_of, unit_keys
+from neuropoyo.tokens.vocab import session_key_of, unit_keys
+from neuropoyo.trained import TrainedModel
 
 
 class StreamingDecoder:

@@ -1,4 +1,4 @@
-"""Model directories and training checkpoints, written atomically, loaded without running code.
+"""A trained model on disk: model directories, written atomically, loaded without running code.
 
 A model directory holds::
 
@@ -9,16 +9,15 @@ A model directory holds::
     sessions.json       session vocabulary
     normalizer.json     behavior scale per brainset and stream
 
-A training checkpoint is a model directory plus ``trainer.pt`` (optimizer state, step, random
-states) — only tensors, numbers and strings, read back with ``torch.load(weights_only=True)``.
+A training run's resume checkpoint (a model directory plus the trainer's state) is
+:mod:`neuropoyo.training.checkpoint`.
 The best model on validation that a run keeps (``RUN/best``) is a model directory plus
 ``selection.json`` (the step and the validation R2 that chose it); a run directory given where a
 model is expected means that one when it exists, else the last model (``RUN/model``).
 A model directory is a plain folder written under a temporary name and renamed into place
-(:func:`neuropoyo.io.write_dir_atomic`), so it can be copied and shared as it is. A checkpoint,
+(:func:`neuropoyo.io.write_dir_atomic`), so it can be copied and shared as it is. The best model,
 rewritten all through a run, is published with :func:`neuropoyo.io.publish_dir`: the path is a
-symlink to a complete hidden version, switched atomically, so even a crash at any moment leaves a
-complete checkpoint to resume from.
+symlink to a complete hidden version, switched atomically.
 """
 
 from __future__ import annotations
@@ -39,10 +38,9 @@ from neuropoyo.io import publish_dir, published_dir, write_dir_atomic
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.settings import sections_from_legacy_data
-from neuropoyo.vocab import Vocabulary
+from neuropoyo.tokens.vocab import Vocabulary
 
 MODEL_FILES = ("model.safetensors", "config.json", "units.json", "sessions.json", "normalizer.json")
-TRAINER_FILE = "trainer.pt"
 SELECTION_FILE = "selection.json"
 RUN_MODELS = ("best", "model")  # a run directory's models, in the order a bare run path picks them
 
@@ -60,7 +58,7 @@ class TrainedModel:
     settings: Mapping[str, Any]
 
 
-def _write_model_files(folder: Path, trained: TrainedModel) -> None:
+def write_model_files(folder: Path, trained: TrainedModel) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in trained.model.state_dict().items()}
     save_file(state, folder / "model.safetensors")
     config = {
@@ -76,18 +74,7 @@ def _write_model_files(folder: Path, trained: TrainedModel) -> None:
 
 def save_model(trained: TrainedModel, folder: str | Path) -> Path:
     """Write ``trained`` as a model directory at ``folder``: a plain folder, written atomically."""
-    return write_dir_atomic(folder, lambda tmp: _write_model_files(tmp, trained))
-
-
-def save_checkpoint(trained: TrainedModel, trainer_state: dict, folder: str | Path) -> Path:
-    """A model directory plus ``trainer.pt`` (optimizer state, step, random states), published
-    with :func:`neuropoyo.io.publish_dir`: a crash at any moment leaves a complete checkpoint."""
-
-    def write(tmp: Path) -> None:
-        _write_model_files(tmp, trained)
-        torch.save(trainer_state, tmp / TRAINER_FILE)
-
-    return publish_dir(folder, write)
+    return write_dir_atomic(folder, lambda tmp: write_model_files(tmp, trained))
 
 
 def publish_model(trained: TrainedModel, folder: str | Path, selection: Mapping[str, Any]) -> Path:
@@ -95,7 +82,7 @@ def publish_model(trained: TrainedModel, folder: str | Path, selection: Mapping[
     :func:`neuropoyo.io.publish_dir`, with ``selection`` (why it was kept) as ``selection.json``."""
 
     def write(tmp: Path) -> None:
-        _write_model_files(tmp, trained)
+        write_model_files(tmp, trained)
         (tmp / SELECTION_FILE).write_text(json.dumps(dict(selection), indent=2))
 
     return publish_dir(folder, write)
@@ -185,8 +172,3 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Train
         normalizer=Normalizer.from_dict(_read_json(folder / "normalizer.json")),
         settings=config,
     )
-
-
-def load_trainer_state(folder: str | Path) -> dict:
-    """The ``trainer.pt`` of a checkpoint, read without executing code."""
-    return torch.load(published_dir(folder) / TRAINER_FILE, weights_only=True)

@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from neuropoyo.checkpoint import TrainedModel
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 from neuropoyo.errors import ConfigError, DataError
@@ -29,7 +28,8 @@ from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.machine import synchronize
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.streaming import StreamingDecoder
-from neuropoyo.tokenizer import input_tokens
+from neuropoyo.tokens.tokenizer import input_tokens
+from neuropoyo.trained import TrainedModel
 
 REFERENCE_MS = 10.0  # the fixed matmul workload's target duration
 WARM_RUNS = 4  # consecutive windows each comparison workload decodes every compare_every updates

@@ -37,8 +37,8 @@ and the rules applied:
   ``<group>_<attribute>``. Times are kept as stored (relative to the root ``absolute_start``,
   0 for brainsets files).
 
-**Vocabulary words.** :func:`neuropoyo.vocab.session_key_of` gives ``brainset.id/session.id`` and
-:func:`neuropoyo.vocab.unit_keys` gives ``brainset.id/session.id/units.id``, the words torch_brain
+**Vocabulary words.** :func:`neuropoyo.tokens.vocab.session_key_of` gives ``brainset.id/session.id`` and
+:func:`neuropoyo.tokens.vocab.unit_keys` gives ``brainset.id/session.id/units.id``, the words torch_brain
 puts in a POYO model's vocabularies for these files: torch_brain 0.1's ``Dataset`` (recording ids
 ``brainset/session``, unit ids prefixed ``brainset/session/``, the convention of the published POYO
 checkpoints), and torch_brain 0.2's brainset datasets (e.g. ``PerichMillerPopulation2018``, whose
@@ -56,7 +56,7 @@ from typing import Iterable, Iterator, Sequence
 import h5py
 import numpy as np
 
-from neuropoyo.data.importing import (
+from neuropoyo.data.importers.common import (
     DroppedDataWarning,
     RepairedDataWarning,
     Repairs,

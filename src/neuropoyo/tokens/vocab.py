@@ -15,8 +15,8 @@ from typing import Iterable
 
 import numpy as np
 
-from neuropoyo.errors import MissingKeyError
 from neuropoyo.data.recording import Recording
+from neuropoyo.errors import MissingKeyError
 from neuropoyo.io import write_text_atomic
 
 FORMAT = "neuropoyo.vocabulary"

@@ -26,7 +26,6 @@ from typing import Callable, Sequence
 import torch
 
 from neuropoyo import seeding
-from neuropoyo.checkpoint import TrainedModel, load_model
 from neuropoyo.data.dataset import load_dataset
 from neuropoyo.data.directory import few_shot_spans, stream_dims
 from neuropoyo.data.normalize import Normalizer
@@ -36,9 +35,16 @@ from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.selection import EvaluationConfig
 from neuropoyo.pipeline import AugmentConfig, LossConfig, RecordingSet
 from neuropoyo.settings import from_mapping
+from neuropoyo.tokens.vocab import session_key_of, unit_keys
+from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig, TrainConfig
-from neuropoyo.training.loop import TrainResult, epoch_batches, fit, lamb_groups, write_run_info
-from neuropoyo.vocab import session_key_of, unit_keys
+from neuropoyo.training.loop import (
+    TrainResult,
+    epoch_batches,
+    fit,
+    lamb_groups,
+    write_run_info,
+)
 
 MODES = ("unit-id", "full")
 
