@@ -1,4 +1,7 @@
-"""Errors a user can fix: the command line prints them without a traceback."""
+"""Errors a user can fix: the command line prints them without a traceback; and the warning for
+old spellings of renamed presets, flags and config keys."""
+
+import warnings
 
 
 class ConfigError(ValueError):
@@ -22,3 +25,12 @@ class CheckpointError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. losses or gradients that stay NaN/inf); the last good checkpoint is kept."""
+
+
+class RenamedWarning(FutureWarning):
+    """An old spelling of a preset, flag or config key was used: it works in this release, not the next."""
+
+
+def warn_renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
+    """Warn that ``old`` (e.g. ``--stream``) is now spelled ``new`` (e.g. ``--readout``)."""
+    warnings.warn(f"{old} is now {new}; the old name works in this release only", RenamedWarning, stacklevel=stacklevel)
