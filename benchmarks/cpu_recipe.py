@@ -1,14 +1,15 @@
-"""CPU recipe for `neuropoyo demo`: train demo_run.yaml variants, compare test R2 with the baselines.
+"""CPU recipe for `neuropoyo demo`: train variants of the old demo run, compare test R2 with the baselines.
 
     python benchmarks/cpu_recipe.py [--variants baseline,s900,...] [--out /tmp/neuropoyo-recipe]
 
 Simulates the demo's dataset (2 animals x 1 session x {center_out, random_target}, 120 trials,
 300 s, seed 0) once, fits the demo's Wiener and MLP baselines once, then for each named variant of
-`configs/demo_run.yaml` (overrides per section) trains one POYO over the 4 recordings, evaluates its
-best-on-validation model on the test splits and prints one row: variant, overrides, steps, training
+the old demo run (OLD_DEMO, the retired demo_run.yaml; overrides per section) trains one POYO over
+the 4 recordings, evaluates its best-on-validation model on the test splits and prints one row: variant, overrides, steps, training
 seconds, test R2 per task and whether POYO beats the best baseline on both tasks. An --out folder
 that already holds `data/` and the baseline reports reuses them. The recommended demo recipe is
-`s900_init10_udrop_lat16x2_e25` (benchmarks/RESULTS.md, "CPU recipe for the demo").
+`s900_init10_udrop_lat16x2_e25` (benchmarks/RESULTS.md, "CPU recipe for the demo"), shipped since as
+runs/cpu-small.
 """
 
 from __future__ import annotations
@@ -46,11 +47,18 @@ def steps(n: int, **training) -> dict[str, dict]:
     return {"training": {"max_steps": n, **training}}
 
 
-INIT = {"model": {"init_std": 0.1}}  # demo.yaml: 0.02
-ALL_UNITS = {"augment": {"unit_dropout_min": 1000}}  # > any unit count: unit dropout off
+# The retired demo_run.yaml, the start of the search: runs/cpu-small with what it changed undone.
+OLD_DEMO = {
+    "model": {"init_std": 0.02, "num_latent_timestamps": 4, "latents_per_timestamp": 8},
+    "augment": {"unit_dropout": True},
+    "evaluation": {"step_s": 0.5},
+    "training": {"max_steps": 1500},
+}
+INIT = {"model": {"init_std": 0.1}}  # the old demo model: 0.02
+ALL_UNITS = {"augment": {"unit_dropout": False}}
 EVAL_025 = {"evaluation": {"step_s": 0.25}}  # default 0.5
 
-# variant -> {section: {field: value}} on top of demo_run.yaml
+# variant -> {section: {field: value}} on top of OLD_DEMO
 VARIANTS: dict[str, dict[str, dict]] = {
     "baseline": {},
     "s900": steps(900),
@@ -128,7 +136,7 @@ def main() -> None:
     data = out / "data"
     if not data.is_dir():
         simulate(data)
-    config = RunConfig.from_yaml("demo_run.yaml")
+    config = apply(RunConfig.from_yaml("cpu-small"), OLD_DEMO)
     baselines = fit_baselines(data, out / "baselines", config)
     scores = {method: task_r2(summary) for method, summary in baselines.items()}
     best = [max(r2[k] for r2 in scores.values()) for k in range(len(TASKS))]

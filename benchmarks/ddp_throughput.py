@@ -1,6 +1,6 @@
 """Training throughput: one process against torchrun's N processes on the same machine.
 
-    python benchmarks/ddp_throughput.py [--processes 2] [--steps 60] [--rounds 2] [--config cpu_small_run.yaml]
+    python benchmarks/ddp_throughput.py [--processes 2] [--steps 60] [--rounds 2] [--config cpu-small]
 
 Simulated recordings (``neuropoyo simulate``, 2 animals x 2 days x 2 tasks) are trained on with the
 same run file and global batch, alternately by ``neuropoyo train`` in one process (all cores as
@@ -42,14 +42,14 @@ def main(argv=None) -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--config", default="cpu_small_run.yaml")
+    parser.add_argument("--config", default="cpu-small")
     args = parser.parse_args(argv)
     print(machine_line())
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "data"
         subprocess.run(
-            [sys.executable, "-m", "neuropoyo", "simulate", "--out", str(data), "--animals", "2", "--sessions", "2"],
+            [sys.executable, "-m", "neuropoyo", "simulate", "--out", str(data), "--animals", "2", "--days", "2"],
             check=True, capture_output=True,
         )
         train = ["-m", "neuropoyo", "train", "--config", args.config, "--data", str(data), "--max-steps", str(args.steps)]

@@ -3,9 +3,10 @@
     python benchmarks/epoch_boundary.py [--steps 50] [--repeats 3] [--workers 2] [--batch-size 128]
         [--baseline-src OLD/src] [--out DIR]
 
-Simulates one center-out session (`neuropoyo simulate --animals 1 --sessions 1 --tasks center_out
+Simulates one center-out session (`neuropoyo simulate --animals 1 --days 1 --tasks center_out
 --trials 100`; about 5 steps per epoch at batch 128), then runs `neuropoyo train` on it with the
-demo.yaml model and `num_workers: --workers` for --steps steps, once per tree and repeat,
+tree's small model (demo.yaml in older trees, models/cpu-small.yaml since: both dim 64, depth 2,
+32 latents) and `num_workers: --workers` for --steps steps, once per tree and repeat,
 interleaved (A, B, A, B, ...). The baseline tree (e.g. `git worktree add OLD 84a7db4`: that commit
 rebuilt the DataLoader and its workers every epoch) runs with PYTHONPATH=--baseline-src. From each
 RUN/metrics.csv (`seconds` = wall time since training started, at the end of each step) it prints
@@ -31,12 +32,14 @@ from neuropoyo.machine import machine_line
 NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def demo_preset(src: Path) -> Path:
-    """demo.yaml: inside the package in the new layout, in <repo>/configs in the old one."""
-    for path in (src / "neuropoyo" / "configs" / "demo.yaml", src.parent / "configs" / "demo.yaml"):
+def small_model(src: Path) -> Path:
+    """The tree's small model preset: models/cpu-small.yaml, or demo.yaml inside the package or in
+    <repo>/configs in older trees."""
+    configs = src / "neuropoyo" / "configs"
+    for path in (configs / "models" / "cpu-small.yaml", configs / "demo.yaml", src.parent / "configs" / "demo.yaml"):
         if path.is_file():
             return path.resolve()
-    raise FileNotFoundError(f"no demo.yaml for the source tree {src}")
+    raise FileNotFoundError(f"no small model preset (models/cpu-small.yaml or demo.yaml) in the source tree {src}")
 
 
 def cli(src: Path, *args: str) -> subprocess.CompletedProcess:
@@ -76,7 +79,7 @@ def main() -> None:
         trees["old"] = args.baseline_src.resolve()
 
     data = out / "data"
-    sim = ("simulate", "--out", str(data), "--animals", "1", "--sessions", "1")
+    sim = ("simulate", "--out", str(data), "--animals", "1", "--days", "1")
     done = cli(NEW_SRC, *sim, "--tasks", "center_out", "--trials", "100")
     if done.returncode:
         sys.exit(f"simulate failed:\n{done.stderr}")
@@ -85,7 +88,7 @@ def main() -> None:
     for name, src in trees.items():
         run_files[name] = out / f"run_{name}.yaml"
         run_files[name].write_text(
-            f"model: {demo_preset(src)}\ntraining:\n  batch_size: {args.batch_size}\n"
+            f"model: {small_model(src)}\ntraining:\n  batch_size: {args.batch_size}\n"
             f"  num_workers: {args.workers}\n  max_steps: {args.steps}\n"
             "  checkpoint_every: 100000\n  lr: 1.0e-2\n"
         )

@@ -37,10 +37,10 @@ fi
 "$python" benchmarks/train_throughput.py --device "$device" --steps "$steps" "${peer[@]}" 2>&1 | tee "$out/train.txt"
 
 "$python" -m neuropoyo simulate --out "$work/sim" --animals 1 --sessions 1 --tasks random_target --duration 60 >/dev/null
-"$python" -m neuropoyo train --config poyo_single_session.yaml --data "$work/sim" --out "$work/run" \
+"$python" -m neuropoyo train --config paper-single-session --data "$work/sim" --out "$work/run" \
     --max-steps 1 --device "$device" >/dev/null
 recording=$(ls "$work"/sim/*.h5 | head -n 1)
 for dtype in float32 bfloat16; do
-    "$python" -m neuropoyo bench-stream --model "$work/run" --data "$recording" --seconds "$replay" --device "$device" \
+    "$python" -m neuropoyo bench-stream --model "$work/run" --data "$recording" --duration-s "$replay" --device "$device" \
         --dtype "$dtype" "${peer[@]}" --out "$out/stream_$dtype.json" 2>&1 | tee "$out/stream_$dtype.txt"
 done

@@ -3,9 +3,9 @@
     python benchmarks/loader_throughput.py [--size table4 demo] [--batches 6] [--steps 2]
         [--workers N] [--threads N] [--device cpu|cuda]
 
-Sizes: ``table4``, the Table 4 model (``poyo_single_session.yaml``: training defaults, batch 128)
-on one simulated center-out session of 120 trials; ``demo``, ``demo_run.yaml`` (demo.yaml model,
-batch 32) on the demo's dataset (2 animals x {center-out 120 trials, random-target 300 s}).
+Sizes: ``table4``, the Table 4 recipe (run file ``paper-single-session``: the paper model, batch 128)
+on one simulated center-out session of 120 trials; ``demo``, the run file ``cpu-small`` (the CPU
+recipe of `neuropoyo demo`, batch 32) on the demo's dataset (2 animals x {center-out 120 trials, random-target 300 s}).
 Recordings are simulated into a temporary folder. The DataLoader is the one ``fit`` builds (the same
 pipeline, dataset seed, EpochBatches and pinning) with the run file's ``num_workers`` unless
 --workers says otherwise. Per size, one after the other:
@@ -49,7 +49,7 @@ from neuropoyo.devices import checked_device
 from neuropoyo.machine import gpu_line, machine_line, synchronize
 from neuropoyo.pipeline import WindowDataset, training_pipeline, window_loader
 from neuropoyo.schema import MODEL_KEYS
-from neuropoyo.training.config import PRESET_DIR, RunConfig
+from neuropoyo.training.config import RunConfig
 from neuropoyo.training.lamb import Lamb
 from neuropoyo.training.loop import _autocast, _setup, epoch_batches, fit, lamb_groups
 from neuropoyo.training.loss import weighted_mse
@@ -62,8 +62,8 @@ class Size:
 
 
 SIZES = {
-    "table4": Size("poyo_single_session.yaml", dict(n_animals=1, tasks=("center_out",), n_trials=120)),
-    "demo": Size("demo_run.yaml", dict(n_animals=2, n_trials=120, duration_s=300.0)),
+    "table4": Size("paper-single-session", dict(n_animals=1, tasks=("center_out",), n_trials=120)),
+    "demo": Size("cpu-small", dict(n_animals=2, n_trials=120, duration_s=300.0)),
 }
 
 
@@ -167,7 +167,7 @@ def loop_as_it_runs(trained, recordings, config, steps: int, device, run_dir: Pa
 def run_size(name: str, args, out: Path) -> dict:
     size = SIZES[name]
     device = args.device
-    config = RunConfig.from_yaml(PRESET_DIR / size.run_file)
+    config = RunConfig.from_yaml(size.run_file)
     if args.workers is not None:
         config = config.with_training(num_workers=args.workers)
     tc = config.training

@@ -1,7 +1,7 @@
 """One POYO on the five monkey recordings against one POYO per recording (issue 15, paper Table 2).
 
     python benchmarks/multi_session_real.py [--real ../shared/data/real] [--out DIR] [--steps N]
-                                            [--config cpu_small_run.yaml]
+                                            [--config cpu-small]
 
 Imports the five monkey files of ``--real`` (both Chewie days, Stevenson, Miller, S1) with
 ``neuropoyo prepare nwb`` exactly as benchmarks/real_data.py does (same tasks, same split seed, so
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=REAL, help="folder of the real NWB files")
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
     parser.add_argument("--steps", type=int, help="training steps of every model (default: the run file's)")
-    parser.add_argument("--config", default="cpu_small_run.yaml", help="run file of every model")
+    parser.add_argument("--config", default="cpu-small", help="run file of every model")
     args = parser.parse_args()
     if not args.real.is_dir():
         print(f"skipped: no real-data folder at {args.real} (pass --real DIR)")

@@ -1,13 +1,12 @@
 """POYO and the classic decoders on the project's real recordings, one model per file.
 
     python benchmarks/real_data.py [--real ../shared/data/real] [--steps 1000] [--out DIR]
-                                   [--methods wiener,mlp,gru] [--files NAME ...]
-                                   [--config configs/demo_run.yaml] [--device cpu]
+                                   [--methods wiener mlp gru] [--files NAME ...]
+                                   [--config cpu-small] [--device cpu]
 
 For every file of ``--real`` this runs, through the command line, ``neuropoyo prepare nwb``,
-``neuropoyo train`` (single-session, ``--steps`` steps; by default the small
-``configs/demo_run.yaml`` model that trains on a CPU, or the paper's with
-``--config configs/poyo_single_session_gpu.yaml --device cuda``), ``neuropoyo evaluate`` and
+``neuropoyo train`` (single-session, ``--steps`` steps; by default the CPU recipe,
+run file ``cpu-small``, or the paper's with ``--config paper-single-session --device cuda``), ``neuropoyo evaluate`` and
 ``neuropoyo baselines`` (same splits, same evaluation samples), then prints a table of test R2 per
 file and method, and the commands that reproduce each row.
 
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from neuropoyo.cli import main as neuropoyo
-from neuropoyo.training.config import PRESET_DIR
+from neuropoyo.training.config import RUN_PRESETS
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -80,11 +79,11 @@ def benchmark(dataset: Dataset, real: Path, out: Path, args: argparse.Namespace)
     run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir),
          "--device", args.device], commands)
     poyo_seconds = time.perf_counter() - started
-    run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", args.methods,
-         "--stream", dataset.stream], commands)
+    run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", *args.methods,
+         "--readout", dataset.stream], commands)
     row = {"file": stem, "task": dataset.task, "commands": commands,
            "poyo_seconds": poyo_seconds, "baseline_seconds": time.perf_counter() - started - poyo_seconds}
-    for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in args.methods.split(",")]:
+    for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in args.methods]:
         (record,) = json.loads((folder / "metrics.json").read_text())["recordings"].values()
         row[method] = record["streams"][dataset.stream]
     return row
@@ -112,10 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=REAL, help="folder of the real NWB files")
     parser.add_argument("--steps", type=int, default=1000, help="POYO training steps per file")
-    parser.add_argument("--methods", default="wiener,mlp,gru", help="baselines to run")
+    parser.add_argument("--methods", nargs="+", default=["wiener", "mlp", "gru"], help="baselines to run")
     parser.add_argument("--files", nargs="+", help="only these file names (default: all six)")
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
-    parser.add_argument("--config", type=Path, default=PRESET_DIR / "demo_run.yaml", help="POYO run file")
+    parser.add_argument("--config", type=Path, default=RUN_PRESETS / "cpu-small.yaml", help="POYO run file")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     if not args.real.is_dir():
@@ -124,7 +123,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="neuropoyo-real-"))
     chosen = [d for d in DATASETS if not args.files or d.file in args.files]
     rows = [benchmark(d, args.real, out, args) for d in chosen]
-    methods = args.methods.split(",")
+    methods = args.methods
     print("\nTest R2 per file (head direction: mean / median angular error in brackets); monkey spike")
     print("times are rebuilt from 50-100 ms bins, so finer timing is an artefact of the conversion.\n")
     print(table(rows, methods))
@@ -132,7 +131,7 @@ def main() -> None:
     for row in rows:
         print(f"| {row['file']} | {row['poyo_seconds']:.0f} | {row['baseline_seconds']:.0f} |")
     print(
-        f"\nreproduce: python benchmarks/real_data.py --steps {args.steps} --methods {args.methods} "
+        f"\nreproduce: python benchmarks/real_data.py --steps {args.steps} --methods {' '.join(args.methods)} "
         f"--config {args.config} --device {args.device}"
     )
     for row in rows:

@@ -2,8 +2,8 @@
 
     python benchmarks/single_session_sim.py [--steps 1500] [--out /tmp/neuropoyo-single]
 
-Simulates the demo's dataset (2 animals x 1 day x {center-out, random-target}), trains the small
-`configs/demo_run.yaml` model on each recording alone for --steps steps, evaluates on its test split and
+Simulates the demo's dataset (2 animals x 1 day x {center-out, random-target}), trains the CPU
+recipe (run file `cpu-small`) on each recording alone for --steps steps, evaluates on its test split and
 prints the table with the command that reproduces each row.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.evaluation.evaluate import evaluate
-from neuropoyo.training.config import PRESET_DIR, RunConfig
+from neuropoyo.training.config import RunConfig
 from neuropoyo.training.loop import train
 
 
@@ -36,7 +36,7 @@ def main() -> None:
         ),
         data,
     )
-    config = RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
+    config = RunConfig.from_yaml("cpu-small")
     config = dataclasses.replace(
         config, training=dataclasses.replace(config.training, max_steps=args.steps)
     )
@@ -57,7 +57,7 @@ def main() -> None:
         f"--trials {args.trials} --duration {args.duration}"
     )
     print(
-        "per recording: neuropoyo train --config configs/demo_run.yaml --data DATA/<id>.h5 "
+        "per recording: neuropoyo train --config cpu-small --data DATA/<id>.h5 "
         f"--out RUN --max-steps {args.steps} && neuropoyo evaluate --model RUN --data DATA/<id>.h5 "
         "--out EVAL"
     )

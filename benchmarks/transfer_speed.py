@@ -24,9 +24,9 @@ from neuropoyo.machine import machine_line
 from neuropoyo.trained import load_model
 from neuropoyo.data.store import open_recording
 from neuropoyo.experiments.transfer import simulated_recordings, r2_on_test_split
-from neuropoyo.training.config import RunConfig
-from neuropoyo.training.loop import MODEL_DIR, train
 from neuropoyo.training.finetune import FinetuneConfig, finetune
+from neuropoyo.training.loop import MODEL_DIR, train
+from neuropoyo.training.recipe import default_config
 from neuropoyo.tokens.vocab import unit_keys
 
 DEFAULT_EXPERIMENT = Path("/tmp/neuropoyo-transfer")
@@ -36,8 +36,9 @@ def default_case() -> tuple[Path, Path]:
     pretrain, held_out, _ = simulated_recordings(DEFAULT_EXPERIMENT / "data")
     model = DEFAULT_EXPERIMENT / "pretrained"
     if not (model / MODEL_DIR).is_dir():
-        print(f"pretraining into {model} (demo_run.yaml)", flush=True)
-        train(RunConfig.from_yaml("demo_run.yaml"), pretrain, model, progress=False)
+        config, note = default_config(len(pretrain))  # as `neuropoyo experiment transfer` pretrains
+        print(f"pretraining into {model} ({note})", flush=True)
+        train(config, pretrain, model, progress=False)
     return model, held_out["seen"][0]
 
 

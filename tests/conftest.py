@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
+from neuropoyo.data import (
+    Intervals,
+    Recording,
+    RecordingInfo,
+    Spikes,
+    TimeSeries,
+    Units,
+)
 
 
 def build_recording(seed: int = 0, *, duration: float = 20.0, n_units: int = 5) -> Recording:
@@ -104,3 +111,39 @@ def write_many_recordings(out_dir, n: int) -> list:
             f["behavior/hand_vel/values"][...] += np.float32(k)
         paths.append(path)
     return paths
+
+
+# One tiny model for every test that trains: 2 cores, seconds per fit. Tests change fields with
+# dict(TINY_MODEL, depth=2) or tiny_run_config(max_steps=...).
+TINY_MODEL = dict(
+    num_units=1, num_sessions=1, readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2,
+    cross_heads=1, depth=1, num_latent_timestamps=4, latents_per_timestamp=2,
+    ffn_dropout=0.1, linear_dropout=0.1, attention_dropout=0.0,
+)
+# For tests whose model must be deterministic in training mode: dict(TINY_MODEL, **NO_DROPOUT).
+NO_DROPOUT = dict(ffn_dropout=0.0, linear_dropout=0.0, attention_dropout=0.0)
+
+
+def tiny_run_config(*, model: dict | None = None, lr: float = 1e-2, **training):
+    """A RunConfig of the tiny model (``model`` overrides its fields), batch 4, lr 1e-2, no unit
+    dropout, validation only at the end; ``training`` overrides any TrainConfig field."""
+    from neuropoyo.model.config import POYOConfig
+    from neuropoyo.pipeline.config import AugmentConfig
+    from neuropoyo.training.config import RunConfig, TrainConfig
+
+    settings = {"batch_size": 4, "lr": lr, "max_steps": 10, "validate_every": 0, **training}
+    return RunConfig(
+        model=POYOConfig(**{**TINY_MODEL, **(model or {})}),
+        augment=AugmentConfig(unit_dropout=False),
+        training=TrainConfig(**settings),
+    )
+
+
+def simulated(*, animals: int = 1, days: int = 1, tasks=("center_out",), trials: int = 16,
+              duration_s: float = 30.0, seed: int = 0) -> list:
+    """Small simulated recordings with train/valid/test splits (``neuropoyo.simulate``)."""
+    import neuropoyo
+
+    return neuropoyo.simulate(
+        animals=animals, days=days, tasks=tasks, trials=trials, duration_s=duration_s, seed=seed
+    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuropoyo.baselines import (
     GRUDecoder,
@@ -197,8 +198,8 @@ def splits(session):
     "make, threshold",
     [
         (lambda: WienerFilter(), 0.35),
-        (lambda: MLPDecoder(max_epochs=8), 0.45),
-        (lambda: GRUDecoder(max_epochs=8), 0.45),
+        pytest.param(lambda: MLPDecoder(max_epochs=8), 0.45, marks=pytest.mark.slow),
+        pytest.param(lambda: GRUDecoder(max_epochs=8), 0.45, marks=pytest.mark.slow),
     ],
     ids=["wiener", "mlp", "gru"],
 )
@@ -238,12 +239,13 @@ def test_inputs_are_validated(cls):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
+    from conftest import simulated
+
     from neuropoyo.data.directory import write_dataset
-    from neuropoyo.data.simulate import simulate_dataset
+    from neuropoyo.data.simulate import TASKS
 
     folder = tmp_path_factory.mktemp("data")
-    simulated = simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=30, duration_s=40.0)
-    return folder, write_dataset(simulated, folder)
+    return folder, write_dataset(simulated(tasks=TASKS, trials=30, duration_s=40.0), folder)
 
 
 def scored_times(out, method, path) -> np.ndarray:
@@ -251,6 +253,7 @@ def scored_times(out, method, path) -> np.ndarray:
     return rows[:, 0]
 
 
+@pytest.mark.slow
 def test_run_baselines_scores_the_evaluation_samples_of_poyo(dataset, tmp_path, capsys):
     from neuropoyo.baselines.run import run_baselines
     from neuropoyo.data.store import read_recording
@@ -279,6 +282,7 @@ def test_run_baselines_scores_the_evaluation_samples_of_poyo(dataset, tmp_path, 
         assert f"baselines [{k}/{len(paths)}] wiener on {path.stem}: done in" in err
 
 
+@pytest.mark.slow
 def test_run_baselines_follows_the_evaluation_config(dataset, tmp_path):
     from neuropoyo.baselines.run import run_baselines
     from neuropoyo.data.store import read_recording

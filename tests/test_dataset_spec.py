@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, simulated, tiny_run_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_training import (
@@ -30,11 +31,10 @@ from neuropoyo.data.dataset import (
 )
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.simulate import simulate_dataset
+from neuropoyo.data.simulate import TASKS
 from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.evaluate import evaluate
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
-from neuropoyo.model.config import POYOConfig
 from neuropoyo.pipeline import (
     AugmentConfig,
     LossConfig,
@@ -47,7 +47,7 @@ from neuropoyo.pipeline import (
 )
 from neuropoyo.pipeline.samplers import windows_per_epoch
 from neuropoyo.training import loop as loop_module
-from neuropoyo.training.config import RunConfig, TrainConfig
+from neuropoyo.training.config import RunConfig
 
 READOUTS = {"hand_vel": 2, "hand_pos": 2}
 
@@ -56,7 +56,7 @@ READOUTS = {"hand_vel": 2, "hand_pos": 2}
 def sim_root(tmp_path_factory):
     """root/co/<center-out>.h5 and root/rt/<random-target>.h5 of one simulated animal (lab a)."""
     root = tmp_path_factory.mktemp("sim")
-    for recording in simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=16, duration_s=30.0):
+    for recording in simulated(tasks=TASKS):
         write_dataset([recording], root / {"center_out": "co", "random_target": "rt"}[recording.info.task])
     assert sorted(p.parent.name for p in root.glob("*/*.h5")) == ["co", "rt"]
     return root
@@ -75,8 +75,8 @@ def test_a_dataset_file_reads_patterns_relative_to_its_folder_with_typed_options
         sim_root / "mix.yaml",
         "sources:\n"
         "  - recordings: co/*.h5\n"
-        "    streams: hand_vel\n"
-        "    scale: lab_scalar\n"
+        "    readouts: hand_vel\n"
+        "    normalize: lab_scalar\n"
         "    interval_weights: {reach: 2}\n"
         "    evaluation_intervals: [all]\n"
         "    weight: 3\n"
@@ -85,7 +85,7 @@ def test_a_dataset_file_reads_patterns_relative_to_its_folder_with_typed_options
     dataset = read_dataset_file(spec)
     assert dataset.paths == tuple(sorted((sim_root / "co").glob("*.h5")) + sorted((sim_root / "rt").glob("*.h5")))
     assert dataset.options == (
-        SourceOptions(streams=("hand_vel",), scale="lab_scalar", interval_weights={"reach": 2.0},
+        SourceOptions(readouts=("hand_vel",), normalize="lab_scalar", interval_weights={"reach": 2.0},
                       evaluation_intervals=("all",), weight=3.0),
         SourceOptions(),
     )
@@ -104,13 +104,13 @@ def test_a_dataset_file_reads_patterns_relative_to_its_folder_with_typed_options
         ("sources:\n  - recordings: co\n    weigth: 2\n", ConfigError, r"mix.yaml: unknown sources\[0\] option\(s\) \['weigth'\]"),
         ("source: []\n", ConfigError, r"mix.yaml: a dataset file holds 'sources:'"),
         ("sources: []\nextra: 1\n", ConfigError, r"mix.yaml: unknown dataset key\(s\) \['extra'\]"),
-        ("sources:\n  - streams: [hand_vel]\n", ConfigError, r"mix.yaml: sources\[0\] must be a mapping with 'recordings'"),
-        ("sources:\n  - recordings: co\n    scale: zscore\n", ConfigError, "mix.yaml: scale must be one of per_dim, lab_scalar"),
+        ("sources:\n  - readouts: [hand_vel]\n", ConfigError, r"mix.yaml: sources\[0\] must be a mapping with 'recordings'"),
+        ("sources:\n  - recordings: co\n    normalize: zscore\n", ConfigError, "mix.yaml: normalize must be one of per_dim, lab_scalar"),
         ("sources:\n  - recordings: co\n    weight: -1\n", ConfigError, "mix.yaml: weight must be a finite number >= 0"),
         ("sources:\n  - recordings: co\n    weight: '2'\n", ConfigError, "mix.yaml: sources\\[0\\].weight must be float"),
         ("sources:\n  - recordings: co\n    interval_weights: {reach: -5}\n", ConfigError, "weight of 'reach' must be finite and >= 0"),
         ("sources:\n  - recordings: co\n    evaluation_intervals: [all, reach]\n", ConfigError, "cannot be combined"),
-        ("sources:\n  - recordings: co\n    streams: []\n", ConfigError, "streams must be a name or a non-empty list"),
+        ("sources:\n  - recordings: co\n    readouts: []\n", ConfigError, "readouts must be a name or a non-empty list"),
         ("sources:\n  - recordings: nowhere/*.h5\n", FileNotFoundError, r"mix.yaml: sources\[0\].recordings: .*nowhere/\*.h5: no file or folder matches"),
         ("sources:\n  - recordings: co\n  - recordings: co/*.h5\n", DataError, "recording listed twice"),
         ("sources: [\n", ConfigError, "mix.yaml: line 2, column 1: not valid YAML"),
@@ -179,8 +179,8 @@ def test_each_source_keeps_its_own_scale_and_one_brainset_cannot_have_two(sim_ro
     spec = write_spec(
         sim_root / "scales.yaml",
         "sources:\n"
-        "  - {recordings: co, streams: [hand_vel], scale: lab_scalar}\n"
-        "  - {recordings: rt, streams: [hand_pos]}\n",
+        "  - {recordings: co, readouts: [hand_vel], normalize: lab_scalar}\n"
+        "  - {recordings: rt, readouts: [hand_pos]}\n",
     )
     recordings = RecordingSet(load_dataset([spec]), readouts=READOUTS)
     vel = recordings.normalizer.scale("sim_lab_a", "hand_vel")
@@ -190,7 +190,7 @@ def test_each_source_keeps_its_own_scale_and_one_brainset_cannot_have_two(sim_ro
     co = recordings.files[0]
     values = co.stream("hand_vel").values[co.splits["train"].contains(co.stream("hand_vel").timestamps)]
     assert vel.std[0] == pytest.approx(values.std())  # fitted on the source's own recordings
-    write_spec(spec, "sources:\n  - {recordings: co, scale: lab_scalar}\n  - {recordings: rt}\n")
+    write_spec(spec, "sources:\n  - {recordings: co, normalize: lab_scalar}\n  - {recordings: rt}\n")
     with pytest.raises(ConfigError, match="brainset 'sim_lab_a', stream 'hand_vel' is scaled lab_scalar .* but per_dim"):
         RecordingSet(load_dataset([spec]), readouts=READOUTS)
 
@@ -220,13 +220,9 @@ def test_each_source_weighs_its_intervals_in_the_loss(sim_root):
 
 
 def run_config(steps: int, checkpoint_every: int, readouts=None) -> RunConfig:
-    model = POYOConfig(
-        num_units=1, num_sessions=1, readouts=readouts or {"hand_vel": 2}, dim=32, head_dim=16, num_heads=2,
-        cross_heads=1, depth=1, num_latent_timestamps=4, latents_per_timestamp=2,
-    )
-    return RunConfig(
-        model=model,
-        training=TrainConfig(batch_size=4, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every, validate_every=0),
+    return tiny_run_config(
+        model={"readouts": readouts} if readouts else None, lr=1e-3, max_steps=steps,
+        checkpoint_every=checkpoint_every,
     )
 
 
@@ -261,8 +257,8 @@ def test_resume_and_evaluate_read_the_dataset_and_its_options_from_run_json(sim_
     spec = write_spec(
         tmp_path / "mix.yaml",
         f"sources:\n"
-        f"  - {{recordings: {sim_root}/co, streams: [hand_vel], weight: 2, evaluation_intervals: [all]}}\n"
-        f"  - {{recordings: {sim_root}/rt, streams: [hand_pos], interval_weights: {{reach: 1.0}}}}\n",
+        f"  - {{recordings: {sim_root}/co, readouts: [hand_vel], weight: 2, evaluation_intervals: [all]}}\n"
+        f"  - {{recordings: {sim_root}/rt, readouts: [hand_pos], interval_weights: {{reach: 1.0}}}}\n",
     )
     config = run_config(4, 2, readouts=READOUTS)
     run = tmp_path / "run"
@@ -300,11 +296,7 @@ def test_resume_and_evaluate_read_the_dataset_and_its_options_from_run_json(sim_
 
 def test_cli_train_takes_a_quoted_glob_and_needs_data_unless_resuming(sim_root, tmp_path, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text(
-        "model: {readouts: {hand_vel: 2}, dim: 32, head_dim: 16, num_heads: 2, cross_heads: 1, depth: 1,\n"
-        "        num_latent_timestamps: 4, latents_per_timestamp: 2}\n"
-        "training: {batch_size: 4, max_steps: 2, validate_every: 0}\n"
-    )
+    config.write_text(json.dumps({"model": TINY_MODEL, "training": {"batch_size": 4, "max_steps": 2, "validate_every": 0}}))
     pattern = str(sim_root / "*" / "*.h5")
     assert main(["train", "--config", str(config), "--data", pattern, "--out", str(tmp_path / "run")]) == 0
     info = json.loads((tmp_path / "run" / "run.json").read_text())

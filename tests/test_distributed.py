@@ -7,6 +7,7 @@ torchrun itself for the command line, and compares them with one process on the 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import os
@@ -20,45 +21,46 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import NO_DROPOUT, TINY_MODEL, simulated, tiny_run_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from neuropoyo import distributed
-from neuropoyo.trained import load_model
 from neuropoyo.data.directory import find_recordings, write_dataset
-from neuropoyo.data.simulate import simulate_dataset
+from neuropoyo.data.simulate import TASKS
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluate
-from neuropoyo.model.config import POYOConfig
-from neuropoyo.pipeline import RankBatches, RecordingSet, balanced_shares, training_pipeline
+from neuropoyo.pipeline import (
+    RankBatches,
+    RecordingSet,
+    balanced_shares,
+    training_pipeline,
+)
 from neuropoyo.pipeline.config import AugmentConfig, LossConfig
 from neuropoyo.pipeline.samplers import padded_cost
+from neuropoyo.trained import load_model
 from neuropoyo.training import loop as loop_module
-from neuropoyo.training.config import RunConfig, TrainConfig
+from neuropoyo.training.config import RunConfig
 
 WORLD = 2
-MODEL = dict(
-    num_units=1, num_sessions=1, readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2,
-    cross_heads=1, depth=1, num_latent_timestamps=4, latents_per_timestamp=2,
-    ffn_dropout=0.0, linear_dropout=0.0, attention_dropout=0.0,  # the same step on any number of ranks
-)
+MODEL = dict(TINY_MODEL, **NO_DROPOUT)  # the same step on any number of ranks
 
 
 def _config(steps: int, *, batch_size: int = 6, checkpoint_every: int = 100, validate_every: int = 0) -> RunConfig:
-    return RunConfig(
-        model=POYOConfig(**MODEL),
-        training=TrainConfig(
-            batch_size=batch_size, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every,
-            validate_every=validate_every,
-        ),
+    """The shared tiny run without dropout, lr 1e-3 and with unit dropout on (ranks must augment
+    their windows as one process does)."""
+    config = tiny_run_config(
+        model=MODEL, lr=1e-3, batch_size=batch_size, max_steps=steps, checkpoint_every=checkpoint_every,
+        validate_every=validate_every,
     )
+    return dataclasses.replace(config, augment=AugmentConfig())
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data")
-    write_dataset(simulate_dataset(n_animals=2, sessions_per_animal=1, n_trials=12, duration_s=24.0), out)
+    write_dataset(simulated(animals=2, tasks=TASKS, trials=12, duration_s=24.0), out)
     return out
 
 
@@ -137,6 +139,7 @@ def _train_job(rank, config, data, run_dir, out_dir, stop_at):
     (Path(out_dir) / f"rank{rank}_writes.json").write_text(json.dumps(writes))
 
 
+@pytest.mark.slow
 def test_two_ranks_train_the_one_process_model_and_only_rank_0_writes(data, tmp_path):
     """3 steps of a global batch of 6 windows on 2 ranks end at the one-process weights (to float
     tolerance: only the order of additions differs), identical on both ranks; rank 1 writes
@@ -170,6 +173,7 @@ def test_two_ranks_train_the_one_process_model_and_only_rank_0_writes(data, tmp_
     assert json.loads((tmp_path / "ddp" / "run.json").read_text())["processes"] == WORLD
 
 
+@pytest.mark.slow
 def test_a_two_rank_checkpoint_resumes_in_one_process(data, tmp_path):
     """A 2-rank run stopped after its step-2 checkpoint, resumed by one process to step 4, ends
     where one process trained all 4 steps ends."""
@@ -190,6 +194,7 @@ def _evaluate_job(rank, model_dir, data, out_dir):
     (Path(out_dir) / f"rank{rank}_summary.json").write_text(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_distributed_evaluation_equals_one_process(data, tmp_path):
     trained = loop_module.train(_config(2), [data], tmp_path / "run", progress=False)
     single = evaluate(trained.run_dir, [data], tmp_path / "one", progress=False)
@@ -316,6 +321,7 @@ def test_a_launch_without_the_rendezvous_variables_is_named(monkeypatch):
     assert distributed.from_environment() == distributed.SINGLE
 
 
+@pytest.mark.slow
 def test_torchrun_trains_from_the_command_line(data, tmp_path):
     """The documented launch: torchrun, 2 processes, `-m neuropoyo train`."""
     run_file = tmp_path / "run.yaml"

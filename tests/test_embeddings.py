@@ -8,8 +8,8 @@ import types
 import numpy as np
 import pytest
 import torch
+from conftest import NO_DROPOUT, TINY_MODEL
 
-from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.cli import main
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.data.recording import RecordingInfo
@@ -27,18 +27,19 @@ from neuropoyo.evaluation.embeddings import (
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.tokens.vocab import Vocabulary
+from neuropoyo.trained import TrainedModel, load_model
 
-SMALL = ["--animals", "2", "--sessions", "1", "--trials", "16", "--duration", "30"]
+SMALL = ["--animals", "2", "--days", "1", "--trials", "16", "--duration-s", "30"]
 DIM = 8
 
 
 def tiny_trained(session_ids, unit_ids, session_rows=None, unit_rows=None) -> TrainedModel:
     """A POYO of width 8 with the given vocabularies and (optionally) embedding rows."""
     torch.manual_seed(0)
-    config = POYOConfig(
-        num_units=len(unit_ids), num_sessions=len(session_ids), dim=DIM, head_dim=4, num_heads=2,
-        depth=1, num_latent_timestamps=2, latents_per_timestamp=2,
-    )
+    config = POYOConfig(**dict(
+        TINY_MODEL, **NO_DROPOUT, num_units=len(unit_ids), num_sessions=len(session_ids), dim=DIM, head_dim=4,
+        cross_heads=4, num_latent_timestamps=2,
+    ))
     model = POYO(config)
     with torch.no_grad():
         if session_rows is not None:
@@ -199,7 +200,7 @@ def trained_run(tmp_path_factory):
     """A POYO trained for 2 steps on 4 simulated recordings (2 animals x 2 tasks)."""
     root = tmp_path_factory.mktemp("embed")
     assert main(["simulate", "--out", str(root / "sim"), *SMALL]) == 0
-    argv = ["train", "--config", "demo.yaml", "--data", str(root / "sim"), "--out", str(root / "run")]
+    argv = ["train", "--config", "cpu-small", "--data", str(root / "sim"), "--out", str(root / "run")]
     assert main([*argv, "--max-steps", "2"]) == 0
     return root
 

@@ -6,35 +6,31 @@ import json
 
 import numpy as np
 import pytest
+from conftest import simulated, tiny_run_config
 
-from neuropoyo.trained import load_model
 from neuropoyo.cli import main
 from neuropoyo.data.directory import write_dataset
-from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import open_recording, read_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.experiments import scaling as experiment
 from neuropoyo.experiments.scaling import ScalingPlan, batch_tokens, tokens_seen
-from neuropoyo.model.config import POYOConfig
-from neuropoyo.pipeline import AugmentConfig, RecordingSet, WindowDataset, training_pipeline, window_loader
-from neuropoyo.training.config import RunConfig, TrainConfig
+from neuropoyo.pipeline import (
+    RecordingSet,
+    WindowDataset,
+    training_pipeline,
+    window_loader,
+)
+from neuropoyo.trained import load_model
 from neuropoyo.training.loop import epoch_batches
 
-TINY = dict(
-    readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2, cross_heads=1, depth=1,
-    num_latent_timestamps=4, latents_per_timestamp=2,
-)
-CONFIG = RunConfig(
-    model=POYOConfig(**TINY), augment=AugmentConfig(unit_dropout_min=1000),  # no unit dropout
-    training=TrainConfig(batch_size=4, lr=1e-3, max_steps=3),
-)
+CONFIG = tiny_run_config(lr=1e-3, max_steps=3)
 EMBEDDING_TABLES = ("unit_emb.", "session_emb.", "token_type_emb.", "latent_emb.", "task_emb.")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """3 animals, one day of 16 trials each."""
-    recordings = simulate_dataset(n_animals=3, sessions_per_animal=1, tasks=("center_out",), n_trials=16)
+    recordings = simulated(animals=3, trials=16)
     return write_dataset(recordings, tmp_path_factory.mktemp("scaling") / "data")
 
 
@@ -118,7 +114,7 @@ def direct_count(windows, opened) -> int:
 
 def test_tokens_are_the_spikes_and_delimiters_of_the_batches(data):
     config = CONFIG.with_training(batch_size=6)
-    recordings = RecordingSet(data, readouts=config.model.readouts, scale=config.loss.scale)
+    recordings = RecordingSet(data, readouts=config.model.readouts, normalize=config.loss.normalize)
     batches = iter(epoch_batches(recordings, config))
     first, second = next(batches), next(batches)
     opened = [read_recording(p) for p in data]
@@ -143,10 +139,9 @@ def test_bad_options_are_clear_errors(data, tmp_path, capsys):
         experiment.run_scaling(tmp_path, plan, data, log=lambda _: None)
     assert not (tmp_path / "runs").exists()  # refused before any fit
     out = str(tmp_path / "x")
-    assert main(["experiment", "scaling", "--out", out, "--data", str(data[0].parent), "--depths", ""]) == 2
-    assert "need one or more depths" in capsys.readouterr().err
-    assert main(["experiment", "scaling", "--out", out, "--depths", "1,two"]) == 2
-    assert "--depths: expected whole numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["experiment", "scaling", "--out", out, "--data", str(data[0].parent), "--depths", "1", "two"])
+    assert stop.value.code == 2 and "argument --depths: expected an integer, got 'two'" in capsys.readouterr().err
     assert main(["experiment", "scaling", "--out", out, "--data", str(data[0].parent), "--recordings", "4"]) == 2
     assert "the data hold 3" in capsys.readouterr().err
     assert main(["experiment", "scaling", "--out", out, "--data", str(data[0].parent), "--animals", "2"]) == 2

@@ -5,28 +5,26 @@ import json
 
 import pytest
 import torch
+from conftest import simulated, tiny_run_config
 
 from neuropoyo.cli import main
 from neuropoyo.data.directory import write_dataset
-from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.store import open_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.experiments import transfer as experiment
-from neuropoyo.experiments.transfer import TransferPlan, choose_recordings, identification_scores
-from neuropoyo.model.config import POYOConfig
-from neuropoyo.training.config import RunConfig, TrainConfig
-
-TINY = dict(
-    readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2, cross_heads=1, depth=1,
-    num_latent_timestamps=4, latents_per_timestamp=2,
+from neuropoyo.experiments.transfer import (
+    TransferPlan,
+    choose_recordings,
+    identification_scores,
 )
-CONFIG = RunConfig(model=POYOConfig(**TINY), training=TrainConfig(batch_size=4, lr=1e-2, max_steps=3))
+
+CONFIG = tiny_run_config(max_steps=3)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """2 animals x 2 days of 16 trials: animal 0 day 0 is pretrained on."""
-    recordings = simulate_dataset(n_animals=2, sessions_per_animal=2, tasks=("center_out",), n_trials=16)
+    recordings = simulated(animals=2, days=2, trials=16)
     return write_dataset(recordings, tmp_path_factory.mktemp("experiment") / "data")
 
 
@@ -59,6 +57,7 @@ def test_held_out_recordings_must_match_their_group(data):
         choose_recordings(data, seen=[rid[1]], unseen=[], pretrain=[rid[0], rid[1]])
 
 
+@pytest.mark.slow
 def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, monkeypatch):
     rid = ids(data)
     pretrain, held = choose_recordings(data, seen=[rid[1]], unseen=[rid[2]], pretrain=[rid[0]])
@@ -116,16 +115,16 @@ def test_cli_runs_a_given_model_on_named_recordings(data, tmp_path, capsys):
     train(CONFIG, data[:1], tmp_path / "pre", progress=False)
     code = main([
         "experiment", "transfer", "--data", str(data[0].parent), "--seen", rid[1], "--unseen", rid[3],
-        "--pretrain", rid[0], "--model", str(tmp_path / "pre"), "--sizes", "2", "--steps", "2",
-        "--methods", "unit-id,mlp", "--reid-steps", "0", "--out", str(tmp_path / "x"),
+        "--pretrain", rid[0], "--model", str(tmp_path / "pre"), "--sizes", "2", "--max-steps", "2",
+        "--methods", "unit-id", "mlp", "--reid-steps", "0", "--out", str(tmp_path / "x"),
     ])
     assert code == 0
     rows = json.loads((tmp_path / "x" / "results.json").read_text())["rows"]
     assert sorted((r["recording"], r["method"]) for r in rows) == sorted(
         (r, m) for r in (rid[1], rid[3]) for m in ("unit-id", "mlp")
     )
-    assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--sizes", "7,x"]) == 2
-    assert "--sizes: expected trial counts" in capsys.readouterr().err
+    assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--seen", rid[1]]) == 2
+    assert "choose among given recordings; give them with --data" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--pretrain-steps", "0"])
     assert stop.value.code == 2 and "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err

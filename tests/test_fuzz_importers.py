@@ -185,6 +185,7 @@ def test_the_nwb_file_fuzzed_reads(tmp_path):
     assert len(_read_nwb(tmp_path / "lab_s.nwb").spikes) == 5
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @given(cut=CUT, flips=FLIPS)
 def test_damaged_nwb_files_raise_only_our_error(cut, flips):
@@ -232,6 +233,7 @@ def test_the_brainsets_file_fuzzed_reads(tmp_path):
     assert len(read_brainsets(tmp_path / "s1.h5").spikes) == 5
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(cut=CUT, flips=FLIPS)
 def test_damaged_brainsets_files_raise_only_our_error(cut, flips):

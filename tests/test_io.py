@@ -5,14 +5,15 @@ import os
 
 import pytest
 import torch
+from conftest import NO_DROPOUT, TINY_MODEL
 
-from neuropoyo.trained import TrainedModel, load_model
-from neuropoyo.training.checkpoint import load_trainer_state, save_checkpoint
 from neuropoyo.data.normalize import Normalizer, Scale
 from neuropoyo.io import publish_dir, published_dir, write_dir_atomic
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
 from neuropoyo.tokens.vocab import Vocabulary
+from neuropoyo.trained import TrainedModel, load_model
+from neuropoyo.training.checkpoint import load_trainer_state, save_checkpoint
 
 CHANGES = ("mkdir", "replace", "rename", "symlink", "unlink", "rmdir")  # shutil.rmtree uses the last two
 
@@ -163,10 +164,10 @@ def test_a_link_to_elsewhere_is_replaced_and_its_target_kept(tmp_path):
 
 def tiny_trained(seed: int) -> TrainedModel:
     torch.manual_seed(seed)
-    config = POYOConfig(
-        num_units=2, num_sessions=1, dim=16, head_dim=8, num_heads=2, depth=1,
-        num_latent_timestamps=2, latents_per_timestamp=2,
-    )
+    # The shared tiny model at width 16, two units, no dropout and 4 cross-attention heads.
+    config = POYOConfig(**dict(
+        TINY_MODEL, **NO_DROPOUT, num_units=2, dim=16, head_dim=8, cross_heads=4, num_latent_timestamps=2,
+    ))
     return TrainedModel(
         model=POYO(config),
         unit_vocab=Vocabulary(["lab/s0/u0", "lab/s0/u1"]),

@@ -1,6 +1,6 @@
 """The one-way flow of the package, read from the imports themselves (../shared/GUIDE.md, section 1).
 
-    leaves (errors, schema, seeding, settings, io, machine, devices, distributed) <- data <- tokens <- pipeline
+    leaves (errors, schema, seeding, settings, io, machine, devices, distributed, interrupt) <- data <- tokens <- pipeline
     leaves <- model <- trained <- evaluation <- baselines;  everything <- training (finetune included),
     interop <- experiments, api <- cli <- __main__;  trained <- streaming (its benchmark with evaluation) <- api
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neuropoyo"
-LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io", "machine", "devices", "distributed"}
+LEAVES = {"__init__", "errors", "schema", "seeding", "settings", "io", "machine", "devices", "distributed", "interrupt"}
 LIBRARY = {"data", "tokens", "pipeline", "model", "trained", "evaluation", "baselines", "training", "interop", "streaming"}
 BELOW = {
     "leaf": set(),

@@ -27,7 +27,7 @@ def block_shuffled(stream: TimeSeries, block_s: float, rng: np.random.Generator)
 def run(tmp_path, name, recording):
     data = tmp_path / name / "data"
     write_dataset([recording], data)
-    config = RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
+    config = RunConfig.from_yaml(PRESET_DIR / "runs" / "cpu-small.yaml")
     config = dataclasses.replace(
         config, training=dataclasses.replace(config.training, max_steps=STEPS)
     )
@@ -43,6 +43,7 @@ def session():
     )
 
 
+@pytest.mark.slow
 def test_short_training_learns_and_shuffled_control_does_not(session, tmp_path):
     learned = run(tmp_path, "real", session)
     stream = session.behavior["hand_vel"]

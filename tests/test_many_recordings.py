@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import build_recording, write_many_recordings
+from conftest import NO_DROPOUT, TINY_MODEL, build_recording, write_many_recordings
 
 from neuropoyo.data.dataset import load_dataset
 from neuropoyo.data.splits import assign_splits
@@ -42,6 +42,7 @@ def open_fds() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc/self/fd (Linux)")
+@pytest.mark.slow
 def test_two_thousand_files_give_training_batches_with_a_bounded_number_of_open_files(tmp_path):
     """Batches drawn from every one of 2,000 files keep at most MAX_OPEN of them attached, and
     equal the batches of an uncapped reader (every file stays mapped once read) bit for bit."""
@@ -109,9 +110,9 @@ def mixture(tmp_path):
     spec.write_text(
         "sources:\n"
         "  - recordings: a/*.h5\n"
-        "    streams: [hand_vel]\n"
+        "    readouts: [hand_vel]\n"
         "  - recordings: b\n"
-        "    streams: emg\n"
+        "    readouts: emg\n"
     )
     return a, b, spec
 
@@ -166,10 +167,10 @@ def test_a_mixed_training_batch_trains_both_readouts(tmp_path):
     assert set(decoder[0][mask[0]].tolist()) == {0} and set(decoder[1][mask[1]].tolist()) == {1}
     assert int(mask[0].sum()) == 50 and int(mask[1].sum()) == 50  # each stream its own budget
     torch.manual_seed(0)
-    model = POYO(POYOConfig(
-        num_units=len(recordings.unit_vocab), num_sessions=2, readouts=readouts, dim=16, head_dim=8,
-        num_heads=2, cross_heads=1, depth=1, num_latent_timestamps=2, latents_per_timestamp=2,
-    ))
+    model = POYO(POYOConfig(**dict(
+        TINY_MODEL, **NO_DROPOUT, num_units=len(recordings.unit_vocab), num_sessions=2, readouts=readouts,
+        dim=16, head_dim=8, num_latent_timestamps=2,
+    )))
     loss = weighted_mse(model(**{k: batch[k] for k in MODEL_KEYS}), batch, readouts)
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
@@ -183,6 +184,6 @@ def test_streams_the_dataset_names_must_be_readouts_held_by_the_file(tmp_path):
         RecordingSet(load_dataset([spec]), readouts={"hand_vel": 2})
     a = build_recording(1)
     write_recording(assign_splits(dataclasses.replace(a, behavior={"hand_vel": a.behavior["hand_vel"]})), tmp_path / "a" / "a.h5")
-    spec.write_text("sources:\n  - recordings: a\n    streams: [emg]\n")
+    spec.write_text("sources:\n  - recordings: a\n    readouts: [emg]\n")
     with pytest.raises(MissingKeyError, match="a.h5: no behavior stream named emg"):
         RecordingSet(load_dataset([spec]), readouts={"hand_vel": 2, "emg": 3})

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -16,23 +17,21 @@ from neuropoyo.model.poyo import ENCODER_GROUP
 from neuropoyo.schema import END, SPIKE, START
 from neuropoyo.training.config import PRESET_DIR, RunConfig
 
-CONFIGS = PRESET_DIR  # the presets ship inside the package
-PAPER_PARAMS = {"poyo_mp_L6": 3.8e6, "poyo_mp_L14": 7.4e6, "poyo_mp_L26": 13e6}
+PAPER_PARAMS = {"paper-mp-L6": 3.8e6, "paper-mp-L14": 7.4e6, "paper-mp-L26": 13e6}
 
 
 def tiny_config(**overrides) -> POYOConfig:
     """A small model whose outputs are O(1) (init_std 0.1), so invariance tests are not trivially tiny."""
+    # The shared tiny model with more of everything the invariances act on: units, sessions,
+    # readouts, heads, layers, latents, dropout (off in eval mode, checked in train mode).
     fields = dict(
+        TINY_MODEL,
         num_units=12,
         num_sessions=3,
         readouts={"hand_vel": 2, "cursor_pos": 3},
-        dim=32,
-        head_dim=16,
-        num_heads=2,
         cross_heads=2,
         depth=2,
         ffn="geglu",
-        num_latent_timestamps=4,
         latents_per_timestamp=3,
         ffn_dropout=0.3,
         linear_dropout=0.3,
@@ -467,12 +466,12 @@ def test_parameter_groups_add_up():
 def test_preset_parameter_counts(capsys):
     """Prints each preset's size; POYO-mp sizes land within 2% of the paper's 3.8M / 7.4M / 13M."""
     lines = []
-    for path in sorted(CONFIGS.glob("*.yaml")):
-        config = RunConfig.from_yaml(path).model  # model presets and run files alike
+    for path in sorted(PRESET_DIR.glob("*/*.yaml")):  # model presets and run files alike
+        config = RunConfig.from_yaml(path).model if path.parent.name == "runs" else _model_preset(path.stem)
         info = model_info(config, window_tokens=4000, num_outputs=100, batch_size=128)
         paper = PAPER_PARAMS.get(path.stem)
         lines.append(
-            f"{path.stem:22s} L={config.depth + 2:2d} params={info['total_params']:>11,} "
+            f"{path.parent.name + '/' + path.stem:28s} L={config.depth + 2:2d} params={info['total_params']:>11,} "
             f"(units {info['unit_embedding_params']:,}, transformer {info['transformer_params']:,})"
             + (f" paper {paper / 1e6:.1f}M" if paper else "")
         )
@@ -480,16 +479,20 @@ def test_preset_parameter_counts(capsys):
             assert abs(info["total_params"] / paper - 1) < 0.02
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    assert {"poyo_single_session", "demo", *PAPER_PARAMS} <= {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert {"paper-single-session", "cpu-small", *PAPER_PARAMS} <= {p.stem for p in PRESET_DIR.glob("models/*.yaml")}
+
+
+def _model_preset(name: str) -> POYOConfig:
+    return RunConfig.from_dict({"model": name}).model
 
 
 def test_single_session_preset_is_table_4():
-    config = POYOConfig.from_yaml(CONFIGS / "poyo_single_session.yaml")
+    config = _model_preset("paper-single-session")
     sizes = (config.dim, config.head_dim, config.num_latents, config.depth, config.num_heads)
     assert sizes == (128, 64, 128, 6, 8)
     assert config.ffn_dropout == config.linear_dropout == config.attention_dropout == 0.3
     assert (config.t_min, config.t_max, config.rotate_fraction) == (0.001, 4.0, 0.5)
-    mp = POYOConfig.from_yaml(CONFIGS / "poyo_mp_L26.yaml")
+    mp = _model_preset("paper-mp-L26")
     assert (mp.num_latents, mp.dim, mp.depth, mp.num_units, mp.num_sessions) == (512, 128, 24, 9789, 100)
 
 

@@ -3,6 +3,7 @@ project's real NWB files (skipped when the shared data are absent)."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,10 +31,12 @@ VEL_T = np.array([0.25, 0.75, 2.25, 2.75])
 VEL = np.array([[100.0, -100.0], [200.0, 0.0], [0.0, 50.0], [-300.0, 10.0]])
 
 
-def _nwbfile(units: bool = True, obs: bool = True, names: bool = True) -> NWBFile:
+def _nwbfile(
+    units: bool = True, obs: bool = True, names: bool = True, description: str = "synthetic_reaching"
+) -> NWBFile:
     """A file with two units (a: 3 spikes, b: 2) in areas M1 / PMd, recorded in OBS."""
     nwb = NWBFile(
-        session_description="synthetic reaching",
+        session_description=description,
         identifier="synthetic",
         session_start_time=datetime(2020, 1, 2, tzinfo=timezone.utc),
         subject=Subject(subject_id="monkey_s", species="Macaca mulatta"),
@@ -106,12 +109,39 @@ def test_units_spikes_domain_and_metadata(standard):
     assert (info.recording_id, info.brainset) == ("lab2020_session", "lab2020")
     assert info.subject == "monkey_s"
     assert (info.task, info.species, info.brain_areas) == (
-        "synthetic reaching",
+        "synthetic_reaching",
         "Macaca mulatta",
         ("M1", "PMd"),
     )
     assert info.extra["session_start_time"] == "2020-01-02T00:00:00+00:00"
-    assert info.extra["session_description"] == "synthetic reaching"
+    assert info.extra["session_description"] == "synthetic_reaching"
+
+
+@pytest.mark.parametrize(
+    "description, task",
+    [("center_out", "center_out"), ("  reach-2 ", "reach-2"), ("", "unknown")],
+)
+def test_a_short_session_description_names_the_task(tmp_path, description, task, recwarn):
+    nwb = _nwbfile(description=description)
+    recording = read_nwb(_write(nwb, tmp_path / "s.nwb"), behavior=())
+    assert recording.info.task == task
+    assert not [w for w in recwarn if "task" in str(w.message)]
+
+
+@pytest.mark.parametrize("description", ["a" * 33, "Monkey J reaching to 8 targets", "x.y"])
+def test_a_sentence_is_not_a_task_name(tmp_path, description):
+    """A long or spaced description would become the task column of every table: "unknown" and
+    a warning naming the description and the fix; task= names it without a warning."""
+    nwb = _nwbfile(description=description)
+    path = _write(nwb, tmp_path / "s.nwb")
+    with pytest.warns(UserWarning, match=r"is not a short task name.*--task NAME.*task= \(Python\)") as caught:
+        assert read_nwb(path, behavior=()).info.task == "unknown"
+    (warning,) = [w for w in caught if "task name" in str(w.message)]  # one per file
+    assert description[:20] in str(warning.message)
+    assert warning.filename == __file__  # points at the caller of read_nwb
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_nwb(path, behavior=(), task="center_out").info.task == "center_out"
 
 
 def test_behavior_conversion_unit_and_multiple_streams(standard):

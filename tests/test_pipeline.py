@@ -410,7 +410,7 @@ def test_normalizer_is_fitted_on_the_train_split_only(tmp_path, scale):
     scales = {}
     for name, recording in variants.items():
         (tmp_path / name).mkdir()
-        recordings = RecordingSet(write([recording], tmp_path / name), readouts=READOUTS, scale=scale)
+        recordings = RecordingSet(write([recording], tmp_path / name), readouts=READOUTS, normalize=scale)
         scales[name] = recordings.normalizer.scale("test_lab", "hand_vel")
     assert scales["out"] == scales["base"]  # exactly
     assert scales["in"] != scales["base"]

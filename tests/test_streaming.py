@@ -118,6 +118,7 @@ def test_streaming_in_bfloat16_is_as_close_to_float64_as_the_offline_model_in_bf
     assert worst_stream <= 3 * worst_offline
 
 
+@pytest.mark.slow
 def test_the_compiled_decoder_equals_the_eager_one_and_falls_back_when_compilation_fails(monkeypatch):
     torch.manual_seed(int(np.random.SeedSequence().entropy % 2**31))
     model = POYO(tiny_config()).eval()

@@ -13,39 +13,34 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, build_recording, simulated, tiny_run_config
 
-from conftest import build_recording
 from neuropoyo import trained as trained_module
-from neuropoyo.training import checkpoint as checkpoint_module
 from neuropoyo.data.directory import find_recordings, write_dataset
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
-from neuropoyo.data.simulate import simulate_dataset
+from neuropoyo.data.simulate import TASKS, simulate_dataset
 from neuropoyo.errors import CheckpointError, ConfigError, TrainingError
 from neuropoyo.evaluation import evaluate as evaluate_module
 from neuropoyo.evaluation.evaluate import predict, recordings_for
 from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.poyo import POYO
+from neuropoyo.pipeline.config import AugmentConfig
 from neuropoyo.pipeline.samplers import Window, random_windows, sliding_windows
 from neuropoyo.pipeline.transforms import Sample, UnitDropout
+from neuropoyo.training import checkpoint as checkpoint_module
 from neuropoyo.training import loop as loop_module
 from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
 from neuropoyo.training.loss import weighted_mse, weighted_squared_errors
 from neuropoyo.training.watch import CollapseWarning
 
-TINY_MODEL = dict(
-    num_units=1, num_sessions=1, readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2,
-    cross_heads=1, depth=1, num_latent_timestamps=4, latents_per_timestamp=2,
-    ffn_dropout=0.1, linear_dropout=0.1, attention_dropout=0.0,
-)
-
 
 @pytest.fixture(scope="module")
 def sim_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("data")
-    write_dataset(simulate_dataset(n_animals=1, sessions_per_animal=1, n_trials=16, duration_s=30.0), out)
+    write_dataset(simulated(tasks=TASKS), out)
     return out
 
 
@@ -136,12 +131,13 @@ def test_extreme_acceleration_spans_cover_the_glitch_only():
 
 
 def _run_config(steps: int, checkpoint_every: int, init_std: float = 0.02, **training) -> RunConfig:
-    return RunConfig(
-        model=POYOConfig(**TINY_MODEL, init_std=init_std),
-        training=TrainConfig(
-            batch_size=4, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every, **training
-        ),
+    """The shared tiny run with lr 1e-3, unit dropout on and validation every 500 steps (the
+    defaults): the worker, resume and collapse tests below check augmentation and validation."""
+    config = tiny_run_config(
+        model={"init_std": init_std}, lr=1e-3, max_steps=steps, checkpoint_every=checkpoint_every,
+        **{"validate_every": TrainConfig.validate_every, **training},
     )
+    return dataclasses.replace(config, augment=AugmentConfig())
 
 
 def _losses(run_dir) -> list[tuple[int, float]]:
@@ -206,7 +202,7 @@ def test_resume_refuses_a_different_run(sim_data, tmp_path, monkeypatch):
 
 
 def test_few_shot_training_records_its_spans_and_resumes_only_with_them(sim_data, tmp_path, monkeypatch):
-    from neuropoyo.data.directory import find_recordings, few_shot_spans
+    from neuropoyo.data.directory import few_shot_spans, find_recordings
 
     paths = find_recordings([sim_data])  # validation off: the spy below sees training reads only
     spans = few_shot_spans(paths, minutes=0.1)
@@ -257,13 +253,13 @@ def test_resume_without_checkpoint_is_a_clear_error(sim_data, tmp_path):
 
 def test_run_config_rejects_unknown_keys(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("model: demo.yaml\ntraining: {batch_sise: 3}\n")
+    path.write_text("model: cpu-small\ntraining: {batch_sise: 3}\n")
     with pytest.raises(ValueError, match="unknown training option.*batch_sise"):
         RunConfig.from_yaml(path)
-    path.write_text("model: demo.yaml\ntraining: {lr: 1e-3}\n")
+    path.write_text("model: cpu-small\ntraining: {lr: 1e-3}\n")
     with pytest.raises(ValueError, match="training.lr must be float.*write 1.0e-3"):
         RunConfig.from_yaml(path)
-    path.write_text("model: demo.yaml\ntraining: {max_steps: 7}\n")
+    path.write_text("model: cpu-small\ntraining: {max_steps: 7}\n")
     config = RunConfig.from_yaml(path)
     assert config.training.max_steps == 7 and config.model.dim == 64
     assert dataclasses.asdict(RunConfig.from_dict(config.to_dict()).training) == dataclasses.asdict(config.training)
@@ -288,7 +284,7 @@ def test_a_model_refuses_recordings_it_was_not_trained_on(sim_data, tmp_path):
         ("training", "{lr: -1.0}", "need lr > 0"),
         ("loss", "{output_samples: 0}", "loss.output_samples must be >= 1"),
         ("loss", "{interval_weights: {reach: -5.0}}", "weight of 'reach' must be finite and >= 0"),
-        ("loss", "{scale: per_lab}", "loss.scale must be one of per_dim, lab_scalar"),
+        ("loss", "{normalize: per_lab}", "loss.normalize must be one of per_dim, lab_scalar"),
         ("augment", "{unit_dropout_min: 0}", "augment.unit_dropout_min must be >= 1"),
         ("evaluation", "{step_s: 2.0}", "longer than the model's window"),
         ("evaluation", "{step_s: 0.0}", "step_s must be a number of seconds > 0"),
@@ -296,7 +292,7 @@ def test_a_model_refuses_recordings_it_was_not_trained_on(sim_data, tmp_path):
 )
 def test_option_values_are_checked_when_read(tmp_path, section, text, message):
     path = tmp_path / "run.yaml"
-    path.write_text(f"model: demo.yaml\n{section}: {text}\n")
+    path.write_text(f"model: cpu-small\n{section}: {text}\n")
     with pytest.raises(ConfigError, match=message) as error:
         RunConfig.from_yaml(path)
     assert str(path) in str(error.value)
@@ -305,22 +301,22 @@ def test_option_values_are_checked_when_read(tmp_path, section, text, message):
 def test_a_0_1_0_data_section_is_read_into_the_new_sections(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(
-        "model: demo.yaml\ndata: {eval_step_s: 0.25, interval_weights: {reach: 3.0}, unit_dropout_min: 10}\n"
+        "model: cpu-small\ndata: {eval_step_s: 0.25, interval_weights: {reach: 3.0}, unit_dropout_min: 10}\n"
     )
     config = RunConfig.from_yaml(path)
     assert config.evaluation.step_s == 0.25
     assert config.loss.interval_weights == {"reach": 3.0} and config.augment.unit_dropout_min == 10
-    path.write_text("model: demo.yaml\ndata: {eval_stepsize: 0.25}\n")
+    path.write_text("model: cpu-small\ndata: {eval_stepsize: 0.25}\n")
     with pytest.raises(ConfigError, match="unknown data option.*eval_stepsize"):
         RunConfig.from_yaml(path)
 
 
 def test_presets_ship_in_the_package_and_are_found_by_name():
-    assert PRESET_DIR.parent.name == "neuropoyo" and (PRESET_DIR / "demo_run.yaml").is_file()
-    by_name = RunConfig.from_yaml("demo_run.yaml")
-    assert by_name == RunConfig.from_yaml(PRESET_DIR / "demo_run.yaml")
-    assert RunConfig.from_yaml("demo_run") == by_name
-    with pytest.raises(FileNotFoundError, match="presets: .*demo_run.yaml"):
+    assert PRESET_DIR.parent.name == "neuropoyo" and (PRESET_DIR / "runs" / "cpu-small.yaml").is_file()
+    by_name = RunConfig.from_yaml("cpu-small.yaml")
+    assert by_name == RunConfig.from_yaml(PRESET_DIR / "runs" / "cpu-small.yaml")
+    assert RunConfig.from_yaml("cpu-small") == by_name
+    with pytest.raises(FileNotFoundError, match="presets: .*runs/cpu-small"):
         RunConfig.from_yaml("no_such_preset.yaml")
 
 
@@ -500,6 +496,7 @@ def _kill_during_training(config, data, run_dir, after_step: int, delay_s: float
     child.wait()
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_model(sim_data, tmp_path):
     """SIGKILL at random moments (during a step or a checkpoint write): the run directory always
     holds a loadable checkpoint, and --resume ends on the uninterrupted run's weights, bit for bit."""
@@ -573,10 +570,10 @@ def test_validation_is_logged_and_the_best_model_is_the_best_logged(sim_data, tm
     rows = _valid_rows(run)
     assert [int(r["step"]) + 1 for r in rows] == [3, 6, 9]
     best = max(rows, key=lambda r: float(r["valid_r2"]))
-    selection = checkpoint_module.model_selection(run)
+    selection = trained_module.model_selection(run)
     assert selection == {"selected_by": "valid_r2", "step": int(best["step"]) + 1, "valid_r2": float(best["valid_r2"])}
     assert [r["event"] for r in rows].count("best") >= 1
-    assert checkpoint_module.model_dir(run) == checkpoint_module.model_dir(run / "best")
+    assert trained_module.model_dir(run) == trained_module.model_dir(run / "best")
     trained = trained_module.load_model(run)
     results = predict(trained, recordings_for(trained, find_recordings([sim_data])), split="valid", progress=False)
     assert np.mean([r2_score(r.true, r.predicted) for r in results]) == pytest.approx(float(best["valid_r2"]), abs=1e-6)

@@ -5,38 +5,30 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import simulated, tiny_run_config
 
-from neuropoyo.trained import load_model
 from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.simulate import simulate_dataset
 from neuropoyo.data.splits import first_minutes, first_trials
 from neuropoyo.data.store import open_recording, read_recording
 from neuropoyo.errors import ConfigError, DataError
 from neuropoyo.evaluation.evaluate import predict, recordings_for
-from neuropoyo.model.config import POYOConfig
 from neuropoyo.pipeline import RecordingSet, Window
-from neuropoyo.training.config import RunConfig, TrainConfig
-from neuropoyo.training.loop import train
+from neuropoyo.tokens.vocab import unit_keys
+from neuropoyo.trained import load_model
 from neuropoyo.training import finetune as transfer
 from neuropoyo.training.finetune import FinetuneConfig, finetune
-from neuropoyo.tokens.vocab import unit_keys
-
-TINY = dict(
-    readouts={"hand_vel": 2}, dim=32, head_dim=16, num_heads=2, cross_heads=1, depth=1,
-    num_latent_timestamps=4, latents_per_timestamp=2, ffn_dropout=0.1, linear_dropout=0.1,
-)
+from neuropoyo.training.loop import train
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny model trained on animal 0; animal 1's session is the new recording."""
     root = tmp_path_factory.mktemp("transfer")
-    recordings = simulate_dataset(n_animals=2, sessions_per_animal=1, tasks=("center_out",), n_trials=30)
+    recordings = simulated(animals=2, trials=30)
     old = write_dataset(recordings[:1], root / "old")
     new = write_dataset(recordings[1:], root / "new")
-    config = RunConfig(model=POYOConfig(**TINY), training=TrainConfig(batch_size=4, lr=1e-2, max_steps=3))
-    train(config, old, root / "pre", progress=False)
+    train(tiny_run_config(max_steps=3), old, root / "pre", progress=False)
     return root, old, new
 
 

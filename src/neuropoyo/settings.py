@@ -15,7 +15,7 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
-from neuropoyo.errors import ConfigError
+from neuropoyo.errors import ConfigError, warn_renamed
 
 T = TypeVar("T")
 SCALARS = (bool, int, float, str)
@@ -33,7 +33,7 @@ def read_yaml(path: str | Path) -> Any:
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             raise ConfigError(
                 f"{path}:{where} not valid YAML ({problem}); check the brackets, colons and "
-                "indentation there (a run file looks like the presets: neuropoyo/configs/*.yaml)"
+                "indentation there (a run file looks like the presets: neuropoyo/configs/runs/*.yaml)"
             ) from None
 
 
@@ -71,13 +71,31 @@ def weights_by_name(value: Any, *, field: str) -> dict[str, float]:
     return weights
 
 
+def current_keys(cls: type, data: Mapping, *, source: str, section: str, warn: bool = True) -> dict:
+    """``data`` with the old spellings of ``cls``'s renamed keys (``cls.RENAMED``: old -> new)
+    replaced, each with a RenamedWarning (``warn=False``: silently, for files neuropoyo wrote itself,
+    such as an older run's run.json). Both spellings at once is a ConfigError."""
+    data = dict(data)
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ConfigError(f"{source}: {section} sets both {old} and {new}; keep {new} (the new name of {old})")
+        if warn:
+            warn_renamed(f"{source}: {section}.{old}", f"{section}.{new}", stacklevel=4)
+        data[new] = data.pop(old)
+    return data
+
+
 def from_mapping(cls: type[T], data: Any, *, source: str, section: str) -> T:
     """Build dataclass ``cls`` from ``data``: unknown keys and bad scalar types are ConfigErrors
-    naming ``source`` and ``section.key``; ``cls.__post_init__`` checks the values."""
+    naming ``source`` and ``section.key``; ``cls.__post_init__`` checks the values. Keys renamed
+    since an earlier release (``cls.RENAMED``) are read under their new name with a warning."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {section} must be a mapping, got {type(data).__name__}")
+    data = current_keys(cls, data, source=source, section=section)
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(known))

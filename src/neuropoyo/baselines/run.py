@@ -25,6 +25,7 @@ from neuropoyo.data.store import read_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.report import RecordingResult, write_report
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
+from neuropoyo.interrupt import Interrupted, signal_of
 
 METHODS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
 
@@ -58,7 +59,15 @@ class _Progress:
             self.bar.update()
         else:
             self._line(f"{self.label}: done in {time.perf_counter() - self.started:.1f} s")
-        self.done += 1
+        self.done, self.label = self.done + 1, ""
+
+    def interrupted(self) -> str:
+        """Where an interrupt stopped the fits, and how to go on, in one line."""
+        where = f"during {self.label}" if self.label else "between fits"
+        return (
+            f"{where}, {self.done} of {self.total} fits done; nothing was written (the reports come at "
+            "the end); rerun the same command to start over"
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -92,6 +101,7 @@ def run_baselines(
     evaluation: which test samples are scored (default :class:`EvaluationConfig`, as evaluate).
     train_spans: one Intervals per recording (in ``recording_paths`` order) to fit on instead of
     its training split (a few-shot subset); the validation and test splits stay the file's.
+    Ctrl-C or SIGTERM raises :class:`~neuropoyo.interrupt.Interrupted` before any report is written.
     """
     evaluation = evaluation or EvaluationConfig()
     for method in methods:
@@ -124,6 +134,8 @@ def run_baselines(
                     )
                 )
                 progress.finish()
+    except KeyboardInterrupt as error:
+        raise Interrupted(signal_of(error), progress.interrupted()) from None
     finally:
         progress.close()
     out_dir = Path(out_dir)

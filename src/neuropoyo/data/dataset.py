@@ -7,14 +7,15 @@ options that apply to them::
 
     sources:
       - recordings: chewie/*.h5          # one pattern or a list of them
-        streams: [cursor_vel]            # the behavior streams decoded (default: every readout the file holds)
-        scale: lab_scalar                # behavior normalisation (default: the run's loss.scale)
+        readouts: [cursor_vel]           # the behavior streams decoded (default: every readout the file holds)
+        normalize: lab_scalar            # behavior normalisation (default: the run's loss.normalize)
         interval_weights: {reach: 5.0}   # loss weights of named intervals (default: loss.interval_weights)
         evaluation_intervals: [reach]    # the samples scored (default: evaluation.intervals of the task)
         weight: 2.0                      # w times the recording's training windows per epoch (default 1)
       - recordings: [mihi/day1.h5, mihi/day2.h5]
 
-Unknown keys are errors naming the file and the key. A recording named twice is an error. A source
+Unknown keys are errors naming the file and the key; the old spellings ``streams`` and ``scale``
+are read as ``readouts`` and ``normalize`` with a warning. A recording named twice is an error. A source
 without options reads exactly as a folder given on the command line. A training run records its
 :class:`Dataset` (absolute paths, options) in ``run.json``; ``--resume`` and ``evaluate`` read it back
 with :func:`run_dataset`.
@@ -27,12 +28,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+import warnings
+from typing import Any, ClassVar, Mapping, Sequence
 
 from neuropoyo.data.directory import expand_recordings, no_recordings
 from neuropoyo.data.normalize import SCALES
 from neuropoyo.data.store import SUFFIX
-from neuropoyo.errors import ConfigError, DataError
+from neuropoyo.errors import ConfigError, DataError, RenamedWarning
 from neuropoyo.settings import from_mapping, read_yaml, weights_by_name
 
 DATASET_SUFFIXES = (".yaml", ".yml")
@@ -52,9 +54,9 @@ def _names(value: Any, field: str) -> tuple[str, ...]:
 class SourceOptions:
     """How the recordings of one source are used; None: the run config's setting.
 
-    streams: the behavior streams decoded (readouts of the model, each held by every recording of
+    readouts: the behavior streams decoded (readouts of the model, each held by every recording of
         the source); None: every readout the recording holds.
-    scale: behavior z-scoring (``per_dim`` or ``lab_scalar``, see LossConfig); recordings of one
+    normalize: behavior z-scoring (``per_dim`` or ``lab_scalar``, see LossConfig); recordings of one
         brainset share a scale, so they must agree on it.
     interval_weights: interval name -> loss weight, replacing ``loss.interval_weights``.
     evaluation_intervals: the interval names whose samples are scored (``all``: the whole split,
@@ -63,17 +65,18 @@ class SourceOptions:
         per epoch for d seconds of training data (0: never trained on, still evaluated).
     """
 
-    streams: tuple[str, ...] | None = None
-    scale: str | None = None
+    readouts: tuple[str, ...] | None = None
+    normalize: str | None = None
     interval_weights: Mapping[str, float] | None = None
     evaluation_intervals: tuple[str, ...] | None = None
     weight: float = 1.0
+    RENAMED: ClassVar[dict[str, str]] = {"streams": "readouts", "scale": "normalize"}
 
     def __post_init__(self):
-        if self.streams is not None:
-            object.__setattr__(self, "streams", _names(self.streams, "streams"))
-        if self.scale is not None and self.scale not in SCALES:
-            raise ConfigError(f"scale must be one of {', '.join(SCALES)}; got {self.scale!r}")
+        if self.readouts is not None:
+            object.__setattr__(self, "readouts", _names(self.readouts, "readouts"))
+        if self.normalize is not None and self.normalize not in SCALES:
+            raise ConfigError(f"normalize must be one of {', '.join(SCALES)}; got {self.normalize!r}")
         if self.interval_weights is not None:
             weights = weights_by_name(self.interval_weights, field="interval_weights")
             object.__setattr__(self, "interval_weights", weights)
@@ -94,7 +97,7 @@ class SourceOptions:
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-ready values (lists, not tuples)."""
         data = dataclasses.asdict(self)
-        for key in ("streams", "evaluation_intervals"):
+        for key in ("readouts", "evaluation_intervals"):
             if data[key] is not None:
                 data[key] = list(data[key])
         return data
@@ -224,14 +227,16 @@ def recording_paths(data: Sequence[str | Path]) -> list[Path]:
 
 def run_dataset(run_dir: str | Path) -> Dataset:
     """The dataset a training run recorded in ``run_dir/run.json`` (the model folders inside a run
-    look one level up); older runs recorded a plain list of files."""
+    look one level up); older runs recorded a plain list of files, or options under their old names."""
     run_dir = Path(run_dir)
     for folder in (run_dir, run_dir.parent):
         path = folder / RUN_INFO
         if path.is_file():
             info = json.loads(path.read_text())
             if info.get("dataset") is not None:
-                return dataset_from_dict(info["dataset"], source=str(path))
+                with warnings.catch_warnings():  # neuropoyo wrote the file: no user to tell
+                    warnings.simplefilter("ignore", RenamedWarning)
+                    return dataset_from_dict(info["dataset"], source=str(path))
             if info.get("data"):
                 return load_dataset(info["data"])
             break

@@ -229,6 +229,21 @@ class Recording:
         object.__setattr__(self, "splits", dict(self.splits))
         object.__setattr__(self, "intervals", dict(self.intervals))
 
+    @classmethod
+    def from_arrays(cls, **arguments) -> "Recording":
+        """A validated recording from arrays in memory, all arguments keyword-only.
+
+        Required: recording_id, spike_times (S,) seconds, spike_unit_ids (S,) str or int.
+        Optional: unit_ids (U,) in order, silent units included; unit_columns; behavior
+        {name: (timestamps (N,), values (N,) or (N, D))}; behavior_units; trials; intervals;
+        domain (default: first to last time); splits (default: none, assigned by
+        ``write_dataset``); brainset, subject, task, species, brain_areas, extra; strict.
+        Arguments, repairs and errors: :func:`neuropoyo.data.importers.arrays.recording_from_arrays`.
+        """
+        from neuropoyo.data.importers.arrays import recording_from_arrays  # it imports this module
+
+        return recording_from_arrays(**arguments)
+
     @property
     def recording_id(self) -> str:
         return self.info.recording_id

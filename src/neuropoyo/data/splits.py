@@ -19,6 +19,7 @@ from neuropoyo.data.recording import Recording
 from neuropoyo.errors import MissingKeyError
 
 CONDITION_COLUMNS = ("condition", "target_id", "target_dir")
+WHOLE_RECORDING = "all"  # the split name that means the whole recorded domain (predictions everywhere)
 
 
 def _condition(trials: Intervals, stratify_by: str | None) -> np.ndarray:

@@ -144,7 +144,7 @@ def predict(
 def evaluate(
     model: str | Path | TrainedModel,
     data: Dataset | Sequence[str | Path] | None,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     *,
     split: str = "test",
     eval_intervals: Sequence[str] | None = None,
@@ -153,7 +153,8 @@ def evaluate(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Score a trained model on ``split`` of ``data`` and write the report to ``out_dir``.
+    """Score a trained model on ``split`` of ``data`` and write the report to ``out_dir`` (None:
+    return the summary without writing files).
 
     data: recording files, folders, globs or dataset files (:mod:`neuropoyo.data.dataset`); None:
     the dataset the run of ``model`` (a run directory or a model folder in one) recorded in its
@@ -184,6 +185,6 @@ def evaluate(
             f"evaluation: no {split} samples to score in {empty}; check the evaluation intervals "
             "(--eval-intervals all scores the whole split)"
         )
-    if not ranks.is_main:
+    if out_dir is None or not ranks.is_main:
         return summarize(results, split=split)
     return write_report(results, Path(out_dir), split=split)

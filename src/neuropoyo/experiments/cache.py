@@ -1,13 +1,16 @@
 """The experiments' cache of finished fits: one JSON file per fit, so a rerun into the same folder
-skips what is done (and an interrupted experiment resumes at the fit it was in)."""
+skips what is done (and an interrupted experiment resumes at the fit it was in). A fit's record
+``NAME.json`` lies beside the folder ``NAME/`` the fit ran in."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 from typing import Callable
 
+from neuropoyo.interrupt import Interrupted, signal_of
 from neuropoyo.io import write_text_atomic
 
 Log = Callable[[str], None]
@@ -24,3 +27,24 @@ def cached_fit(path: Path, compute: Callable[[], dict], log: Log, what: str) -> 
     write_text_atomic(path, json.dumps(result, indent=2))
     log(f"{what}: test R2 {result['r2']:.4f} in {result['seconds']:.0f} s")
     return result
+
+
+def finished_fits(out: str | Path) -> list[Path]:
+    """The records of the fits finished in the experiment folder ``out``."""
+    return sorted(p for p in Path(out).rglob("*.json") if p.with_suffix("").is_dir())
+
+
+def keeps_fits_on_interrupt(run: Callable) -> Callable:
+    """Decorate an experiment ``run(out, ...)``: Ctrl-C or SIGTERM ends it with
+    :class:`~neuropoyo.interrupt.Interrupted` saying how many finished fits ``out`` keeps."""
+
+    @functools.wraps(run)
+    def interruptible(out, *args, **kwargs):
+        try:
+            return run(out, *args, **kwargs)
+        except KeyboardInterrupt as error:
+            kept = len(finished_fits(out))
+            fits = "1 finished fit is" if kept == 1 else f"{kept} finished fits are"
+            raise Interrupted(signal_of(error), f"rerun the same command: {fits} kept in {out}") from None
+
+    return interruptible

@@ -39,7 +39,7 @@ from neuropoyo.data.store import open_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
-from neuropoyo.experiments.cache import Log, cached_fit
+from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
 from neuropoyo.io import write_text_atomic
 from neuropoyo.pipeline import (
     RecordingSet,
@@ -48,10 +48,15 @@ from neuropoyo.pipeline import (
     window_loader,
 )
 from neuropoyo.trained import TrainedModel, load_model
-from neuropoyo.training.config import RunConfig
+from neuropoyo.training.config import RunConfig, read_run_info
 from neuropoyo.training.loop import RUN_INFO, epoch_batches, train
+from neuropoyo.training.recipe import default_config, resolve_config
 
 SIMULATED_STEPS = 400  # per fit on the default simulated data: the grid took 23 min on 2 shared cores
+# The grid and simulated data of `neuropoyo experiment scaling` without options, and with --quick
+# (a smoke test: 2 tiny recordings, 20 steps).
+DEFAULTS = {"depths": (1, 2, 4), "recordings": (3, 6), "animals": 3, "days": 2, "trials": 100}
+QUICK = {"depths": (1, 2), "recordings": (1, 2), "max_steps": 20, "animals": 2, "days": 1, "trials": 24}
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)  # of the steps, where the curve scores the model
 EMBEDDINGS = ("unit_embedding", "session_embedding", "other_embeddings")
 CSV_FIELDS = ("kind", "model", "depth", "dim", "params", "non_embedding_params", "recordings", "steps",
@@ -62,12 +67,13 @@ CSV_FIELDS = ("kind", "model", "depth", "dim", "params", "non_embedding_params",
 class ScalingPlan:
     """What the experiment fits.
 
-    config: the run file of every fit. depths: self-attention depths. widths: model dims (None: the
+    config: the run file of every fit (None: the default CPU recipe for the largest number of
+    recordings, applied to every fit so that the fits compare). depths: self-attention depths. widths: model dims (None: the
     run file's). recordings: the numbers N of recordings (the first N) each model trains on.
     steps: optimisation steps of every fit (None: the run file's).
     """
 
-    config: RunConfig
+    config: RunConfig | None = None
     depths: tuple[int, ...] = (1, 2, 4)
     widths: tuple[int, ...] | None = None
     recordings: tuple[int, ...] = (1, 2, 4, 8)
@@ -83,6 +89,8 @@ class ScalingPlan:
             raise ConfigError(f"experiment scaling: need one or more recording counts >= 1, got {list(self.recordings)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"experiment scaling: steps must be >= 1, got {self.steps}")
+        if self.config is None:
+            object.__setattr__(self, "config", default_config(max(self.recordings))[0])
 
     @property
     def base(self) -> RunConfig:
@@ -117,7 +125,7 @@ def batch_tokens(batch: dict) -> int:
 def tokens_seen(config: RunConfig, paths: Sequence[Path], steps: Sequence[int]) -> dict[int, int]:
     """{step: input tokens of the training batches up to and including that step} of a run of
     ``config`` on ``paths``, drawn again exactly as :func:`~neuropoyo.training.loop.train` draws them."""
-    recordings = RecordingSet(list(paths), readouts=config.model.readouts, scale=config.loss.scale)
+    recordings = RecordingSet(list(paths), readouts=config.model.readouts, normalize=config.loss.normalize)
     pipeline = training_pipeline(
         recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
     )
@@ -179,7 +187,7 @@ def _fit_once(config: RunConfig, paths: Sequence[Path], folder: Path, device: st
     run (``<folder>/run.json``) trained the same run file on the same recordings."""
     stored = folder.with_suffix(".json")
     if stored.is_file():
-        started = json.loads((folder / RUN_INFO).read_text())
+        started = read_run_info(folder / RUN_INFO)
         same = json.loads(json.dumps(config.to_dict())) == started["config"]
         if not same or started["data"] != [str(p.resolve()) for p in paths]:
             raise ConfigError(
@@ -189,11 +197,11 @@ def _fit_once(config: RunConfig, paths: Sequence[Path], folder: Path, device: st
     return cached_fit(stored, lambda: fit(config, paths, folder, device), log, what)
 
 
-def simulated_recordings(folder: Path, *, animals: int = 3, sessions: int = 2, trials: int = 100) -> list[Path]:
-    """``animals`` x ``sessions`` days of simulated center-out reaching in ``folder``, ordered day by
-    day (animal 0 day 0, animal 1 day 0, ...), so the first N recordings span min(N, animals) animals."""
+def simulated_recordings(folder: Path, *, animals: int = 3, days: int = 2, trials: int = 100) -> list[Path]:
+    """``animals`` x ``days`` of simulated center-out reaching in ``folder``, ordered day by day
+    (animal 0 day 0, animal 1 day 0, ...), so the first N recordings span min(N, animals) animals."""
     if not folder.is_dir():
-        recordings = simulate_dataset(n_animals=animals, sessions_per_animal=sessions, tasks=("center_out",),
+        recordings = simulate_dataset(n_animals=animals, sessions_per_animal=days, tasks=("center_out",),
                                       n_trials=trials)
         write_dataset(recordings, folder)
     by_id = {open_recording(p).recording_id: p for p in find_recordings([folder])}
@@ -204,6 +212,7 @@ def _day(recording_id: str) -> str:
     return next((part for part in recording_id.split("_") if part.startswith("day")), "")
 
 
+@keeps_fits_on_interrupt
 def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, log: Log = print) -> dict:
     """Run the experiment on ``paths`` (in this order) into ``out``; returns (and writes to
     ``out/scaling.json``) every fit."""
@@ -236,6 +245,45 @@ def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, lo
     log("\n" + format_table(rows, results["recordings"]))
     log(f"figure: {figure}")
     return results
+
+
+def run_experiment(
+    out: str | Path, *, data: Sequence[str | Path] | None = None, config: str | Path | RunConfig | None = None,
+    depths: Sequence[int] | None = None, widths: Sequence[int] | None = None, recordings: Sequence[int] | None = None,
+    max_steps: int | None = None, animals: int | None = None, days: int | None = None, trials: int | None = None,
+    quick: bool = False, device: str = "cpu", log: Log = print,
+) -> dict:
+    """The whole experiment, as ``neuropoyo experiment scaling`` runs it: returns :func:`run_scaling`'s results.
+
+    data: recording files, folders or globs, used in this order; None simulates ``animals`` x
+    ``days`` recordings of ``trials`` trials into ``out/data``. None elsewhere takes :data:`DEFAULTS`
+    (:data:`QUICK` with ``quick``); max_steps: of every fit (default: :data:`SIMULATED_STEPS` on
+    simulated data, else the run file's). config: run file, preset name or RunConfig (None: the
+    default CPU recipe for the largest number of recordings).
+    """
+    sizing = {"animals": animals, "days": days, "trials": trials}
+    given = [f"--{name}" for name, value in sizing.items() if value is not None]
+    if data is not None and given:
+        raise ConfigError(f"experiment scaling: {', '.join(given)} size the simulated data; drop them with --data")
+    chosen = {**DEFAULTS, **(QUICK if quick else {})}
+    grid = {name: value if value is not None else chosen[name]
+            for name, value in {"depths": depths, "recordings": recordings, **sizing}.items()}
+    if max_steps is None:
+        max_steps = chosen.get("max_steps", SIMULATED_STEPS if data is None else None)
+    plan = ScalingPlan(  # checked before any recording is simulated
+        depths=tuple(grid["depths"]), widths=tuple(widths) if widths is not None else None,
+        recordings=tuple(grid["recordings"]), steps=max_steps, device=device,
+    )
+    resolved, note = resolve_config(config, max(plan.recordings))
+    if note:
+        log(note)
+    out = Path(out)
+    if data is None:
+        paths = simulated_recordings(out / "data", animals=grid["animals"], days=grid["days"], trials=grid["trials"])
+        log(f"simulated recordings in {out / 'data'}")
+    else:
+        paths = find_recordings(data)
+    return run_scaling(out, dataclasses.replace(plan, config=resolved), paths, log=log)
 
 
 def format_csv(rows: list[dict], recordings: Sequence[str]) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from neuropoyo.baselines.run import run_baselines
+from neuropoyo.data.dataset import recording_paths
 from neuropoyo.data.directory import (
     few_shot_spans,
     find_recordings,
@@ -42,13 +43,14 @@ from neuropoyo.data.store import open_recording, read_recording, write_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
-from neuropoyo.experiments.cache import Log, cached_fit
+from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
 from neuropoyo.io import write_text_atomic
 from neuropoyo.tokens.vocab import unit_keys
 from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.finetune import FinetuneConfig, finetune
 from neuropoyo.training.loop import MODEL_DIR, train
+from neuropoyo.training.recipe import default_config, resolve_config
 
 METHODS = ("mlp", "gru", "scratch", "unit-id", "full")
 LABELS = {
@@ -67,13 +69,14 @@ CURVE_STEPS = (10, 25, 50, 100, 200, 400, 600, 1000, 1500, 2000, 3000)
 class TransferPlan:
     """What the experiment fits.
 
-    config: the run file of pretraining and of the from-scratch POYO models. pretrain_steps:
+    config: the run file of pretraining and of the from-scratch POYO models (None: the default CPU
+    recipe for the number of pretraining recordings, chosen by :func:`run_transfer`). pretrain_steps:
     optimisation steps of pretraining (None: the run file's). sizes: training-set sizes in trials
     (None: the whole training split). finetune_steps: of unit identification and full finetuning
     (full unfreezes at a third). reid_steps: of re-identification (0: skip).
     """
 
-    config: RunConfig
+    config: RunConfig | None = None
     pretrain_steps: int | None = None
     sizes: tuple[int | None, ...] = (14, 35, None)
     methods: tuple[str, ...] = METHODS
@@ -146,6 +149,7 @@ def training_trials(path: Path) -> int:
         return int(len(whole_trials(f.splits["train"], f.trials)))
 
 
+@keeps_fits_on_interrupt
 def run_transfer(
     out: str | Path,
     plan: TransferPlan,
@@ -163,6 +167,10 @@ def run_transfer(
     re-identify (None: skip).
     """
     out = Path(out)
+    if plan.config is None:
+        config, note = default_config(len(pretrain))
+        log(note)
+        plan = dataclasses.replace(plan, config=config)
     if model is None:
         model = out / "pretrained"
         if not (model / MODEL_DIR).is_dir():
@@ -255,7 +263,7 @@ def reidentification(folder: Path, model: Path, path: Path, plan: TransferPlan, 
     return result
 
 
-# After demo_run's 1,500 steps, unit identification on 14 trials of the new animal reached 89 % of
+# After the retired demo_run's 1,500 steps, unit identification on 14 trials of the new animal reached 89 % of
 # POYO from scratch on all its trials; after 3,000, 94 % (benchmarks/RESULTS.md).
 SIMULATED_PRETRAIN_STEPS = 3000
 
@@ -304,6 +312,53 @@ def choose_recordings(
     if wrong:
         raise ConfigError("experiment transfer: " + "; ".join(wrong))
     return [by_id[r] for r in chosen], {"seen": [by_id[r] for r in seen], "unseen": [by_id[r] for r in unseen]}
+
+
+def run_experiment(
+    out: str | Path, *, data: Sequence[str | Path] | None = None, seen: Sequence[str] = (), unseen: Sequence[str] = (),
+    pretrain: Sequence[str] = (), model: str | Path | None = None, reidentify: str | None = None,
+    config: str | Path | RunConfig | None = None, pretrain_steps: int | None = None,
+    sizes: Sequence[int | None] = (14, 35, None), methods: Sequence[str] = METHODS, max_steps: int = 600,
+    reid_steps: int = 1000, device: str = "cpu", log: Log = print,
+) -> dict:
+    """The whole experiment, as ``neuropoyo experiment transfer`` runs it: returns :func:`run_transfer`'s results.
+
+    data: recording files, folders or globs; None simulates 3 animals x 2 days into ``out/data``
+    (:func:`simulated_recordings`) and pretrains :data:`SIMULATED_PRETRAIN_STEPS` steps unless
+    ``pretrain_steps`` says otherwise. seen / unseen / pretrain / reidentify: recording ids among
+    ``data``. config: run file, preset name or RunConfig (None: the default CPU recipe for the
+    number of pretraining recordings). max_steps: of unit identification and full finetuning.
+    """
+    out = Path(out)
+    if data is None and (seen or unseen or pretrain or reidentify):
+        raise ConfigError(
+            "experiment transfer: seen, unseen, pretrain and reidentify (--seen, --unseen, --pretrain, "
+            "--reidentify) choose among given recordings; give them with --data or drop them"
+        )
+    if data is not None and not seen and not unseen:
+        raise ConfigError("experiment transfer: name the held-out recordings with --seen and/or --unseen")
+    if data is None and pretrain_steps is None:
+        pretrain_steps = SIMULATED_PRETRAIN_STEPS
+    plan = TransferPlan(  # checked before any recording is simulated or read
+        pretrain_steps=pretrain_steps, sizes=tuple(sizes), methods=tuple(methods), finetune_steps=max_steps,
+        reid_steps=reid_steps, device=device,
+    )
+    if data is None:
+        pretrained_on, held_out, again = simulated_recordings(out / "data")
+        log(f"simulated recordings in {out / 'data'}")
+    else:
+        pretrained_on, held_out = choose_recordings(recording_paths(data), seen=seen, unseen=unseen, pretrain=pretrain)
+        by_id = {p.stem: p for p in pretrained_on}
+        if reidentify is not None and reidentify not in by_id:
+            raise ConfigError(
+                f"experiment transfer: --reidentify {reidentify}: not a pretraining recording; choose from {sorted(by_id)}"
+            )
+        again = by_id.get(reidentify)
+    resolved, note = resolve_config(config, len(pretrained_on))
+    if note:
+        log(note)
+    plan = dataclasses.replace(plan, config=resolved)
+    return run_transfer(out, plan, held_out=held_out, pretrain=pretrained_on, model=model, reidentify=again, log=log)
 
 
 def _group_means(rows: list[dict], size: str) -> dict[tuple[str, str], float]:

@@ -1,6 +1,6 @@
 """Settings of the training pipeline, one dataclass per concern (defaults: the paper's, A.4, B.1).
 
-:class:`LossConfig` says what the loss sees (behavior scale, weighted intervals, excluded samples,
+:class:`LossConfig` says what the loss sees (behavior normalisation, weighted intervals, excluded samples,
 sampled outputs); :class:`AugmentConfig` how windows are perturbed. Evaluation settings live with
 the evaluation (:class:`neuropoyo.evaluation.selection.EvaluationConfig`).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from neuropoyo.data.normalize import SCALES
 from neuropoyo.errors import ConfigError
@@ -21,7 +21,7 @@ from neuropoyo.settings import from_mapping, weights_by_name
 class LossConfig:
     """What the loss sees.
 
-    scale: behavior z-scoring; ``"per_dim"`` (default) gives every dimension of a stream its own
+    normalize: behavior z-scoring (formerly ``scale``); ``"per_dim"`` (default) gives every dimension of a stream its own
         mean and std per brainset, so the MSE weighs each dimension as the per-dimension R2 that is
         reported does; ``"lab_scalar"`` is the paper's (A.4.3): one scalar per lab and stream, which
         keeps the relative size of the dimensions.
@@ -33,14 +33,15 @@ class LossConfig:
         weight > 0 (A.4.3: 100).
     """
 
-    scale: str = "per_dim"
+    normalize: str = "per_dim"
     interval_weights: Mapping[str, float] = field(default_factory=lambda: {"reach": 5.0})
     exclude_acceleration_factor: float | None = 2.0
     output_samples: int = 100
+    RENAMED: ClassVar[dict[str, str]] = {"scale": "normalize"}
 
     def __post_init__(self):
-        if self.scale not in SCALES:
-            raise ConfigError(f"loss.scale must be one of {', '.join(SCALES)}; got {self.scale!r}")
+        if self.normalize not in SCALES:
+            raise ConfigError(f"loss.normalize must be one of {', '.join(SCALES)}; got {self.normalize!r}")
         object.__setattr__(self, "interval_weights", weights_by_name(self.interval_weights, field="loss.interval_weights"))
         factor = self.exclude_acceleration_factor
         if factor is not None and not (math.isfinite(factor) and factor > 0):
@@ -60,8 +61,15 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """unit_dropout_min: unit dropout keeps a uniform number of units in [min(this, U), U] (A.4.2)."""
+    """How training windows are perturbed.
 
+    unit_dropout: train on a random subset of each window's units (A.4.2); false turns it off.
+    unit_dropout_min: unit dropout keeps a uniform number of units in [min(this, U), U]. Run files
+        written before ``unit_dropout`` existed turned it off with ``unit_dropout_min: 1000``; that
+        still works (a population of at most that many units is kept whole).
+    """
+
+    unit_dropout: bool = True
     unit_dropout_min: int = 30
 
     def __post_init__(self):

@@ -37,14 +37,16 @@ def training_pipeline(
 ) -> Compose:
     """Training split only -> excluded spans -> z-score -> unit dropout -> tokens -> weights -> outputs.
 
-    Each recording's loss weights are its source's interval_weights, else ``loss.interval_weights``."""
+    Each recording's loss weights are its source's interval_weights, else ``loss.interval_weights``;
+    unit dropout only when ``augment.unit_dropout``."""
     readouts = recordings.decoder_index
+    dropout = [UnitDropout(augment.unit_dropout_min)] if augment.unit_dropout else []
     return Compose(
         [
             RestrictToSplit("train"),
             MarkExcluded(recordings.excluded_spans(loss.exclude_acceleration_factor)),
             ZScore(recordings.normalizer, readouts),
-            UnitDropout(augment.unit_dropout_min),
+            *dropout,
             Tokenize(Tokenizer(readouts=readouts, context_length_s=context_length_s)),
             LossWeights(
                 loss.interval_weights, readouts, per_recording=[o.interval_weights for o in recordings.options]

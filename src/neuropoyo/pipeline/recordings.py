@@ -19,6 +19,7 @@ from neuropoyo.data.dataset import Dataset, SourceOptions
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
+from neuropoyo.data.splits import WHOLE_RECORDING
 from neuropoyo.data.store import RecordingFile, open_recording
 from neuropoyo.errors import ConfigError, DataError, MissingKeyError
 from neuropoyo.pipeline.samplers import Window
@@ -37,8 +38,8 @@ class RecordingSet:
     (default all of them) are the ones read. Each recording decodes the streams its source names
     (default: every one of these it holds) and must hold at least one. unit_vocab / session_vocab:
     the model's vocabularies; ids of these recordings missing from them are appended (``grow``) or
-    refused. normalizer: fitted on the training splits when not given, with each source's scale
-    (default ``scale``). train_spans: per recording, spans that replace its training split (e.g. a
+    refused. normalizer: fitted on the training splits when not given, with each source's
+    normalisation (default ``normalize``). train_spans: per recording, spans that replace its training split (e.g. a
     few-shot subset); the other splits stay as the files have them.
 
     Files are opened lazily: construction reads only their headers (units, intervals, layout), and
@@ -54,7 +55,7 @@ class RecordingSet:
         unit_vocab: Vocabulary | None = None,
         session_vocab: Vocabulary | None = None,
         normalizer: Normalizer | None = None,
-        scale: str = "per_dim",
+        normalize: str = "per_dim",
         grow: bool = True,
         train_spans: Sequence[Intervals] | None = None,
         streams: Sequence[str] | None = None,
@@ -84,7 +85,7 @@ class RecordingSet:
         if train_spans is not None and len(train_spans) != len(self.files):
             raise ValueError(f"recordings: {len(train_spans)} train_spans for {len(self.files)} recordings")
         self.train_spans = None if train_spans is None else [s.merged() for s in train_spans]
-        self.normalizer = normalizer or self._fit_normalizer(scale)
+        self.normalizer = normalizer or self._fit_normalizer(normalize)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -109,20 +110,20 @@ class RecordingSet:
 
     def _decoded_streams(self, f: RecordingFile, options: SourceOptions) -> tuple[str, ...]:
         """The readout streams recording ``f`` decodes, in readout order; errors name the file."""
-        if options.streams is not None:
-            foreign = [name for name in options.streams if name not in self.readouts]
+        if options.readouts is not None:
+            foreign = [name for name in options.readouts if name not in self.readouts]
             if foreign:
                 raise ConfigError(
                     f"{f.path}: the dataset decodes stream(s) {foreign} but the model's readouts are "
                     f"{list(self.readouts)}; add them to the model's readouts (e.g. --readout {foreign[0]})"
                 )
-            missing = [name for name in options.streams if name not in f.behavior_names]
+            missing = [name for name in options.readouts if name not in f.behavior_names]
             if missing:
                 raise MissingKeyError(
-                    f"{f.path}: no behavior stream named {', '.join(missing)} (the dataset's streams "
+                    f"{f.path}: no behavior stream named {', '.join(missing)} (the dataset's readouts "
                     f"for it); found: {', '.join(f.behavior_names) or 'none'}"
                 )
-        wanted = self.readouts if options.streams is None else options.streams
+        wanted = self.readouts if options.readouts is None else options.readouts
         present = tuple(name for name in self.readouts if name in wanted and name in f.behavior_names)
         if not present:
             raise MissingKeyError(
@@ -156,7 +157,10 @@ class RecordingSet:
         self.session_rows = [int(self.session_vocab.index([session_key_of(f)])[0]) for f in self.files]
 
     def split_spans(self, split: str) -> list[Intervals]:
-        """Each recording's spans of ``split``; an error names a file without that split."""
+        """Each recording's spans of ``split`` (:data:`WHOLE_RECORDING`: its domain); an error names
+        a file without that split."""
+        if split == WHOLE_RECORDING:
+            return [f.domain for f in self.files]
         for f in self.files:
             if split not in f.splits:
                 raise MissingKeyError(
@@ -172,12 +176,12 @@ class RecordingSet:
         f = self.file(recording)
         return {name: f.stream(name) for name in self.streams[recording]}
 
-    def _fit_normalizer(self, scale: str) -> Normalizer:
+    def _fit_normalizer(self, normalize: str) -> Normalizer:
         """Scales from the training split alone, each brainset and stream with its source's scale."""
         samples: dict[str, dict[tuple[str, str], list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         chosen: dict[tuple[str, str], tuple[str, Path]] = {}
         for r, (f, spans) in enumerate(zip(self.files, self.split_spans("train"))):
-            mode = self.options[r].scale or scale
+            mode = self.options[r].normalize or normalize
             for name, stream in self.readout_streams(r).items():
                 key = (f.info.brainset, name)
                 first = chosen.setdefault(key, (mode, f.path))
@@ -185,7 +189,7 @@ class RecordingSet:
                     raise ConfigError(
                         f"dataset: brainset {key[0]!r}, stream {name!r} is scaled {first[0]} for "
                         f"{first[1]} but {mode} for {f.path}; recordings of one brainset share a scale, "
-                        "so give their sources the same scale"
+                        "so give their sources the same normalize: value"
                     )
                 samples[mode][key].append(stream.values[spans.contains(stream.timestamps)])
         scales: dict[str, dict] = defaultdict(dict)

@@ -22,6 +22,7 @@ import numpy as np
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.normalize import Normalizer
 from neuropoyo.data.recording import Recording, Spikes, Units
+from neuropoyo.data.splits import WHOLE_RECORDING
 from neuropoyo.pipeline.samplers import Window
 from neuropoyo.schema import QUERY_KEYS
 from neuropoyo.tokens.tokenizer import Tokenizer
@@ -77,12 +78,15 @@ def _need(rng: np.random.Generator | None, name: str) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class RestrictToSplit:
-    """Keep only the window's data inside one split; the rest reads as a gap (unobserved)."""
+    """Keep only the window's data inside one split (:data:`WHOLE_RECORDING`: keep everything);
+    the rest reads as a gap (unobserved)."""
 
     split: str
 
     def __call__(self, sample: Sample, rng=None) -> Sample:
         data = sample.data
+        if self.split == WHOLE_RECORDING:
+            return sample
         return sample.replace(data=data.restrict(data.splits[self.split]))
 
 

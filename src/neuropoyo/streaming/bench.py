@@ -98,13 +98,13 @@ def bench_stream(
     *,
     readout: str | None = None,
     update_ms: float = 10.0,
-    seconds: float = 30.0,
+    duration_s: float = 30.0,
     compare_every: int = 10,
     torch_brain: bool = True,
     dtype: str = "float32",
     compile: bool = False,
 ) -> dict:
-    """Replay ``seconds`` of ``recording`` from one context length after its start.
+    """Replay ``duration_s`` seconds of ``recording`` from one context length after its start.
 
     dtype, compile: the streaming decoder's precision and compilation (see StreamingDecoder); the
     full-window forwards run in the model's own precision, eagerly. Everything decodes on the
@@ -113,8 +113,8 @@ def bench_stream(
     stream against our full-window forward), and per workload ("stream", "full_window",
     "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
     """
-    if update_ms <= 0 or seconds <= 0 or compare_every < 1:
-        raise ConfigError("bench-stream: update-ms and seconds must be > 0 and compare-every >= 1")
+    if update_ms <= 0 or duration_s <= 0 or compare_every < 1:
+        raise ConfigError("bench-stream: update-ms and duration-s must be > 0 and compare-every >= 1")
     if dtype not in STREAM_DTYPES:
         raise ConfigError(f"bench-stream: dtype must be one of {', '.join(STREAM_DTYPES)}, got {dtype!r}")
     decoder = StreamingDecoder.for_recording(
@@ -125,7 +125,7 @@ def bench_stream(
     if decoder.readout not in recording.behavior:
         raise DataError(f"{recording.recording_id}: no behavior stream {decoder.readout!r} to score against")
     stream = recording.behavior[decoder.readout]
-    updates = recording.start + T + np.arange(0.0, seconds, update_ms / 1e3)
+    updates = recording.start + T + np.arange(0.0, duration_s, update_ms / 1e3)
     updates = updates[updates <= recording.end]
     if updates.size < compare_every:
         raise DataError(f"{recording.recording_id}: {recording.end - recording.start:.1f} s is too short to replay")

@@ -202,7 +202,9 @@ def finetune(
 
     readouts: the streams to decode (default: the model's readouts the data hold); a stream the
     model has no head for gets a new one. after_step: as in :func:`~neuropoyo.training.loop.fit`. Returns the TrainResult; ``run_dir/model`` is the adapted
-    model, its vocabularies extended by the new units and sessions.
+    model, its vocabularies extended by the new units and sessions. Ctrl-C or SIGTERM keeps the
+    model so far in ``run_dir/checkpoint`` (a model directory ``evaluate`` reads) and raises
+    :class:`~neuropoyo.interrupt.Interrupted`; finetuning does not resume, a rerun starts over.
     """
     device = checked_device(device)
     torch.manual_seed(seeding.torch_seed(config.seed))
@@ -231,7 +233,7 @@ def finetune(
         streams=streams,
         unit_vocab=trained.unit_vocab,
         session_vocab=trained.session_vocab,
-        scale=loss.scale,
+        normalize=loss.normalize,
         grow=False,
         train_spans=few_shot_spans(paths, trials=config.trials, minutes=config.minutes),
     )

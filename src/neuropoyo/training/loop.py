@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import itertools
 import json
 import os
 import shutil
@@ -43,6 +42,7 @@ from neuropoyo.devices import checked_device
 from neuropoyo.distributed import Ranks
 from neuropoyo.errors import ConfigError, DataError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
+from neuropoyo.interrupt import Interrupted, children_spared_signals, held_signals, signal_of
 from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
 from neuropoyo.pipeline import (
@@ -58,7 +58,7 @@ from neuropoyo.pipeline import (
 from neuropoyo.schema import MODEL_KEYS
 from neuropoyo.trained import TrainedModel, load_model, save_model
 from neuropoyo.training.checkpoint import load_trainer_state, save_checkpoint
-from neuropoyo.training.config import RunConfig, TrainConfig
+from neuropoyo.training.config import RunConfig, TrainConfig, read_run_info
 from neuropoyo.training.lamb import Lamb
 from neuropoyo.training.loss import weighted_squared_errors
 from neuropoyo.training.schedule import lr_factor
@@ -192,7 +192,7 @@ def _setup(config: RunConfig, dataset: Dataset, run_dir: Path, resume: bool, dev
         recordings = recordings_for(trained, dataset, train_spans=train_spans)
         return trained, recordings, load_trainer_state(checkpoint)
     recordings = RecordingSet(
-        dataset, readouts=config.model.readouts, scale=config.loss.scale, train_spans=train_spans
+        dataset, readouts=config.model.readouts, normalize=config.loss.normalize, train_spans=train_spans
     )
     model_config = dataclasses.replace(
         config.model,
@@ -267,13 +267,13 @@ def _check_resume(run_dir: Path, info: dict) -> None:
     path = run_dir / RUN_INFO
     if not path.is_file():
         return
-    started = json.loads(path.read_text())
+    started = read_run_info(path)
     changed = [d for d in _differences(started.get("config"), info["config"]) if d not in RESUMABLE_CHANGES]
     problems = [f"config {key}: {_lookup(started['config'], key)!r} -> {_lookup(info['config'], key)!r}" for key in changed]
     if started.get("data") is not None and started["data"] != info["data"]:
         problems.append(f"data: {started['data']} -> {info['data']}")
     elif started.get("dataset") is not None and started["dataset"] != info["dataset"]:
-        problems.append("the dataset's per-source options (streams, scale, weights, intervals) differ")
+        problems.append("the dataset's per-source options (readouts, normalize, weights, intervals) differ")
     if started.get("train_spans") != info["train_spans"]:
         problems.append("the training spans (few-shot subset) differ from the interrupted run's")
     if info["total_steps"] is not None and started.get("total_steps") not in (None, info["total_steps"]):
@@ -344,7 +344,9 @@ def train(
     ``checkpoint/`` (latest training checkpoint), ``metrics.csv`` (loss per step, validation R2 and
     prediction spread where scored), ``run.json`` (resolved config, data and dataset with its
     options, version, git commit). ``resume`` continues from ``checkpoint/`` and refuses a config,
-    dataset or length that differs from ``run.json``.
+    dataset or length that differs from ``run.json``. Ctrl-C or SIGTERM saves the checkpoint of the
+    current step and raises :class:`~neuropoyo.interrupt.Interrupted` (see :func:`fit`); ``resume``
+    goes on from there.
     """
     ranks = distributed.join(checked_device(device))
     device = checked_device(distributed.device_for(str(device), ranks))
@@ -370,7 +372,7 @@ def train(
         write_run_info(run_dir, {**info, "processes": ranks.world})
     return fit(
         trained, recordings, config, run_dir, batches=batches, total_steps=total_steps, state=state,
-        device=device, progress=progress, after_step=after_step,
+        device=device, progress=progress, after_step=after_step, resumable=True,
     )
 
 
@@ -469,11 +471,78 @@ def _validation_row(
     valid = validate(trained, recordings, step, device, ranks=ranks)
     if valid is None:  # no valid samples in the evaluation intervals
         return {}
-    event = watch.update(
-        valid, trained, run_dir, progress=step / total_steps, lr=lr, on_collapse=tc.on_collapse,
-        optimizer=optimizer, ranks=ranks,
-    )
+    with held_signals():  # the best model on disk and the watch's record of it change together
+        event = watch.update(
+            valid, trained, run_dir, progress=step / total_steps, lr=lr, on_collapse=tc.on_collapse,
+            optimizer=optimizer, ranks=ranks,
+        )
     return {"valid_r2": valid.r2, "valid_spread": valid.spread, "event": event}
+
+
+def _backward(network, model, windows, batch, readout_dims, tc: TrainConfig, device, ranks: Ranks):
+    """Forward and backward of one batch: (the whole batch's loss, clipped gradient norm, token counts)."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    with _autocast(device, tc.amp):
+        predictions = network(**{k: batch[k] for k in MODEL_KEYS})
+    errors, weight = weighted_squared_errors(predictions, batch, readout_dims)
+    if windows[0].stand_in:
+        errors, weight = errors * 0.0, weight * 0.0
+    tokens = _token_counts(batch["input_mask"], ranks)
+    total_weight = distributed.all_sum(weight.detach(), ranks).clamp(min=1e-8)
+    loss = errors / total_weight  # this rank's part of the whole batch's weighted MSE
+    (loss * ranks.world).backward()  # DDP averages the ranks' gradients: their sum is the batch's
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    return distributed.all_sum(loss.detach(), ranks), grad_norm, tokens
+
+
+def _whole_batches(loader, count: int):
+    """The next ``count`` batches of ``loader`` (it never ends), each received whole: Ctrl-C while
+    one is handed over from a worker waits for it (cut short, the hand-over prints a traceback),
+    and the workers never see Ctrl-C (they would stop mid-hand-over; the loader stops them)."""
+    with children_spared_signals():
+        batches = iter(loader)  # forks the workers
+    for _ in range(count):
+        with held_signals():
+            item = next(batches)
+        yield item
+
+
+def _validation_period(tc: TrainConfig, recordings: RecordingSet, ranks: Ranks) -> int:
+    """Steps between validations: ``validate_every``, or 0 (with a warning) when there is no valid split."""
+    if tc.validate_every and not any(s.total_duration() > 0 for s in recordings.split_spans("valid")):
+        if ranks.is_main:
+            warnings.warn(
+                "training: the recordings have no valid split, so no validation R2 is logged and no "
+                "best model is kept (RUN/model is the last); assign splits (neuropoyo.data.splits) or "
+                "set training.validate_every: 0",
+                NoValidationWarning,
+                stacklevel=4,
+            )
+        return 0
+    return tc.validate_every
+
+
+def _save_checkpoint(trained, run_dir: Path, step: int, optimizer, scheduler, watch: Watch, random_states: dict) -> None:
+    """``run_dir/checkpoint`` after ``step`` steps: the model and the trainer state --resume reads."""
+    trainer_state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "watch": watch.to_dict(),
+        **random_states,
+    }
+    save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
+
+
+def _interrupt_line(step: int, first_step: int, total_steps: int, checkpoint: Path, resumable: bool) -> str:
+    """What an interrupted run kept and how to go on, in one line."""
+    again = "rerun the same command to start over"
+    if step == 0:
+        return f"before the first step; nothing was saved; {again}"
+    go_on = "to resume, rerun the same command with --resume" if resumable else f"this run cannot resume: {again}"
+    if step == first_step:
+        return f"before step {step + 1} of {total_steps}; {checkpoint} still holds step {step}; {go_on}"
+    return f"step {step} of {total_steps} saved in {checkpoint}; {go_on}"
 
 
 def fit(
@@ -490,6 +559,7 @@ def fit(
     param_groups: list[dict] | None = None,
     before_step: Callable[[int], None] | None = None,
     after_step: Callable[[int, TrainedModel], None] | None = None,
+    resumable: bool = False,
 ) -> TrainResult:
     """The optimisation loop: ``total_steps`` LAMB steps on ``batches``, checkpoints, log, model.
 
@@ -502,6 +572,12 @@ def fit(
     best kept in ``run_dir/best`` and a collapse reported (:class:`~neuropoyo.training.watch.Watch`).
     In a distributed run (:mod:`neuropoyo.distributed`) each rank holds its share of every batch
     and the model is wrapped in DDP; param_groups and before_step (finetuning) need one process.
+
+    A KeyboardInterrupt (Ctrl-C; SIGTERM under :func:`~neuropoyo.interrupt.sigterm_interrupts`)
+    after a step of this call makes rank 0 write the checkpoint of that step, as the periodic one,
+    and raise :class:`~neuropoyo.interrupt.Interrupted` whose line says how to go on (resumable:
+    with ``--resume``, else start over); a validation it cuts short is not redone, and
+    ``run_dir/model``, the sign of a finished run, is not written. Other ranks re-raise.
     """
     tc = config.training
     device = checked_device(device)
@@ -546,60 +622,42 @@ def fit(
             model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
         )
     readout_dims = dict(model.config.readouts)
-    validate_every = tc.validate_every
-    if validate_every and not any(s.total_duration() > 0 for s in recordings.split_spans("valid")):
-        if ranks.is_main:
-            warnings.warn(
-                "training: the recordings have no valid split, so no validation R2 is logged and no "
-                "best model is kept (RUN/model is the last); assign splits (neuropoyo.data.splits) or "
-                "set training.validate_every: 0",
-                NoValidationWarning,
-                stacklevel=3,
-            )
-        validate_every = 0
+    validate_every = _validation_period(tc, recordings, ranks)
     log = _Log(run_dir, step, enabled=ranks.is_main)
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not (progress and ranks.is_main))
     started, loss_value, nonfinite = time.perf_counter(), float("nan"), 0
+    saved, row = step, None  # the step the checkpoint holds; the row of a step taken, until logged
     model.train()
     try:
-        for windows, batch in itertools.islice(loader, total_steps - step):  # the loader never ends
+        for windows, batch in _whole_batches(loader, total_steps - step):
             epoch = step // steps_per_epoch
             if before_step is not None:
                 before_step(step)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with _autocast(device, tc.amp):
-                predictions = network(**{k: batch[k] for k in MODEL_KEYS})
-            errors, weight = weighted_squared_errors(predictions, batch, readout_dims)
-            if windows[0].stand_in:
-                errors, weight = errors * 0.0, weight * 0.0
-            tokens = _token_counts(batch["input_mask"], ranks)
-            total_weight = distributed.all_sum(weight.detach(), ranks).clamp(min=1e-8)
-            loss = errors / total_weight  # this rank's part of the whole batch's weighted MSE
             optimizer.zero_grad(set_to_none=True)
-            (loss * ranks.world).backward()  # DDP averages the ranks' gradients: their sum is the batch's
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            loss = distributed.all_sum(loss.detach(), ranks)
+            loss, grad_norm, tokens = _backward(network, model, windows, batch, readout_dims, tc, device, ranks)
             lr = optimizer.param_groups[0]["lr"]
-            if torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all():
-                optimizer.step()
-                nonfinite = 0
-            else:  # a NaN/inf step would poison every weight: skip it, stop if it persists
-                nonfinite += 1
-                _nonfinite_step(step, loss, grad_norm, windows, recordings, nonfinite, tc.max_nonfinite_steps)
-            step += 1
+            finite = bool(torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all())
+            with held_signals():  # `step` counts exactly the optimizer steps applied, whenever Ctrl-C comes
+                if finite:
+                    optimizer.step()
+                    nonfinite = 0
+                else:  # a NaN/inf step would poison every weight: skip it, stop if it persists
+                    nonfinite += 1
+                    _nonfinite_step(step, loss, grad_norm, windows, recordings, nonfinite, tc.max_nonfinite_steps)
+                step += 1
+                loss_value = loss.item()
+                row = {
+                    "step": step - 1,
+                    "epoch": epoch,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    **tokens,
+                }
             if after_step is not None:
                 after_step(step, trained)
                 model.train()
-            loss_value = loss.item()
-            row = {
-                "step": step - 1,
-                "epoch": epoch,
-                "loss": loss_value,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "seconds": round(time.perf_counter() - started, 3),
-                **tokens,
-            }
             if validate_every and (step % validate_every == 0 or step == total_steps):
                 row.update(
                     _validation_row(
@@ -607,8 +665,10 @@ def fit(
                     )
                 )
                 model.train()
-            scheduler.step()  # after validation: a restart's new learning rate applies from the next step
-            log.add(row)
+            with held_signals():
+                scheduler.step()  # after validation: a restart's new learning rate applies from the next step
+                log.add(row)
+                row = None
             bar.update()
             if step % tc.log_every == 0:
                 postfix = {"loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}"}
@@ -621,18 +681,25 @@ def fit(
                 log.flush()
                 random_states = _all_random_states(device, ranks)
                 if ranks.is_main:
-                    trainer_state = {
-                        "step": step,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "watch": watch.to_dict(),
-                        **random_states,
-                    }
-                    save_checkpoint(trained, trainer_state, run_dir / CHECKPOINT_DIR)
+                    _save_checkpoint(trained, run_dir, step, optimizer, scheduler, watch, random_states)
+                saved = step
+        if ranks.is_main:
+            save_model(trained, run_dir / MODEL_DIR)
+    except KeyboardInterrupt as error:
+        if not ranks.is_main:
+            raise
+        with held_signals():  # another Ctrl-C waits for this checkpoint (a third one abandons it)
+            if row is not None:  # the step's schedule and log, as the loop would have ended it
+                scheduler.step()
+                log.add(row)
+            if step > saved:
+                _require_finite(model, step, run_dir)
+                log.flush()
+                _save_checkpoint(trained, run_dir, step, optimizer, scheduler, watch, _random_states(device))
+            line = _interrupt_line(step, first_step, total_steps, run_dir / CHECKPOINT_DIR, resumable)
+            raise Interrupted(signal_of(error), line) from None
     finally:
         bar.close()
         log.close()
-    if ranks.is_main:
-        save_model(trained, run_dir / MODEL_DIR)
     distributed.barrier(ranks)  # every rank returns once the model is written
     return TrainResult(run_dir, step, loss_value, time.perf_counter() - started, step - first_step)

@@ -31,9 +31,10 @@ class RepairedDataWarning(UserWarning):
 
 @dataclass
 class Repairs:
-    """The repairs made while importing one file. ``strict``: the first one needed is a DataError."""
+    """The repairs made while importing one file (``path``; or the name of the function whose
+    arguments are imported, e.g. "from_arrays"). ``strict``: the first one needed is a DataError."""
 
-    path: Path
+    path: Path | str
     strict: bool = False
     made: list[str] = field(default_factory=list)
 
@@ -98,7 +99,7 @@ def time_sorted(
     return (times[order], *(array[order] for array in paired))
 
 
-def sorted_trials(trials: Intervals, path: Path, fix: str, repairs: Repairs) -> Intervals:
+def sorted_trials(trials: Intervals, path: Path | str, fix: str, repairs: Repairs) -> Intervals:
     """``trials`` sorted by start without empty ones (a repair: dropped); DataError (ending with
     ``fix``) for trials with NaN/inf bounds, ending before they start, or overlapping."""
     bad = ~(np.isfinite(trials.start) & np.isfinite(trials.end)) | (trials.end < trials.start)
@@ -171,7 +172,7 @@ def _recorded_samples(
     return stream.select(keep)
 
 
-def keep_recorded(recording: Recording, path: Path, repairs: Repairs) -> Recording:
+def keep_recorded(recording: Recording, path: Path | str, repairs: Repairs) -> Recording:
     """``recording`` without spikes, samples and trials outside its domain, warning with counts,
     and without NaN or repeated-timestamp behavior samples (``repairs``).
 

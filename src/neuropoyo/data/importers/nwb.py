@@ -32,8 +32,10 @@ What is read, and the rules applied:
   ``move_onset_time`` to the trial's stop, when the trials have that column; rows with a missing
   (NaN) or non-positive span are left out.
 - **Metadata**: recording id = file stem, brainset = the stem's first ``_``-separated word (e.g.
-  ``dyer2017``), task = ``session_description`` (or ``"unknown"``) unless given; brain areas are the
-  distinct ``brain_area`` (else ``location``) values of the units.
+  ``dyer2017``), task = ``session_description`` when that is a short name (up to 32 letters,
+  digits, ``_`` or ``-``), else ``"unknown"`` with a warning (a sentence would become the task of
+  every table), unless given; brain areas are the distinct ``brain_area`` (else ``location``)
+  values of the units.
 - **Splits** are assigned with :func:`neuropoyo.data.splits.assign_splits` (held-out trials,
   stratified by ``target_dir`` when present; contiguous blocks without trials).
 """
@@ -41,6 +43,8 @@ What is read, and the rules applied:
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
@@ -78,6 +82,7 @@ _UNIT_SKIP = ("spike_times", "obs_intervals", _UNIT_ID_COLUMN)
 _PREFIXES = {"k": 1e3, "c": 1e-2, "m": 1e-3, "u": 1e-6, "µ": 1e-6}
 _PREFIXED_BASES = ("m", "g", "V")
 _RUN_BREAK = 1.5  # a step longer than this many median steps ends a run of behavior samples
+_TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")  # a session description that can name the task
 _INSTALL_HINT = "reading NWB files needs pynwb: pip install neuropoyo[nwb]"
 _EXPORT = "export the session as NWB 2.x (e.g. with pynwb)"
 # What h5py, hdmf and pynwb raise on damaged files, found by fuzzing (tests/test_fuzz_importers.py).
@@ -426,6 +431,22 @@ def _sub_intervals(
 # ----------------------------------------------------------------------------------- metadata
 
 
+def _task(description: str, path: Path) -> str:
+    """The task named by the session description when it is a short name, else "unknown" (with
+    a warning for a description that is not one)."""
+    if _TASK_NAME.fullmatch(description):
+        return description
+    if description:
+        shown = description if len(description) <= 60 else description[:57] + "..."
+        warnings.warn(
+            f"{path}: session description {shown!r} is not a short task name (up to 32 letters, "
+            "digits, '_' or '-'), so the task is 'unknown'; name it with --task NAME (command "
+            "line) or task= (Python)",
+            stacklevel=4,
+        )
+    return "unknown"
+
+
 def _info(nwbfile, path: Path, units: Units, recording_id, brainset, task) -> RecordingInfo:
     subject = nwbfile.subject
     description = (nwbfile.session_description or "").strip()
@@ -433,7 +454,7 @@ def _info(nwbfile, path: Path, units: Units, recording_id, brainset, task) -> Re
         recording_id=recording_id or path.stem,
         brainset=brainset or path.stem.split("_")[0],
         subject=(subject.subject_id or "") if subject is not None else "",
-        task=task or description or "unknown",
+        task=task or _task(description, path),
         species=(subject.species or "") if subject is not None else "",
         brain_areas=brain_areas(units),
         extra={
