@@ -545,6 +545,39 @@ def _interrupt_line(step: int, first_step: int, total_steps: int, checkpoint: Pa
     return f"step {step} of {total_steps} saved in {checkpoint}; {go_on}"
 
 
+def _optimization(groups: list[dict], tc: TrainConfig, total_steps: int, state: dict | None, device, ranks: Ranks):
+    """(LAMB over ``groups``, its schedule, the validation watch, the step to start at), restored
+    from a checkpoint's trainer ``state`` (with the random states) when one is given."""
+    optimizer = Lamb(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    watch = Watch(**state["watch"]) if state is not None and "watch" in state else Watch()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: watch.lr_scale * lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
+    )
+    if state is None:
+        return optimizer, scheduler, watch, 0
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _restore_random_states(state, device, ranks, tc.seed)
+    return optimizer, scheduler, watch, int(state["step"])
+
+
+def _training_loader(recordings: RecordingSet, config: RunConfig, batches: EpochBatches, device, ranks: Ranks):
+    """The one DataLoader of the run: the training pipeline over ``batches`` (this rank's share of
+    each under DDP, balanced by tokens)."""
+    pipeline = training_pipeline(
+        recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
+    )
+    shares = batches
+    if ranks.distributed:
+        shares = RankBatches(batches, recordings.token_estimate, rank=ranks.rank, world=ranks.world)
+    return window_loader(
+        WindowDataset(recordings, pipeline, seed=config.training.seed),
+        shares,
+        num_workers=config.training.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def fit(
     trained: TrainedModel,
     recordings: RecordingSet,
@@ -591,31 +624,10 @@ def fit(
     model = trained.model.to(device)
     steps_per_epoch = batches.steps_per_epoch
     groups = param_groups if param_groups is not None else lamb_groups(model, tc.weight_decay)
-    optimizer = Lamb(groups, lr=tc.lr, weight_decay=tc.weight_decay)
-    watch = Watch(**state["watch"]) if state is not None and "watch" in state else Watch()
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: watch.lr_scale * lr_factor(s, total_steps, decay_fraction=tc.decay_fraction)
-    )
-    step = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _restore_random_states(state, device, ranks, tc.seed)
-        step = int(state["step"])
+    optimizer, scheduler, watch, step = _optimization(groups, tc, total_steps, state, device, ranks)
     first_step = step
     batches.epoch, batches.start = divmod(step, steps_per_epoch)
-    pipeline = training_pipeline(
-        recordings, context_length_s=config.model.context_length_s, loss=config.loss, augment=config.augment
-    )
-    shares = batches
-    if ranks.distributed:
-        shares = RankBatches(batches, recordings.token_estimate, rank=ranks.rank, world=ranks.world)
-    loader = window_loader(
-        WindowDataset(recordings, pipeline, seed=tc.seed),
-        shares,
-        num_workers=tc.num_workers,
-        pin_memory=device.type == "cuda",
-    )
+    loader = _training_loader(recordings, config, batches, device, ranks)
     network = model
     if ranks.distributed:
         network = torch.nn.parallel.DistributedDataParallel(
