@@ -128,3 +128,27 @@ def test_cli_runs_a_given_model_on_named_recordings(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--pretrain-steps", "0"])
     assert stop.value.code == 2 and "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_an_interrupted_pretraining_resumes_on_the_rerun(data, tmp_path):
+    """Ctrl-C during pretraining keeps its checkpoint; the rerun goes on from it, not from step 0."""
+    from neuropoyo.interrupt import Interrupted
+    from neuropoyo.training.checkpoint import load_trainer_state
+    from neuropoyo.training.loop import train
+
+    config = tiny_run_config(max_steps=6, checkpoint_every=100)
+
+    def stop_at_3(step, trained):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "x"
+    with pytest.raises(Interrupted, match="step 3 of 6 saved"):
+        train(config, data[:1], out / "pretrained", progress=False, after_step=stop_at_3)
+    said = []
+    plan = TransferPlan(config=config, sizes=(2,), methods=("mlp",), reid_steps=0)
+    experiment.run_transfer(out, plan, held_out={"seen": data[1:2]}, pretrain=data[:1], log=said.append)
+    assert "resuming on 1 recordings into " + str(out / "pretrained") in said
+    assert load_trainer_state(out / "pretrained" / "checkpoint")["step"] == 6
+    steps = [line.split(",")[0] for line in (out / "pretrained" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [str(k) for k in range(6)]  # steps 0-2 from the first call, 3-5 from the rerun

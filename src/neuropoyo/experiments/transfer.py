@@ -49,7 +49,7 @@ from neuropoyo.tokens.vocab import unit_keys
 from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig
 from neuropoyo.training.finetune import FinetuneConfig, finetune
-from neuropoyo.training.loop import MODEL_DIR, train
+from neuropoyo.training.loop import CHECKPOINT_DIR, MODEL_DIR, train
 from neuropoyo.training.recipe import default_config, resolve_config
 
 METHODS = ("mlp", "gru", "scratch", "unit-id", "full")
@@ -174,8 +174,11 @@ def run_transfer(
     if model is None:
         model = out / "pretrained"
         if not (model / MODEL_DIR).is_dir():
-            log(f"pretraining on {len(pretrain)} recordings into {model}")
-            result = train(plan.pretraining_config(), list(pretrain), model, device=plan.device, progress=False)
+            resume = (model / CHECKPOINT_DIR).exists()  # an interrupted pretraining goes on where it stopped
+            log(f"{'resuming' if resume else 'pretraining'} on {len(pretrain)} recordings into {model}")
+            result = train(
+                plan.pretraining_config(), list(pretrain), model, resume=resume, device=plan.device, progress=False
+            )
             log(f"pretraining: {result.steps} steps in {result.seconds:.0f} s")
     pretrained = load_model(model)
     rows = []
