@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from neuropoyo.io import write_text_atomic
 from neuropoyo.trained import TrainedModel, load_model, model_selection, save_model
 from neuropoyo.training import finetune as finetuning
 from neuropoyo.training import loop
-from neuropoyo.training.config import RunConfig
+from neuropoyo.training.config import RunConfig, read_run_info
 from neuropoyo.training.recipe import resolve_config
 
 Data = Union[Recording, str, Path, Dataset, Sequence[Union[Recording, str, Path]]]
@@ -115,22 +114,23 @@ def _streams(paths: Sequence[Path], wanted: Sequence[str], readouts: Sequence[st
     holds (said through ``log``)."""
     if readouts:
         return stream_dims(paths, list(readouts))
-    held = []
+    held, dims = [], {}
     for path in paths:
         with RecordingFile(path) as f:
-            held.append(f.behavior_dims)
-    present = [name for name in wanted if any(name in dims for dims in held)]
+            held.append(set(f.behavior_dims))
+            dims = f.behavior_dims | dims  # the first file holding a stream gives its width
+    present = [name for name in wanted if name in dims]
     if present:
-        return stream_dims(paths, present)
-    common = sorted(set.intersection(*(set(d) for d in held))) if held else []
+        return {name: dims[name] for name in present}
+    common = sorted(set.intersection(*held)) if held else []
     if len(common) != 1:
         raise MissingKeyError(
             f"the recordings hold no behavior stream named {', '.join(wanted)}; they hold "
-            f"{', '.join(sorted(set().union(*held))) or 'none'}: name the streams to decode with "
+            f"{', '.join(sorted(dims)) or 'none'}: name the streams to decode with "
             "--readout NAME (Python: readouts=[NAME])"
         )
     log(f"readout: {common[0]}, the one behavior stream the recordings hold (--readout chooses)")
-    return {common[0]: held[0][common[0]]}
+    return {common[0]: dims[common[0]]}
 
 
 def _with_readouts(config: RunConfig, paths: Sequence[Path], readouts: Sequence[str] | None, log: Log) -> RunConfig:
@@ -153,8 +153,8 @@ def run_config(
     with tempfile.TemporaryDirectory(prefix="neuropoyo-") as scratch:
         paths = _paths(_on_disk(data, Path(scratch))) if data is not None else run_dataset(run_dir).paths
         if config is None and run_dir is not None:
-            info = Path(run_dir) / RUN_INFO
-            resolved = RunConfig.from_dict(json.loads(info.read_text())["config"], source=str(info))
+            info = Path(run_dir) / RUN_INFO  # read in this release's keys, however old the run
+            resolved = RunConfig.from_dict(read_run_info(info)["config"], source=str(info))
         else:
             resolved, note = resolve_config(config, len(paths))
             if note:
