@@ -3,7 +3,9 @@ says in one line how to go on.
 
 :class:`Interrupted` is the KeyboardInterrupt a command raises once it has kept what it could;
 :func:`sigterm_interrupts` makes SIGTERM raise it (Python already makes SIGINT raise
-KeyboardInterrupt); :func:`held_signals` keeps both out of a block that must not stop half-way;
+KeyboardInterrupt) and keeps one that lands in a finalizer, where Python could only print it, for
+:func:`raise_lost` at the next safe point; :func:`held_signals` keeps both out of a block that must
+not stop half-way;
 :func:`children_spared_signals` keeps Ctrl-C and SIGTERM from the worker processes a run stops itself.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_lost: list[int] = []  # signals whose exception landed in a finalizer (a weakref callback, __del__)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -49,8 +53,10 @@ def _restore(signal_number: int, handler) -> None:
 
 @contextlib.contextmanager
 def sigterm_interrupts():
-    """Within the block, SIGTERM raises ``Interrupted(SIGTERM)`` in the main thread; the previous
-    handler is back afterwards. In another thread nothing changes."""
+    """Within the block, SIGTERM raises ``Interrupted(SIGTERM)`` in the main thread, and a Ctrl-C or
+    SIGTERM raised inside a finalizer (Python prints such an exception as "Exception ignored" and
+    goes on) is kept, unprinted, for :func:`raise_lost`; the previous handler and hook are back
+    afterwards. In another thread nothing changes."""
     if not _in_main_thread():
         yield
         return
@@ -58,11 +64,29 @@ def sigterm_interrupts():
     def interrupt(signal_number, frame):
         raise Interrupted(signal_number)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def keep_lost(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _lost.append(signal_of(unraisable.exc_value))
+        else:
+            hook(unraisable)
+
+    previous, hook = signal.signal(signal.SIGTERM, interrupt), sys.unraisablehook
+    sys.unraisablehook = keep_lost
     try:
         yield
     finally:
         _restore(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+        _lost.clear()
+
+
+def raise_lost() -> None:
+    """Raise the Ctrl-C or SIGTERM that landed in a finalizer (see :func:`sigterm_interrupts`), if
+    one did; long loops call it at each safe point (a training step, a fit)."""
+    if _lost:
+        signal_number = _lost[0]
+        _lost.clear()
+        raise Interrupted(signal_number)
 
 
 @contextlib.contextmanager

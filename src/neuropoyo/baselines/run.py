@@ -25,7 +25,7 @@ from neuropoyo.data.store import read_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.report import RecordingResult, write_report
 from neuropoyo.evaluation.selection import EvaluationConfig, split_evaluation_mask
-from neuropoyo.interrupt import Interrupted, signal_of
+from neuropoyo.interrupt import Interrupted, raise_lost, signal_of
 
 METHODS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
 
@@ -124,6 +124,7 @@ def run_baselines(
             }
             X_test, y_test, times = _test_design(recording, stream, evaluation, bin_s, n_lags)
             for method in methods:
+                raise_lost()
                 progress.start(recording.recording_id, method)
                 decoder = _decoder(method, seed)
                 decoder.fit(splits["train"][0], splits["train"][1], splits["valid"][0], splits["valid"][1])

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from neuropoyo.interrupt import Interrupted, signal_of
+from neuropoyo.interrupt import Interrupted, raise_lost, signal_of
 from neuropoyo.io import write_text_atomic
 
 Log = Callable[[str], None]
@@ -18,6 +18,7 @@ Log = Callable[[str], None]
 
 def cached_fit(path: Path, compute: Callable[[], dict], log: Log, what: str) -> dict:
     """The result stored at ``path``, or ``compute()`` stored there atomically."""
+    raise_lost()
     if path.is_file():
         log(f"{what}: done before ({path})")
         return json.loads(path.read_text())

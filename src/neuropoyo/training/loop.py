@@ -42,7 +42,7 @@ from neuropoyo.devices import checked_device
 from neuropoyo.distributed import Ranks
 from neuropoyo.errors import ConfigError, DataError, TrainingError
 from neuropoyo.evaluation.evaluate import recordings_for
-from neuropoyo.interrupt import Interrupted, children_spared_signals, held_signals, signal_of
+from neuropoyo.interrupt import Interrupted, children_spared_signals, held_signals, raise_lost, signal_of
 from neuropoyo.io import published_dir, write_text_atomic
 from neuropoyo.model.poyo import POYO
 from neuropoyo.pipeline import (
@@ -502,6 +502,7 @@ def _whole_batches(loader, count: int):
     with children_spared_signals():
         batches = iter(loader)  # forks the workers
     for _ in range(count):
+        raise_lost()
         with held_signals():
             item = next(batches)
         yield item
