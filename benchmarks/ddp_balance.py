@@ -1,6 +1,6 @@
 """Load balancing of distributed training: how the global batch is split across ranks.
 
-    python benchmarks/ddp_balance.py [--animals 8] [--sessions 2] [--batches 200]
+    python benchmarks/ddp_balance.py [--animals 8] [--days 2] [--batches 200]
 
 Simulated recordings (``simulate_dataset``: animals of 60-160 neurons, two tasks, two labs with
 behavior at 100 and 500 Hz) give the random training windows of ``neuropoyo train``. Each global
@@ -61,29 +61,29 @@ def split_figures(batches: list[list[int]], parts: int, split) -> dict[str, floa
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--animals", type=int, default=8)
-    parser.add_argument("--sessions", type=int, default=2)
+    parser.add_argument("--days", type=int, default=2, help="recordings per animal")
     parser.add_argument("--batches", type=int, default=200, help="global batches per setting")
-    parser.add_argument("--batch-sizes", default="32,128")
-    parser.add_argument("--ranks", default="2,4,8")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
     args = parser.parse_args(argv)
     print(machine_line())
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     with tempfile.TemporaryDirectory() as folder:
         write_dataset(
-            simulate_dataset(n_animals=args.animals, sessions_per_animal=args.sessions, n_trials=60, duration_s=120.0),
+            simulate_dataset(n_animals=args.animals, sessions_per_animal=args.days, n_trials=60, duration_s=120.0),
             folder,
         )
         recordings = RecordingSet(find_recordings([folder]), readouts={"hand_vel": 2})
         print(f"{len(recordings)} recordings, {len(recordings.unit_vocab)} units")
         print(f"{'batch':>6} {'ranks':>5} {'split':>9} {'padding':>8} {'straggler':>9} {'tokens/rank':>11}")
-        for batch_size in map(int, args.batch_sizes.split(",")):
+        for batch_size in args.batch_sizes:
             config = RunConfig(
                 model=POYOConfig(num_units=1, num_sessions=1, readouts={"hand_vel": 2}),
                 training=TrainConfig(batch_size=batch_size),
             )
             drawn = itertools.islice(iter(epoch_batches(recordings, config)), args.batches)
             batches = [[recordings.token_estimate(w) for w in batch] for batch in drawn]
-            for parts in map(int, args.ranks.split(",")):
+            for parts in args.ranks:
                 for name, split in (("in order", in_order), ("balanced", balanced_shares)):
                     f = split_figures(batches, parts, split)
                     print(

@@ -36,7 +36,7 @@ if ! "$python" -c "import torch_brain" 2>/dev/null; then
 fi
 "$python" benchmarks/train_throughput.py --device "$device" --steps "$steps" "${peer[@]}" 2>&1 | tee "$out/train.txt"
 
-"$python" -m neuropoyo simulate --out "$work/sim" --animals 1 --sessions 1 --tasks random_target --duration 60 >/dev/null
+"$python" -m neuropoyo simulate --out "$work/sim" --animals 1 --days 1 --tasks random_target --duration-s 60 >/dev/null
 "$python" -m neuropoyo train --config paper-single-session --data "$work/sim" --out "$work/run" \
     --max-steps 1 --device "$device" >/dev/null
 recording=$(ls "$work"/sim/*.h5 | head -n 1)

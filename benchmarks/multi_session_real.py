@@ -1,6 +1,6 @@
 """One POYO on the five monkey recordings against one POYO per recording (issue 15, paper Table 2).
 
-    python benchmarks/multi_session_real.py [--real ../shared/data/real] [--out DIR] [--steps N]
+    python benchmarks/multi_session_real.py [--real ../shared/data/real] [--out DIR] [--max-steps N]
                                             [--config cpu-small]
 
 Imports the five monkey files of ``--real`` (both Chewie days, Stevenson, Miller, S1) with
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=REAL, help="folder of the real NWB files")
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
-    parser.add_argument("--steps", type=int, help="training steps of every model (default: the run file's)")
+    parser.add_argument("--max-steps", type=int, help="training steps of every model (default: the run file's)")
     parser.add_argument("--config", default="cpu-small", help="run file of every model")
     args = parser.parse_args()
     if not args.real.is_dir():
@@ -43,7 +43,7 @@ def main() -> None:
             run(["prepare", "nwb", str(args.real / dataset.file), "--out", str(folder), "--task", dataset.task,
                  *dataset.prepare], commands)
         folders.append(str(folder))
-    steps = ["--steps", str(args.steps)] if args.steps else []
+    steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
     run(["experiment", "scaling", "--data", *folders, "--out", str(out / "experiment"), "--config", args.config,
          "--depths", str(_depth(args.config)), "--recordings", str(len(folders)), *steps], commands)
     print("\n" + (out / "experiment" / "table.md").read_text())

@@ -1,6 +1,6 @@
 """POYO and the classic decoders on the project's real recordings, one model per file.
 
-    python benchmarks/real_data.py [--real ../shared/data/real] [--steps 1000] [--out DIR]
+    python benchmarks/real_data.py [--real ../shared/data/real] [--max-steps 1000] [--out DIR]
                                    [--methods wiener mlp gru] [--files NAME ...]
                                    [--config cpu-small] [--device cpu]
 
@@ -75,7 +75,7 @@ def benchmark(dataset: Dataset, real: Path, out: Path, args: argparse.Namespace)
     run(["prepare", "nwb", str(real / dataset.file), "--out", str(data), "--task", dataset.task,
          *dataset.prepare], commands)
     run(["train", "--config", str(args.config), "--data", str(data), "--out", str(run_dir),
-         "--max-steps", str(args.steps), "--readout", dataset.stream, "--device", args.device], commands)
+         "--max-steps", str(args.max_steps), "--readout", dataset.stream, "--device", args.device], commands)
     run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir),
          "--device", args.device], commands)
     poyo_seconds = time.perf_counter() - started
@@ -110,7 +110,7 @@ def table(rows: list[dict], methods: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=REAL, help="folder of the real NWB files")
-    parser.add_argument("--steps", type=int, default=1000, help="POYO training steps per file")
+    parser.add_argument("--max-steps", type=int, default=1000, help="POYO training steps per file")
     parser.add_argument("--methods", nargs="+", default=["wiener", "mlp", "gru"], help="baselines to run")
     parser.add_argument("--files", nargs="+", help="only these file names (default: all six)")
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
@@ -131,7 +131,7 @@ def main() -> None:
     for row in rows:
         print(f"| {row['file']} | {row['poyo_seconds']:.0f} | {row['baseline_seconds']:.0f} |")
     print(
-        f"\nreproduce: python benchmarks/real_data.py --steps {args.steps} --methods {' '.join(args.methods)} "
+        f"\nreproduce: python benchmarks/real_data.py --max-steps {args.max_steps} --methods {' '.join(args.methods)} "
         f"--config {args.config} --device {args.device}"
     )
     for row in rows:

@@ -18,7 +18,7 @@ from conftest import simulated, tiny_run_config
 from neuropoyo import api
 from neuropoyo.errors import ConfigError, DataError
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "python.md"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,21 @@ def test_import_is_light_and_every_public_name_resolves():
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError, match="no attribute 'Decodr'"):
         neuropoyo.Decodr
+
+
+def test_public_names_are_not_replaced_by_subpackages_of_the_same_name():
+    """``neuropoyo.baselines`` is the function, also after the subpackage ``neuropoyo.baselines``
+    was imported (by ``neuropoyo.Decoder``'s module, or by a user); the subpackage still imports."""
+    code = (
+        "import inspect, neuropoyo\n"
+        "neuropoyo.Decoder\n"
+        "from neuropoyo.baselines import decoders\n"
+        "import neuropoyo.baselines\n"
+        "assert inspect.isfunction(neuropoyo.baselines), neuropoyo.baselines\n"
+        "assert neuropoyo.baselines.__module__ == 'neuropoyo.api'\n"
+        "assert decoders.__name__ == 'neuropoyo.baselines.decoders'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_fit_keeps_in_memory_recordings_with_its_run(fitted, recordings):
@@ -143,18 +158,25 @@ def test_write_recordings_refuses_two_recordings_with_one_id(recordings, tmp_pat
         neuropoyo.write_recordings([recordings[0], recordings[0]], tmp_path)
 
 
-def _quickstart() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
-    assert blocks, f"{DOCS}: no python block"
+def _python_block(page: Path) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert blocks, f"{page}: no python block"
     return blocks[0]
 
 
 @pytest.mark.slow
-def test_the_python_quickstart_runs(tmp_path, monkeypatch):
-    """docs/python.md's script, as written: simulate 4, fit on 3, predict, score, adapt to the 4th
-    with 20 trials, save, load, and the same predictions (its own assert)."""
+def test_the_readme_python_runs_and_the_site_home_shows_the_same(tmp_path, monkeypatch):
+    """README's ten lines of Python, as written (simulate 4, fit on 3, score, predict, adapt the 4th
+    with 20 trials, save, load); the site's home page shows the same lines (the tutorial in Python,
+    docs/tutorials/plot_06_python.py, runs when the site is built)."""
+    readme = _python_block(ROOT / "README.md")
+    assert readme.startswith(_python_block(ROOT / "docs" / "index.md").rstrip("\n"))
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(_quickstart(), str(DOCS), "exec"), scope)
-    assert scope["adapted"].trained_ is not None and (tmp_path / "adapted-model" / "model.safetensors").is_file()
-    assert scope["decoder"].score(scope["known"])["mean_r2"] > 0.3  # 300 steps learn a good part of it
+    exec(compile(readme, "README.md", "exec"), scope)
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert scope["decoder"].score(scope["recordings"][:3])["mean_r2"] > 0.3  # 300 steps learn a good part of it
+    times, values = scope["times"], scope["values"]
+    assert values.shape == (len(times), 2)
+    new = scope["recordings"][3]
+    assert np.array_equal(scope["same"].predict(new)["hand_vel"][1], scope["adapted"].predict(new)["hand_vel"][1])

@@ -12,6 +12,8 @@ The public API (:mod:`neuropoyo.api` and the modules named below), loaded on fir
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -37,6 +39,19 @@ _EXPORTS = {
     "import_checkpoint": "neuropoyo.interop.torch_brain_checkpoint",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+class _Package(types.ModuleType):
+    """The package, whose public function ``baselines`` keeps its name when the subpackage
+    ``neuropoyo.baselines`` is imported (the import system would set the subpackage in its place);
+    the subpackage stays reachable as ``from neuropoyo.baselines import decoders``."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if not (name in _EXPORTS and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -30,6 +30,29 @@ LATENT_TIMINGS = ("linspace", "bin_centers")
 
 @dataclass
 class POYOConfig:
+    """The network's settings (a model preset); defaults are the paper's single-session model (Table 4).
+
+    num_units: rows of the unit-embedding table; set from the data's unit vocabulary when training.
+    num_sessions: rows of the session-embedding table; set from the data's recordings.
+    dim: width of every token, latent and query.
+    head_dim: width of each attention head.
+    ffn_mult: hidden width of the feed-forward blocks, in multiples of ``dim``.
+    qkv_bias: learned biases in the query, key and value projections.
+    num_latent_timestamps: times at which the latent tokens sit in a window.
+    latents_per_timestamp: learned latent embeddings, repeated at each of those times.
+    context_length_s: length of a window, in seconds.
+    t_min: shortest period of the rotary time embedding, in seconds.
+    t_max: longest period of the rotary time embedding, in seconds (see ``rotary_spacing``).
+    rotate_fraction: fraction of each head's dimensions that the rotary embedding rotates.
+    rotate_value_encoder: rotate the values too in the encoder's cross-attention (relative times in the output).
+    rotate_value_self: rotate the values too in the latent self-attention.
+    rotate_value_decoder: rotate the values too in the decoder's cross-attention.
+    ffn_dropout: dropout inside the feed-forward blocks.
+    linear_dropout: dropout on the residual branches of the self-attention blocks.
+    attention_dropout: dropout on the attention weights.
+    init_std: standard deviation of the normal initialisation of linear and embedding weights.
+    """
+
     # vocabularies (set from the dataset; presets hold the paper's sizes)
     num_units: int = 1
     num_sessions: int = 1

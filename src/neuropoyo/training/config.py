@@ -63,7 +63,18 @@ ON_COLLAPSE = ("warn", "restart")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; defaults are the single-session values of Table 4."""
+    """Optimisation settings; defaults are the single-session values of Table 4.
+
+    batch_size: windows per optimisation step (over all ranks under torchrun).
+    lr: peak learning rate of LAMB (the CPU recipe lowers it to 4e-3 from 5 recordings).
+    weight_decay: LAMB's weight decay.
+    epochs: passes over the training windows; ignored when ``max_steps`` is set.
+    grad_clip: gradients are clipped to this global norm.
+    seed: seeds the weights, the window sampling and augmentation (``--seed`` overrides it).
+    checkpoint_every: steps between checkpoints (``checkpoint/``) that ``--resume`` continues from.
+    log_every: steps between lines of ``metrics.csv`` and the progress display.
+    num_workers: DataLoader worker processes that cut windows (0: in the training process).
+    """
 
     batch_size: int = 128
     lr: float = 4e-3
