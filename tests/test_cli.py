@@ -399,9 +399,9 @@ WIRING = {
     ),
     ("baselines",): (
         ["baselines", "--data", "d", "--out", "b", "--methods", "wiener", "mlp", "--readout", "cursor_vel",
-         "--bin-s", "0.02", "--n-lags", "3"],
+         "--bin-s", "0.02", "--n-lags", "3", "--trials", "20"],
         "neuropoyo.api", "baselines", (["d"], "b"),
-        {"methods": ["wiener", "mlp"], "readout": "cursor_vel", "bin_s": 0.02, "n_lags": 3, "seed": 0},
+        {"methods": ["wiener", "mlp"], "readout": "cursor_vel", "bin_s": 0.02, "n_lags": 3, "seed": 0, "trials": 20},
     ),
     ("compare",): (["compare", "e1", "e2", "--group-by", "stream"], "neuropoyo.api", "compare", (["e1", "e2"], None), {"group_by": "stream"}),
     ("embeddings",): (

@@ -96,10 +96,10 @@ run("neuropoyo evaluate --model adapted --data data/sim_monkey2_day0_co.h5 --out
 # The same 20 trials for the others
 # ---------------------------------
 #
-# ``neuropoyo train`` and ``neuropoyo baselines`` take whole training splits. To give them the
-# same 20 trials, we write a copy of the new recording whose training split holds only its first
-# 20 training trials (chosen by the function that ``finetune --trials`` uses); its validation and
-# test splits are unchanged.
+# ``neuropoyo train`` takes whole training splits (``neuropoyo baselines`` has ``--trials`` of its
+# own). To give the model from scratch and the classic decoder the same 20 trials, we write a copy
+# of the new recording whose training split holds only its first 20 training trials (chosen by the
+# function that ``finetune --trials`` uses); its validation and test splits are unchanged.
 
 import neuropoyo
 from neuropoyo.data.splits import first_trials

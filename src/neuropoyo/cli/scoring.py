@@ -58,7 +58,7 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
     summaries = api.baselines(
         args.data, args.out, methods=args.methods, readout=args.readout, bin_s=args.bin_s, n_lags=args.n_lags,
-        seed=args.seed, eval_intervals=args.eval_intervals,
+        seed=args.seed, eval_intervals=args.eval_intervals, trials=args.trials,
     )
     for method, summary in summaries.items():
         print(f"== {method}")
@@ -147,6 +147,10 @@ def _add_baselines(commands) -> None:
     n_lags = baselines.add_argument("--n-lags", type=COUNT, default=N_LAGS, help=f"history bins before each sample (default {N_LAGS})")
     add_renamed(baselines, "--lags", n_lags)
     baselines.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed of the MLP and GRU")
+    baselines.add_argument(
+        "--trials", type=COUNT,
+        help="fit on the first N training trials of each recording only (as finetune --trials); scored on the whole test split",
+    )
     add_eval_intervals(baselines, "the default evaluation settings")
     baselines.set_defaults(func=cmd_baselines)
 
