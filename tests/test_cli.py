@@ -60,6 +60,16 @@ def test_inspect_prints_a_summary_per_file(sim_dir, capsys):
     assert "behavior hand_vel" in text and "split    test" in text
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly(sim_dir):
+    """`neuropoyo inspect ... | head`: the pipe closes before the output is written; no traceback."""
+    files = sorted(str(p) for p in Path(sim_dir).glob("*.h5"))
+    command = subprocess.Popen([sys.executable, "-m", "neuropoyo", "inspect", *files],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command.stdout.close()  # the reader is gone before the command writes
+    errors = command.stderr.read().decode()
+    assert command.wait() == 141 and "Traceback" not in errors and "BrokenPipe" not in errors, errors
+
+
 def test_inspect_json_counts_match_the_file(sim_dir, capsys):
     path = sorted(sim_dir.glob("*_co.h5"))[0]
     assert main(["inspect", "--json", str(path)]) == 0

@@ -279,7 +279,7 @@ def test_a_batch_smaller_than_the_ranks_is_refused():
     class OneWindowBatches:
         batch_size = 1
 
-    with pytest.raises(ValueError, match="at least the number of processes"):
+    with pytest.raises(ConfigError, match="at least the number of processes"):
         RankBatches(OneWindowBatches(), len, rank=0, world=2)
 
 

@@ -56,7 +56,8 @@ def test_the_check_reads_commands_in_the_strings_and_comments_of_a_tutorial_scri
 def test_the_check_leaves_prose_log_lines_and_valid_commands_alone():
     text = ("neuropoyo decodes behavior.\n```\nneuropoyo train: error: no recordings\n"
             "neuropoyo 0.1.0\nneuropoyo evaluate --model run --out eval --split test\n```\n"
-            "`training.lr`, `model.safetensors`, `neuropoyo.api`, `neuropoyo.simulate(animals=2)`")
+            "`training.lr`, `model.safetensors`, `neuropoyo.api`, `neuropoyo.simulate(animals=2)`, "
+            "`neuropoyo inspect ... \\| head`, `neuropoyo simulate --out 'my data`")
     assert neuropoyo_docs.problems(text) == []
 
 

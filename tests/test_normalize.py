@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import build_recording
 from neuropoyo.data import Intervals, TimeSeries
+from neuropoyo.errors import DataError
 from neuropoyo.data.normalize import SCALES, Normalizer, Scale, extreme_acceleration_spans
 
 # brainset "lab": two recordings of a 2-D stream; brainset "flat": a constant stream
@@ -24,6 +25,12 @@ def test_per_dim_scale_by_hand():
     norm = Normalizer.fit(SAMPLES)
     assert norm.scale("lab", "vel") == Scale((1.0, 5.0), (1.0, 1.0))
     assert norm.scale("flat", "vel") == Scale((7.0, 7.0), (1.0, 1.0))  # zero std -> 1
+
+
+def test_a_brainset_with_one_training_sample_is_a_data_error_that_says_where_to_look():
+    """A DataError (the CLI prints it as one line, exit 2), not a bare ValueError (a traceback)."""
+    with pytest.raises(DataError, match=r"brainset 'lab' has 1 training sample\(s\) of 'vel'.*neuropoyo inspect"):
+        Normalizer.fit({("lab", "vel"): [A]})
 
 
 def test_lab_scalar_scale_by_hand():

@@ -215,8 +215,10 @@ def problems(text: str, python: bool = False) -> list[str]:
     for span in code_spans(text, python):
         joined = span.replace("\\\n", " ")
         for match in COMMAND.finditer(joined):
-            words = shlex.split(match.group(1), comments=True, posix=True) if "'" not in match.group(1) \
-                else match.group(1).split()
+            try:
+                words = shlex.split(match.group(1), comments=True)
+            except ValueError:  # an unclosed quote or a lone backslash: plain words will do
+                words = match.group(1).split()
             message = check_command(words, parser)
             if message:
                 found.append(message)

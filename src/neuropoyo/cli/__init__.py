@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (CommandError, FileNotFoundError, ConfigError, DataError, CheckpointError, TrainingError) as error:
             print(f"neuropoyo {args.command}: error: {error}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # the reader stopped early (`neuropoyo inspect ... | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 128 + 13  # as a shell reports SIGPIPE
         except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: one line, no traceback
             if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
                 print(f"neuropoyo {args.command}: interrupted; {getattr(error, 'resume', None) or 'nothing was saved'}",

@@ -12,7 +12,7 @@ import numpy as np
 
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, TimeSeries
-from neuropoyo.errors import MissingKeyError
+from neuropoyo.errors import DataError, MissingKeyError
 
 SCALES = ("per_dim", "lab_scalar")
 
@@ -49,9 +49,10 @@ class Normalizer:
         for (brainset, stream), chunks in samples.items():
             values = np.concatenate([np.asarray(c, dtype=np.float64) for c in chunks])
             if values.shape[0] < 2:
-                raise ValueError(
+                raise DataError(
                     f"normalizer: brainset {brainset!r} has {values.shape[0]} training sample(s) of "
-                    f"{stream!r}; need at least 2 to compute a scale"
+                    f"{stream!r}; need at least 2 to compute a scale (check the recordings' train split "
+                    "and their behavior timestamps: `neuropoyo inspect FILE`)"
                 )
             dims = (values.shape[1],)
             mean = np.broadcast_to(values.mean(axis=axis), dims)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from neuropoyo import seeding
+from neuropoyo.errors import ConfigError
 from neuropoyo.data.intervals import Intervals
 
 
@@ -237,7 +238,7 @@ class RankBatches(torch.utils.data.Sampler[list[Window]]):
 
     def __init__(self, batches: EpochBatches, tokens: Callable[[Window], int], *, rank: int, world: int):
         if batches.batch_size < world:
-            raise ValueError(
+            raise ConfigError(
                 f"training.batch_size {batches.batch_size} is the global batch: it must be at least "
                 f"the number of processes ({world})"
             )
