@@ -57,6 +57,15 @@ def test_a_run_file_extends_another_section_by_section_and_key_by_key(tmp_path):
     assert (mine.augment, mine.evaluation) == (base.augment, base.evaluation)
 
 
+def test_a_misspelled_section_is_named_as_a_section_not_as_an_unknown_model_key(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: cpu-small\ntrainig: {max_steps: 7}\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: unknown section 'trainig' \(did you mean 'training'\?\)"):
+        RunConfig.from_yaml(path)
+    path.write_text("extends: cpu-small\ndepth: 3\n")  # a model preset extending one: still fine
+    assert RunConfig.from_yaml(path).model.depth == 3
+
+
 def test_extends_cycles_and_unknown_names_are_errors_naming_the_files(tmp_path):
     (tmp_path / "a.yaml").write_text("extends: b\ntraining: {lr: 1.0e-3}\n")
     (tmp_path / "b.yaml").write_text("extends: a\nmodel: cpu-small\n")

@@ -23,6 +23,7 @@ section).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -220,6 +221,18 @@ def _is_run_file(data: Mapping) -> bool:
     return any(key in data for key in (*SECTIONS, "data"))
 
 
+def _refuse_misspelled_sections(source: str, data: Mapping) -> None:
+    """A key that is no model setting but nearly a section name (``trainig:``) is a misspelled
+    section of a run file, not an unknown model key: say so."""
+    fields = {f.name for f in dataclasses.fields(POYOConfig)}
+    for key in sorted(set(map(str, data)) - fields - {"extends"}):
+        close = difflib.get_close_matches(key, SECTIONS, n=1)
+        if close:
+            raise ConfigError(
+                f"{source}: unknown section {key!r} (did you mean {close[0]!r}?); a run file has {list(SECTIONS)}"
+            )
+
+
 def _resolved(
     source: str, data: Any, base: Path | None, kind: str, chain: tuple[str, ...], file: Path | None
 ) -> tuple[dict, str]:
@@ -234,6 +247,7 @@ def _resolved(
         kind = "runs"
     elif set(data) - {"extends"}:
         kind = "models"
+        _refuse_misspelled_sections(source, data)
     chain = (*chain, source)
     if kind == "runs" and "model" in data:
         model = data["model"]
