@@ -203,7 +203,7 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
         assert 0 < result[workload]["p50"] <= result[workload]["p99"] <= result[workload]["max"]
     assert result["ratio"] == pytest.approx(result["torch_brain_full_window"]["p50"] / result["stream"]["p50"])
     assert "torch_brain full-window p50 / our update p50" in capsys.readouterr().out
-    assert result["dtype"] == "float32" and result["compiled"] is False
+    assert result["dtype"] == "float32" and result["compiled"] is False and result["backend"] == "torch"
     assert result["max_abs_difference"] < 1e-5  # the stream is the offline model, window by window
     assert main([*argv, "--dtype", "bfloat16", "--no-torch-brain", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -217,6 +217,13 @@ def test_bench_stream_replays_a_recording_and_reports_every_workload(sim_dir, tm
     assert stop.value.code == 2 and "argument --update-ms: must be > 0, got 0" in capsys.readouterr().err
     assert main([*argv, "--device", "tpu"]) == 2
     assert "device 'tpu': not a device name; use cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+    assert main([*argv, "--backend", "onnxruntime", "--dtype", "bfloat16"]) == 2
+    assert "--backend onnxruntime decodes on the CPU, uncompiled, in float32" in capsys.readouterr().err
+    pytest.importorskip("onnxruntime", reason="--backend onnxruntime needs the export extra")
+    assert main([*argv, "--backend", "onnxruntime", "--no-torch-brain", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["backend"] == "onnxruntime" and result["max_abs_difference"] < 1e-5
+    assert "streaming update (ours, float32, onnxruntime)" in capsys.readouterr().out
 
 
 def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, capsys):
@@ -267,6 +274,10 @@ def test_validate_reports_every_problem_of_a_dataset_at_once(sim_dir, tmp_path, 
         (["simulate", "--out", "x", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
         (["model-info", "--config", "models/cpu-small", "--tokens", "-5"], "argument --tokens: must be >= 1, got -5"),
         (["bench-stream", "--model", "m", "--data", "d", "--update-ms", "nan"], "argument --update-ms: must be > 0"),
+        (["serve", "--model", "m", "--update-ms", "0"], "argument --update-ms: must be > 0, got 0"),
+        (["serve", "--model", "m", "--threads", "0"], "argument --threads: must be >= 1, got 0"),
+        (["serve", "--model", "m", "--transport", "zmq"], "argument --transport: invalid choice: 'zmq'"),
+        (["replay", "r.h5", "--speed", "-1"], "argument --speed: must be > 0, got -1"),
         (["baselines", "--data", "d", "--out", "b", "--n-lags", "-1"], "argument --n-lags: must be >= 1, got -1"),
         (["experiment", "transfer", "--out", "x", "--sizes", "7", "x"], "argument --sizes: expected a trial count >= 1 or all, got 'x'"),
         (["experiment", "scaling", "--out", "x", "--depths", "1", "two"], "argument --depths: expected an integer, got 'two'"),
@@ -423,9 +434,30 @@ WIRING = {
         "neuropoyo.model.info", "model_info", (None, 10, 3, 2), {},
     ),
     ("bench-stream",): (
-        ["bench-stream", "--model", "m", "--data", "r.h5", "--duration-s", "2", "--update-ms", "5", "--no-torch-brain"],
+        ["bench-stream", "--model", "m", "--data", "r.h5", "--duration-s", "2", "--update-ms", "5", "--no-torch-brain",
+         "--backend", "onnxruntime"],
         "neuropoyo.streaming.bench", "bench_stream", (("model", "m"), ("recording", "r.h5")),
-        {"duration_s": 2.0, "update_ms": 5.0, "torch_brain": False, "readout": None},
+        {"duration_s": 2.0, "update_ms": 5.0, "torch_brain": False, "readout": None, "backend": "onnxruntime"},
+    ),
+    ("export",): (
+        ["export", "--model", "m", "--format", "onnx", "--out", "x", "--readout", "hand_vel"],
+        "neuropoyo.streaming.export", "export_onnx", (("model", "m"), Path("x")), {"readout": "hand_vel"},
+    ),
+    ("serve",): (
+        ["serve", "--model", "m", "--transport", "redis", "--spikes", "in", "--estimates", "out", "--session", "lab/r",
+         "--units", "lab/r/a", "lab/r/b", "--update-ms", "20", "--max-wait-ms", "5", "--gap-ms", "300", "--jump-s", "2",
+         "--dtype", "bfloat16", "--threads", "1", "--duration-s", "9", "--record", "s.csv"],
+        "neuropoyo.streaming.serving", "serve_model", ("m",),
+        {"transport_name": "redis", "spikes": "in", "estimates": "out", "session": "lab/r", "units": ["lab/r/a", "lab/r/b"],
+         "update_ms": 20.0, "max_wait_ms": 5.0, "gap_ms": 300.0, "jump_s": 2.0, "dtype": "bfloat16", "threads": 1,
+         "duration_s": 9.0, "record": "s.csv", "score": None, "recording_info": None, "compile": False},
+    ),
+    ("replay",): (
+        ["replay", "r.h5", "--spikes", "in", "--speed", "4", "--chunk-ms", "5", "--start-s", "1.5", "--duration-s", "3",
+         "--wait-for-consumer-s", "0"],
+        "neuropoyo.streaming.serving", "replay_file", ("r.h5",),
+        {"transport_name": "lsl", "spikes": "in", "speed": 4.0, "chunk_ms": 5.0, "start_s": 1.5, "duration_s": 3.0,
+         "wait_for_consumer_s": 0.0},
     ),
     ("import-checkpoint",): (
         ["import-checkpoint", "x.ckpt", "--out", "m", "--readout", "hand_vel"],
@@ -473,8 +505,8 @@ def test_every_command_has_a_wiring_check():
 def test_each_command_is_one_call_with_the_parsed_values(command, monkeypatch):
     """The stand-in checks the wiring only: the command reaches its library call with the options."""
     argv, module, name, args, kwargs = WIRING[command]
-    if command == ("bench-stream",):  # the model and recording are loaded for the call
-        monkeypatch.setattr("neuropoyo.trained.load_model", lambda path, device: ("model", path))
+    if command in (("bench-stream",), ("export",)):  # the model (and recording) are loaded for the call
+        monkeypatch.setattr("neuropoyo.trained.load_model", lambda path, device="cpu": ("model", path))
         monkeypatch.setattr("neuropoyo.data.store.read_recording", lambda path: ("recording", path))
     if command == ("validate",):  # the files are listed for the call
         monkeypatch.setattr("neuropoyo.data.dataset.recording_paths", lambda files: [Path(f) for f in files])
@@ -536,13 +568,17 @@ def test_choices_named_without_loading_torch_match_the_library():
     from neuropoyo.baselines.run import METHODS
     from neuropoyo.cli.data import NWB_DOMAINS
     from neuropoyo.cli.experiments import TRANSFER_METHODS
+    from neuropoyo.cli.models import EXPORT_FORMATS, STREAM_BACKENDS
     from neuropoyo.cli.scoring import BASELINE_METHODS
     from neuropoyo.data.importers.nwb import DOMAIN_SOURCES
     from neuropoyo.experiments import transfer
+    from neuropoyo.streaming import export, runtimes
 
     assert NWB_DOMAINS == DOMAIN_SOURCES
     assert BASELINE_METHODS == tuple(METHODS)
     assert TRANSFER_METHODS == transfer.METHODS
+    assert EXPORT_FORMATS == export.EXPORT_FORMATS
+    assert STREAM_BACKENDS == runtimes.BACKENDS
 
 
 def test_train_without_recordings_is_refused(tmp_path, capsys):

@@ -188,3 +188,66 @@ def test_bad_pushes_and_updates_are_refused():
         StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1)
     with pytest.raises(ValueError, match="unit_index"):
         StreamingDecoder(model, unit_index=[0, 12], session_index=1, readout="hand_vel")
+
+
+RUNTIME_EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
+
+
+def _require_runtime(backend: str) -> None:
+    for package in ("onnxscript", backend):
+        pytest.importorskip(package, reason=f"backend {backend!r} needs {package}: pip install 'neuropoyo[{RUNTIME_EXTRAS[backend]}]'")
+
+
+@pytest.mark.parametrize("backend", sorted(RUNTIME_EXTRAS))
+def test_a_runtime_backend_streams_what_torch_streams(backend):
+    _require_runtime(backend)
+    torch.manual_seed(int(np.random.SeedSequence().entropy % 2**31))
+    model = POYO(tiny_config()).eval()
+    recording = spike_recording(8)
+    updates = T0 + np.arange(1.0, 3.0, 0.05)
+    eager = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel")
+    runtime = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", backend=backend, threads=1)
+    assert runtime.backend == backend and eager.backend == "torch"
+    for got, want in zip(streamed(runtime, recording, updates), streamed(eager, recording, updates)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
+def test_openvino_in_bfloat16_is_as_close_to_float64_as_torch_in_bfloat16():
+    _require_runtime("openvino")
+    model64 = POYO(tiny_config()).double().eval()
+    model32 = POYO(tiny_config()).float().eval()
+    model32.load_state_dict(model64.state_dict())
+    recording = spike_recording(9)
+    updates = T0 + np.arange(1.0, 3.0, 0.05)
+    exact = streamed(StreamingDecoder(model64, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel"), recording, updates)
+    errors = {}
+    for backend in ("torch", "openvino"):
+        decoder = StreamingDecoder(
+            model32, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", dtype=torch.bfloat16, backend=backend
+        )
+        errors[backend] = max(np.abs(got - want).max() for got, want in zip(streamed(decoder, recording, updates), exact))
+    scale = max(np.abs(want).max() for want in exact)
+    assert 1e-4 * scale < errors["openvino"] < 0.05 * scale  # bf16 rounding: the hint took effect
+    assert errors["openvino"] <= 3 * errors["torch"]
+
+
+def test_a_missing_runtime_falls_back_to_torch_and_bad_combinations_are_refused(monkeypatch):
+    import importlib.util
+
+    model = POYO(tiny_config()).eval()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    with pytest.warns(UserWarning, match=r"backend 'openvino' needs openvino \(pip install 'neuropoyo\[openvino\]'\); decoding with torch"):
+        fallback = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", backend="openvino")
+    assert fallback.backend == "torch"
+    eager = StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel")
+    recording, updates = spike_recording(10), T0 + np.arange(1.0, 2.0, 0.1)
+    for got, want in zip(streamed(fallback, recording, updates), streamed(eager, recording, updates)):
+        np.testing.assert_array_equal(got, want)
+    for options, message in (
+        (dict(backend="tensorrt"), "backend must be one of torch, onnxruntime, openvino"),
+        (dict(backend="onnxruntime", compile=True), "runs on the CPU, uncompiled"),
+        (dict(backend="onnxruntime", dtype=torch.bfloat16), "decodes in float32"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            StreamingDecoder(model, unit_index=UNIT_ROWS, session_index=1, readout="hand_vel", **options)

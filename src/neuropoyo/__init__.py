@@ -36,6 +36,7 @@ _EXPORTS = {
     "FinetuneConfig": "neuropoyo.training.finetune",
     "POYOConfig": "neuropoyo.model.config",
     "StreamingDecoder": "neuropoyo.streaming.decoder",
+    "DecoderService": "neuropoyo.streaming.service",
     "import_checkpoint": "neuropoyo.interop.torch_brain_checkpoint",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -14,11 +14,11 @@ import warnings
 from typing import Sequence
 
 from neuropoyo import __version__
-from neuropoyo.cli import data, demo, experiments, models, scoring, training
+from neuropoyo.cli import data, demo, experiments, models, scoring, serving, training
 from neuropoyo.cli.options import CommandError
 from neuropoyo.errors import CheckpointError, ConfigError, DataError, TrainingError
 
-FAMILIES = (demo, data, training, scoring, models, experiments)  # in the order --help lists them
+FAMILIES = (demo, data, training, scoring, models, serving, experiments)  # in the order --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

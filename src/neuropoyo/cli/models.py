@@ -1,5 +1,6 @@
-"""Model commands: model-info (sizes of a config), import-checkpoint (torch_brain POYO) and
-bench-stream (the streaming decoder's latency on a replayed recording)."""
+"""Model commands: model-info (sizes of a config), import-checkpoint (torch_brain POYO),
+bench-stream (the streaming decoder's latency on a replayed recording) and export (ONNX graphs for
+other runtimes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import json
 from pathlib import Path
 
 from neuropoyo.cli.options import CONFIG_HELP, COUNT, POSITIVE, add_renamed
+
+EXPORT_FORMATS = ("onnx",)  # neuropoyo.streaming.export.EXPORT_FORMATS, named without loading torch
+STREAM_BACKENDS = ("torch", "onnxruntime", "openvino")  # neuropoyo.streaming.runtimes.BACKENDS
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
@@ -46,7 +50,7 @@ def cmd_bench_stream(args: argparse.Namespace) -> None:
     result = bench_stream(
         load_model(args.model, device=device), read_recording(args.data), readout=args.readout,
         update_ms=args.update_ms, duration_s=args.duration_s, compare_every=args.compare_every,
-        torch_brain=not args.no_torch_brain, dtype=args.dtype, compile=args.compile,
+        torch_brain=not args.no_torch_brain, dtype=args.dtype, compile=args.compile, backend=args.backend,
     )
     print(machine_line())
     if device.type == "cuda":
@@ -63,6 +67,7 @@ def _print_latencies(result: dict, update_ms: float) -> None:
     print(f"{result['recording']}: {result['updates']} updates every {update_ms:g} ms, "
           f"R2 of the streamed {result['readout']} = {result['r2']:.4f}")
     mode = result["dtype"] + (", compiled" if result["compiled"] else "")
+    mode += "" if result["backend"] == "torch" else f", {result['backend']}"
     labels = {
         "stream": f"streaming update (ours, {mode})",
         "full_window": "full-window forward (ours)",
@@ -104,9 +109,43 @@ def _add_bench_stream(commands) -> None:
         "--compile", action="store_true",
         help="compile the streaming decoder's latent stack and readout (torch.compile, frozen weights)",
     )
+    streamer.add_argument(
+        "--backend", choices=STREAM_BACKENDS, default="torch",
+        help="what runs the update's latent stack and readout: torch (default), or an inference runtime "
+        "on the CPU (the export extra; torch, with a warning, where it is missing)",
+    )
     streamer.add_argument("--device", default="cpu", help="where the models decode: cpu or cuda (default cpu)")
     streamer.add_argument("--out", default=None, help="also write the figures to this JSON file")
     streamer.set_defaults(func=cmd_bench_stream)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from neuropoyo.streaming.export import MANIFEST, export_onnx
+    from neuropoyo.trained import load_model
+
+    out = export_onnx(load_model(args.model), args.out, readout=args.readout)
+    manifest = json.loads((out / MANIFEST).read_text())
+    units, sessions = len(manifest["units"]), len(manifest["sessions"])
+    print(f"wrote {out}: {units} unit{'s' * (units != 1)}, {sessions} session{'s' * (sessions != 1)}, "
+          f"streamed readout {manifest['readout']!r}, context {manifest['context_length_s']:g} s")
+    for name, graph in manifest["graphs"].items():
+        signature = ", ".join(f"{v['name']} {v['dtype']}{v['shape']}" for v in graph["inputs"])
+        print(f"  {graph['file']:<14} ({signature}); max |ONNX Runtime - PyTorch| "
+              f"{manifest['max_abs_difference'][name]:.1e}")
+    print(f"  {MANIFEST:<14} vocabularies, normalisation, inputs and outputs of each graph")
+
+
+def _add_export(commands) -> None:
+    exporter = commands.add_parser(
+        "export", help="write a model as ONNX graphs (offline window and streaming update) with a JSON manifest"
+    )
+    exporter.add_argument("--model", required=True, help="trained model directory (or run directory)")
+    exporter.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="graph format (default onnx)")
+    exporter.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
+    exporter.add_argument(
+        "--readout", metavar="NAME", help="behavior stream the streaming update estimates (default: the model's only one)"
+    )
+    exporter.set_defaults(func=cmd_export)
 
 
 def _add_import_checkpoint(commands) -> None:
@@ -132,7 +171,7 @@ def _add_import_checkpoint(commands) -> None:
 
 
 def add_commands(commands) -> None:
-    """model-info, bench-stream, import-checkpoint."""
+    """model-info, bench-stream, import-checkpoint, export."""
     info = commands.add_parser("model-info", help="parameter counts and FLOPs of a config")
     info.add_argument("--config", required=True, help=CONFIG_HELP)
     info.add_argument("--tokens", type=COUNT, default=2000, help="input tokens per window (default 2000)")
@@ -141,3 +180,4 @@ def add_commands(commands) -> None:
     info.set_defaults(func=cmd_model_info)
     _add_bench_stream(commands)
     _add_import_checkpoint(commands)
+    _add_export(commands)

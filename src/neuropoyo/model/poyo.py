@@ -9,6 +9,7 @@ on time differences alone: shifting all input, latent and output times by one of
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
@@ -349,6 +350,17 @@ class POYO(nn.Module):
             top = name.split(".")[0]
             counts[next(g for g, tops in groups.items() if top in tops)] += p.numel()
         return counts
+
+
+def with_parameters_in(model: POYO, dtype: torch.dtype | None) -> POYO:
+    """``model`` itself, or a copy whose parameters are ``dtype``; buffers (the rotary frequencies,
+    the latent grid) keep their precision either way."""
+    if dtype is None or dtype == model.unit_emb.weight.dtype:
+        return model
+    converted = copy.deepcopy(model)
+    for parameter in converted.parameters():
+        parameter.data = parameter.data.to(dtype)
+    return converted
 
 
 def _grow_embedding(embedding: nn.Embedding, n_new: int, *, std: float) -> range:

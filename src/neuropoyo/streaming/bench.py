@@ -28,6 +28,7 @@ from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.machine import synchronize
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.streaming import StreamingDecoder
+from neuropoyo.streaming.runtimes import BACKENDS
 from neuropoyo.tokens.tokenizer import input_tokens
 from neuropoyo.trained import TrainedModel
 
@@ -103,13 +104,15 @@ def bench_stream(
     torch_brain: bool = True,
     dtype: str = "float32",
     compile: bool = False,
+    backend: str = "torch",
 ) -> dict:
     """Replay ``duration_s`` seconds of ``recording`` from one context length after its start.
 
-    dtype, compile: the streaming decoder's precision and compilation (see StreamingDecoder); the
-    full-window forwards run in the model's own precision, eagerly. Everything decodes on the
+    dtype, compile, backend: the streaming decoder's precision, compilation and runtime (see
+    StreamingDecoder); the full-window forwards run in the model's own precision, eagerly, in torch. Everything decodes on the
     model's device (a GPU: each forward timed to its end); the matmul reference stays on the CPU.
-    Returns {"updates", "readout", "r2", "dtype", "compiled", "max_abs_difference" (z-scored,
+    Returns {"updates", "readout", "r2", "dtype", "compiled", "backend" (the one that ran, torch
+    where the runtime is missing), "max_abs_difference" (z-scored,
     stream against our full-window forward), and per workload ("stream", "full_window",
     "torch_brain_full_window", "reference") {"p50", "p99", "max"} in ms, "ratio"}.
     """
@@ -117,8 +120,15 @@ def bench_stream(
         raise ConfigError("bench-stream: update-ms and duration-s must be > 0 and compare-every >= 1")
     if dtype not in STREAM_DTYPES:
         raise ConfigError(f"bench-stream: dtype must be one of {', '.join(STREAM_DTYPES)}, got {dtype!r}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"bench-stream: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    on_cpu = trained.model.latent_timestamps.device.type == "cpu"
+    if backend != "torch" and (compile or not on_cpu or (backend == "onnxruntime" and dtype != "float32")):
+        raise ConfigError(
+            f"bench-stream: --backend {backend} decodes on the CPU, uncompiled, in float32 (openvino also bfloat16)"
+        )
     decoder = StreamingDecoder.for_recording(
-        trained, recording, readout=readout, dtype=STREAM_DTYPES[dtype], compile=compile
+        trained, recording, readout=readout, dtype=STREAM_DTYPES[dtype], compile=compile, backend=backend
     )
     model, T = trained.model.eval(), decoder.context_length_s  # a bf16 decoder put only its copy in eval mode
     device = model.latent_timestamps.device
@@ -205,6 +215,7 @@ def bench_stream(
         "r2": r2_score(truth[inside], estimates[inside]),
         "dtype": dtype,
         "compiled": decoder.compiled,
+        "backend": decoder.backend,
         "max_abs_difference": float(np.abs(streamed - np.stack([offline[j] for j in compared])).max()),
         **{name: _distribution(ms) for name, ms in timings.items() if ms},
     }

@@ -20,18 +20,19 @@ phases are cast, to the model's dtype (float32 for half-precision models, rotate
 
 from __future__ import annotations
 
-import copy
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from neuropoyo.data.recording import Recording
-from neuropoyo.model.poyo import POYO
+from neuropoyo.model.poyo import POYO, with_parameters_in
 from neuropoyo.model.rotary import Rotation
 from neuropoyo.schema import END, SPIKE, START
+from neuropoyo.streaming.graphs import LatentStack
+from neuropoyo.streaming.runtimes import BACKENDS, missing_runtime, runtime_function
 from neuropoyo.tokens.vocab import session_key_of, unit_keys
 from neuropoyo.trained import TrainedModel
 
@@ -52,6 +53,12 @@ class StreamingDecoder:
         ``torch.compile`` with frozen weights (compiled once, at construction: tens of seconds on
         2 CPU cores). The decoder then snapshots the model's weights. Falls back to eager
         decoding, with a warning, where compilation fails (e.g. no C++ compiler).
+    backend: what runs the fixed-shape part of an update (the latent self-attention stack and the
+        output cross-attention, :class:`~neuropoyo.streaming.graphs.LatentStack`): "torch", or an
+        inference runtime, "onnxruntime" or "openvino" (traced to ONNX at construction; float32,
+        or bfloat16 with openvino: its inference precision hint; on the CPU). Falls back to torch,
+        with a warning, where the runtime is not installed (the ``export`` or ``openvino`` extra).
+    threads: the runtime's threads (default: torch's, ``torch.get_num_threads()``).
     """
 
     def __init__(
@@ -65,6 +72,8 @@ class StreamingDecoder:
         std: Sequence[float] | np.ndarray | None = None,
         dtype: torch.dtype | None = None,
         compile: bool = False,
+        backend: str = "torch",
+        threads: int | None = None,
     ):
         c = model.config
         names = model.readout_names
@@ -79,7 +88,14 @@ class StreamingDecoder:
             raise ValueError(f"unit_index must be non-empty rows in [0, {c.num_units}), got {units.size} rows")
         if not 0 <= session_index < c.num_sessions:
             raise ValueError(f"session_index {session_index} is outside [0, {c.num_sessions})")
-        self.model = _with_parameters_in(model, dtype).eval()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend != "torch" and (compile or model.unit_emb.weight.device.type != "cpu"):
+            raise ValueError(f"backend {backend!r} runs on the CPU, uncompiled: use compile=True with backend='torch'")
+        if backend == "onnxruntime" and dtype not in (None, torch.float32):
+            raise ValueError(f"backend 'onnxruntime' decodes in float32, not {dtype}")
+        source = model
+        self.model = with_parameters_in(model, dtype).eval()
         self.readout = readout
         self.context_length_s = c.context_length_s
         self.unit_index, self.session_index, self.num_units = units, session_index, units.size
@@ -100,10 +116,8 @@ class StreamingDecoder:
             self._spike_kv, self._start_kv, self._end_kv = unit_kv(SPIKE), unit_kv(START), unit_kv(END)
             self._latents = model.latent_emb(model.latent_index)[None]  # (1, N, dim)
             self._latent_offsets = model.latent_timestamps.double().cpu().numpy()  # (N,) s from the window start
-            self._window_rotation = model.rotary(model.latent_timestamps)
             decoder_index = torch.tensor([[names.index(readout)]], device=self._device)
             self._query = model.output_queries(torch.tensor([[session_index]], device=self._device), decoder_index)
-            self._query_rotation = model.rotary(torch.tensor([[c.context_length_s]], dtype=torch.float64, device=self._device))
         # Token buffer: rows [lo, hi) hold the cached spikes' rotated keys and values, the 2U rows
         # before lo this update's delimiters, so the window's tokens are one contiguous view.
         self._buffer = weight.new_zeros(2, 2 * self.num_units + 4096, self._spike_kv[0].shape[-1])
@@ -111,22 +125,38 @@ class StreamingDecoder:
         self._times = np.zeros(0)  # (hi - lo,) cached spike times, sorted
         self._now = -np.inf
         self._anchor: float | None = None  # the first time seen; angles are taken relative to it
-        self._process, self._decode = model.process, model.decode
+        self._stack: Callable[[Tensor, Tensor], Tensor] = LatentStack(model, readout)  # latents, query -> (D,)
         self.compiled = compile and self._compile()
+        self.backend = "torch" if backend == "torch" else self._use_runtime(backend, source, threads, dtype)
+
+    def _use_runtime(self, backend: str, model: POYO, threads: int | None, dtype: torch.dtype | None) -> str:
+        """Run the latent stack, from ``model``'s weights in float32, through ``backend``; returns
+        the backend in use: torch, with a warning, where the runtime is missing."""
+        missing = missing_runtime(backend)
+        if missing:
+            warnings.warn(f"StreamingDecoder: backend {backend!r} needs {missing}; decoding with torch")
+            return "torch"
+        self._stack = runtime_function(
+            LatentStack(with_parameters_in(model, torch.float32).eval(), self.readout),
+            {"latents": self._latents.float(), "query": self._query.float()},
+            backend=backend,
+            threads=threads,
+            dtype=torch.bfloat16 if dtype == torch.bfloat16 else torch.float32,
+        )
+        return backend
 
     def _compile(self) -> bool:
-        """Compile process and decode with frozen weights, warm them up; False (eager) on failure."""
+        """Compile the latent stack with frozen weights, warm it up; False (eager) on failure."""
         import torch._inductor.config
 
-        process, decode = torch.compile(self.model.process), torch.compile(self.model.decode)
+        stack = torch.compile(self._stack)
         try:
             with torch.inference_mode(), torch._inductor.config.patch(freezing=True):
-                latents = process(self._latents, self._window_rotation)
-                decode(latents, self._query, latent_rotation=self._window_rotation, output_rotation=self._query_rotation)
+                stack(self._latents, self._query)
         except Exception as error:  # inductor raises many kinds; any of them means: decode eagerly
             warnings.warn(f"StreamingDecoder: torch.compile failed, decoding eagerly ({type(error).__name__}: {error})")
             return False
-        self._process, self._decode = process, decode
+        self._stack = stack
         return True
 
     @classmethod
@@ -138,16 +168,32 @@ class StreamingDecoder:
         readout: str | None = None,
         dtype: torch.dtype | None = None,
         compile: bool = False,
+        backend: str = "torch",
+        threads: int | None = None,
     ):
         """A decoder for ``recording`` (its units and session must be in the model's vocabularies),
         returning estimates in the stream's own units."""
         units = trained.unit_vocab.index(unit_keys(recording))
         session = int(trained.session_vocab.index([session_key_of(recording)])[0])
-        decoder = cls(trained.model, unit_index=units, session_index=session, readout=readout, dtype=dtype, compile=compile)
+        decoder = cls(
+            trained.model, unit_index=units, session_index=session, readout=readout, dtype=dtype, compile=compile,
+            backend=backend, threads=threads,
+        )
         scale = trained.normalizer.scale(recording.info.brainset, decoder.readout)
-        decoder._mean = np.asarray(scale.mean, dtype=np.float64).reshape(decoder._mean.shape)
-        decoder._std = np.asarray(scale.std, dtype=np.float64).reshape(decoder._std.shape)
+        decoder.set_scale(scale.mean, scale.std)
         return decoder
+
+    def set_scale(self, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> None:
+        """mean, std: (D,) the readout's normalisation, undone on every estimate from now on."""
+        self._mean = np.asarray(mean, dtype=np.float64).reshape(self._mean.shape)
+        self._std = np.asarray(std, dtype=np.float64).reshape(self._std.shape)
+
+    def reset(self) -> None:
+        """Forget every spike and the stream's times: the next push or estimate may be at any time."""
+        self._lo = self._hi = 2 * self.num_units
+        self._times = np.zeros(0)
+        self._now = -np.inf
+        self._anchor = None
 
     def _rotation(self, times: np.ndarray | Sequence[float]) -> Rotation:
         times = np.asarray(times, dtype=np.float64)
@@ -217,19 +263,5 @@ class StreamingDecoder:
                 x_rotation=self._rotation(start + self._latent_offsets),
                 context_rotation=None,
             )
-            latents = self._process(latents, self._window_rotation)
-            outputs = self._decode(
-                latents, self._query, latent_rotation=self._window_rotation, output_rotation=self._query_rotation
-            )
-        return outputs[self.readout][0, 0].double().cpu().numpy() * self._std + self._mean
-
-
-def _with_parameters_in(model: POYO, dtype: torch.dtype | None) -> POYO:
-    """``model`` itself, or a copy whose parameters are ``dtype``; buffers (the rotary frequencies,
-    the latent grid) keep their precision either way."""
-    if dtype is None or dtype == model.unit_emb.weight.dtype:
-        return model
-    converted = copy.deepcopy(model)
-    for parameter in converted.parameters():
-        parameter.data = parameter.data.to(dtype)
-    return converted
+            estimate = self._stack(latents, self._query)
+        return estimate.double().cpu().numpy() * self._std + self._mean
