@@ -24,10 +24,10 @@ import torch
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording
 from neuropoyo.errors import ConfigError, DataError
-from neuropoyo.evaluation.metrics import r2_score
 from neuropoyo.machine import synchronize
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.streaming import StreamingDecoder
+from neuropoyo.streaming.replay import score_replayed
 from neuropoyo.streaming.runtimes import BACKENDS
 from neuropoyo.tokens.tokenizer import input_tokens
 from neuropoyo.trained import TrainedModel
@@ -134,7 +134,6 @@ def bench_stream(
     device = model.latent_timestamps.device
     if decoder.readout not in recording.behavior:
         raise DataError(f"{recording.recording_id}: no behavior stream {decoder.readout!r} to score against")
-    stream = recording.behavior[decoder.readout]
     updates = recording.start + T + np.arange(0.0, duration_s, update_ms / 1e3)
     updates = updates[updates <= recording.end]
     if updates.size < compare_every:
@@ -202,8 +201,6 @@ def bench_stream(
                 for run in runs if (i // compare_every) % 2 == 0 else runs[::-1]:
                     run()
                 timings["reference"].extend(_timed(reference) for _ in inputs)
-    inside = recording.domain.contains(updates)
-    truth = np.stack([np.interp(updates, stream.timestamps, column) for column in stream.values.T], axis=1)
     compared = np.array(sorted(offline))
     scale = trained.normalizer.scale(recording.info.brainset, decoder.readout)
     streamed = (estimates[compared] - np.asarray(scale.mean)) / np.asarray(scale.std)
@@ -212,7 +209,7 @@ def bench_stream(
         "readout": decoder.readout,
         "updates": int(updates.size),
         "update_ms": update_ms,
-        "r2": r2_score(truth[inside], estimates[inside]),
+        "r2": score_replayed(recording, decoder.readout, updates, estimates, time_offset=0.0)["r2"],
         "dtype": dtype,
         "compiled": decoder.compiled,
         "backend": decoder.backend,
