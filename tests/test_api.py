@@ -140,7 +140,7 @@ def test_the_one_stream_there_is_is_decoded(recordings, tmp_path):
     assert dict(config.model.readouts) == {"position": 2}
     assert said == ["readout: position, the one behavior stream the recordings hold (--readout chooses)"]
     two = [_renamed(r, ["position", "speed"]) for r in recordings[:1]]
-    with pytest.raises(DataError, match="hold position, speed: name the streams to decode with --readout NAME"):
+    with pytest.raises(DataError, match=r"hold position, speed: choose the stream to decode with --readout position \(config key model.readouts: \{position: 2\}"):
         api.run_config(two, config=tiny_run_config())
     assert dict(api.run_config(two, config=tiny_run_config(), readouts=["speed"]).model.readouts) == {"speed": 2}
 

@@ -16,7 +16,8 @@ def fake_sample(rng: np.random.Generator, *, m: int, p: int, d: int) -> dict[str
     return {
         "input_unit_index": rng.integers(1, 50, m),
         "input_timestamps": rng.random(m).astype(np.float32),
-        "input_token_type": rng.integers(0, 3, m),
+        "input_token_type": rng.integers(0, 4, m),
+        "input_values": rng.normal(size=m).astype(np.float32),
         "input_mask": np.ones(m, dtype=bool),
         "output_session_index": np.full(p, 3, dtype=np.int64),
         "output_timestamps": rng.random(p).astype(np.float32),

@@ -111,7 +111,8 @@ def test_demo_quick_trains_and_decodes_held_out_data(tmp_path, capsys):
     # the comparison with the classic decoders, scored on the same samples
     table = (tmp_path / "comparison" / "comparison.md").read_text()
     assert table in out and "smoke run (quick): short sessions and 350 training steps" in out
-    rows = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
+    r2_table = table.split("\n\n")[0]  # then the table of median errors
+    rows = [line.split(" | ")[0].strip("| ") for line in r2_table.splitlines()[2:]]
     assert rows == ["POYO", "wiener", "mlp"]
     for method in ("wiener", "mlp"):
         baseline = json.loads((tmp_path / "baselines" / method / "metrics.json").read_text())
@@ -419,10 +420,11 @@ WIRING = {
         "neuropoyo.api", "evaluate", ("m", None, "e"), {"split": "valid", "eval_intervals": ["all"], "num_workers": 0},
     ),
     ("baselines",): (
-        ["baselines", "--data", "d", "--out", "b", "--methods", "wiener", "mlp", "--readout", "cursor_vel",
+        ["baselines", "--data", "d", "--out", "b", "--methods", "wiener", "mlp", "bayes", "--readout", "cursor_vel",
          "--bin-s", "0.02", "--n-lags", "3", "--trials", "20"],
         "neuropoyo.api", "baselines", (["d"], "b"),
-        {"methods": ["wiener", "mlp"], "readout": "cursor_vel", "bin_s": 0.02, "n_lags": 3, "seed": 0, "trials": 20},
+        {"methods": ["wiener", "mlp", "bayes"], "readout": "cursor_vel", "bin_s": 0.02, "n_lags": 3, "seed": 0,
+         "trials": 20},
     ),
     ("compare",): (["compare", "e1", "e2", "--group-by", "stream"], "neuropoyo.api", "compare", (["e1", "e2"], None), {"group_by": "stream"}),
     ("embeddings",): (
@@ -565,17 +567,18 @@ def test_old_flag_spellings_are_hidden_from_help(capsys):
 
 
 def test_choices_named_without_loading_torch_match_the_library():
-    from neuropoyo.baselines.run import METHODS
+    from neuropoyo.baselines.run import CLASSIFIERS, DEFAULT_METHODS, METHODS
     from neuropoyo.cli.data import NWB_DOMAINS
     from neuropoyo.cli.experiments import TRANSFER_METHODS
     from neuropoyo.cli.models import EXPORT_FORMATS, STREAM_BACKENDS
-    from neuropoyo.cli.scoring import BASELINE_METHODS
+    from neuropoyo.cli.scoring import BASELINE_METHODS, DEFAULT_BASELINES
     from neuropoyo.data.importers.nwb import DOMAIN_SOURCES
     from neuropoyo.experiments import transfer
     from neuropoyo.streaming import export, runtimes
 
     assert NWB_DOMAINS == DOMAIN_SOURCES
-    assert BASELINE_METHODS == tuple(METHODS)
+    assert BASELINE_METHODS == tuple(dict.fromkeys([*METHODS, *CLASSIFIERS]))
+    assert DEFAULT_BASELINES == DEFAULT_METHODS
     assert TRANSFER_METHODS == transfer.METHODS
     assert EXPORT_FORMATS == export.EXPORT_FORMATS
     assert STREAM_BACKENDS == runtimes.BACKENDS

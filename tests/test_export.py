@@ -4,6 +4,7 @@ streaming pair, driven by the how-to's numpy host, streams what StreamingDecoder
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -17,8 +18,10 @@ import torch
 from neuropoyo.cli import main
 from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, Units
 from neuropoyo.data.normalize import Normalizer, Scale
+from neuropoyo.errors import ConfigError
 from neuropoyo.model import POYO
 from neuropoyo.streaming import StreamingDecoder
+from neuropoyo.streaming.export import export_onnx
 from neuropoyo.tokens.tokenizer import input_tokens
 from neuropoyo.tokens.vocab import Vocabulary
 from neuropoyo.trained import TrainedModel, load_model, save_model
@@ -172,3 +175,12 @@ def test_missing_packages_an_unknown_format_or_readout_are_one_line_errors(expor
     err = capsys.readouterr().err
     assert err == "neuropoyo export: error: ONNX export needs onnxruntime: pip install 'neuropoyo[export]'\n"
     assert not (tmp_path / "x").exists()
+
+
+def test_models_reading_traces_or_classifying_are_refused_with_the_reason(tmp_path):
+    trained = tiny_trained()
+    for change in ({"value_inputs": True}, {"readouts": {"direction": 2}, "classes": {"direction": ["a", "b"]}}):
+        model = POYO(dataclasses.replace(trained.model.config, **change))
+        other = TrainedModel(model, trained.unit_vocab, trained.session_vocab, trained.normalizer, {})
+        with pytest.raises(ConfigError, match="not exported"):
+            export_onnx(other, tmp_path / "out")

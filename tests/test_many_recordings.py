@@ -31,7 +31,7 @@ from neuropoyo.pipeline import (
     window_loader,
 )
 from neuropoyo.schema import MODEL_KEYS
-from neuropoyo.training.loss import weighted_mse
+from neuropoyo.training.loss import weighted_loss
 
 N_FILES = 2000
 MAX_OPEN = 16
@@ -171,7 +171,7 @@ def test_a_mixed_training_batch_trains_both_readouts(tmp_path):
         TINY_MODEL, **NO_DROPOUT, num_units=len(recordings.unit_vocab), num_sessions=2, readouts=readouts,
         dim=16, head_dim=8, num_latent_timestamps=2,
     )))
-    loss = weighted_mse(model(**{k: batch[k] for k in MODEL_KEYS}), batch, readouts)
+    loss = weighted_loss(model(**{k: batch[k] for k in MODEL_KEYS}), batch, readouts)
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
     for name in readouts:

@@ -1,4 +1,5 @@
-"""Splits: the held-out fractions, stratification, determinism, and no overlap ever."""
+"""Splits: the held-out fractions, stratification, determinism, no overlap ever, and only where the
+behavior exists."""
 
 import numpy as np
 import pytest
@@ -6,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import build_recording
-from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, Units
-from neuropoyo.data.splits import assign_splits, block_splits, trial_split_labels
+from neuropoyo.data import Intervals, Recording, RecordingInfo, Spikes, TimeSeries, Units
+from neuropoyo.data.splits import assign_splits, behavior_coverage, block_splits, trial_split_labels
 
 
 def trialized(n_trials: int, n_conditions: int, seed: int = 0) -> Recording:
@@ -103,3 +104,21 @@ def test_continuous_recording_gets_block_splits():
 def test_bad_fractions_are_rejected():
     with pytest.raises(ValueError, match="sum below 1"):
         assign_splits(trialized(10, 1), valid_fraction=0.5, test_fraction=0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 90.0), st.floats(2.0, 30.0)), min_size=1, max_size=4), st.integers(0, 1000))
+def test_continuous_splits_lie_where_the_behavior_exists(runs, seed):
+    """Behavior sampled at 10 Hz in a few runs of a 100 s recording: the blocks are cut over the
+    covered time only (within 0.5 s of a sample), in the usual fractions."""
+    t = np.unique(np.concatenate([np.arange(a, min(a + n, 100.0), 0.1) for a, n in runs]))
+    recording = Recording(
+        RecordingInfo("r"), Spikes.empty(), Units(["u"]), {"x": TimeSeries(t, t[:, None], "cm")},
+        Intervals.single(0.0, 100.0),
+    )
+    covered = behavior_coverage(recording)
+    splits = assign_splits(recording, seed=seed).splits
+    assert_no_overlap(splits)
+    for name, fraction in (("train", 0.7), ("valid", 0.1), ("test", 0.2)):
+        assert splits[name].total_duration() == pytest.approx(fraction * covered.total_duration())
+        assert splits[name].intersect(covered).total_duration() == pytest.approx(splits[name].total_duration())

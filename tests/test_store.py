@@ -164,7 +164,7 @@ def test_nan_in_columns_round_trips_bit_exact(tmp_path):
 
 def test_file_attributes_and_layout(rich, rich_path):
     with h5py.File(rich_path, "r") as file:
-        assert file.attrs["schema_version"] == SCHEMA_VERSION
+        assert file.attrs["schema_version"] == 1  # no traces: older neuropoyo reads it
         assert file.attrs["format"] == "neuropoyo.recording"
         assert file.attrs["neuropoyo_version"] == neuropoyo.__version__
         assert json.loads(file.attrs["info"]) == rich.info.to_dict()
@@ -408,7 +408,7 @@ BAD_FILES = {
     "behavior length mismatch": (short_timestamps, "behavior/hand_vel: 1799 timestamps but 1800"),
     "overlapping trials": (overlapping_trials, "trials: intervals #0"),
     "negative duration": (negative_interval, "intervals/reach: 1 interval(s) with negative"),
-    "newer schema": (newer_schema, "schema_version: the file has schema version 2"),
+    "newer schema": (newer_schema, f"schema_version: the file has schema version {SCHEMA_VERSION + 1}"),
     "not a neuropoyo file": (other_format, "format: attribute is 'something.else'"),
     "missing group": (missing_trials, "trials: missing group"),
     "wrong dtype": (float32_times, "spikes/times: found shape"),
@@ -518,7 +518,7 @@ def test_a_file_from_a_newer_schema_asks_for_an_upgrade(tmp_path):
     path = write_recording(build_recording(), tmp_path / "r.h5")
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(InvalidRecordingError, match=r"(?s)r.h5: .*schema version 99, newer than the 1 .*upgrade neuropoyo"):
+    with pytest.raises(InvalidRecordingError, match=r"(?s)r.h5: .*schema version 99, newer than the 2 .*upgrade neuropoyo"):
         read_recording(path)
 
 

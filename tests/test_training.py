@@ -33,7 +33,7 @@ from neuropoyo.pipeline.transforms import Sample, UnitDropout
 from neuropoyo.training import checkpoint as checkpoint_module
 from neuropoyo.training import loop as loop_module
 from neuropoyo.training.config import PRESET_DIR, RunConfig, TrainConfig
-from neuropoyo.training.loss import weighted_mse, weighted_squared_errors
+from neuropoyo.training.loss import weighted_loss, weighted_errors
 from neuropoyo.training.watch import CollapseWarning
 
 
@@ -101,7 +101,7 @@ def test_loss_weights_and_masks_count_exactly():
         "output_decoder_index": torch.zeros(1, 3, dtype=torch.long),
     }
     # (5 * 1 + 1 * 0) / (5 + 1); the padded query with error 81 is ignored.
-    assert weighted_mse(predictions, batch, {"hand_vel": 2}).item() == pytest.approx(5 / 6)
+    assert weighted_loss(predictions, batch, {"hand_vel": 2}).item() == pytest.approx(5 / 6)
 
 
 def test_normalizer_is_shared_per_brainset_and_inverts():
@@ -373,10 +373,10 @@ def _poison_losses(monkeypatch, poisoned_call) -> None:
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        errors, weight = weighted_squared_errors(*args, **kwargs)
+        errors, weight = weighted_errors(*args, **kwargs)
         return (errors * float("nan") if poisoned_call(calls["n"]) else errors), weight
 
-    monkeypatch.setattr(loop_module, "weighted_squared_errors", poisoned)
+    monkeypatch.setattr(loop_module, "weighted_errors", poisoned)
 
 
 def _parameters(trained) -> dict[str, torch.Tensor]:
@@ -421,7 +421,7 @@ def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(sim_data, tmp_p
     assert all(torch.equal(saved[k], after[2][k]) for k in after[2])
     assert not (tmp_path / "run" / "model").exists()
     # once the cause is gone the run resumes from that checkpoint, and the limit may change
-    monkeypatch.setattr(loop_module, "weighted_squared_errors", weighted_squared_errors)
+    monkeypatch.setattr(loop_module, "weighted_errors", weighted_errors)
     resumed = loop_module.train(
         _run_config(8, 2, max_nonfinite_steps=10), [sim_data], tmp_path / "run", resume=True, progress=False
     )

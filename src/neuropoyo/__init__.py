@@ -24,7 +24,10 @@ _EXPORTS = {
          "read_recordings", "simulate", "train", "write_recordings"),
         "neuropoyo.api",
     ),
-    **dict.fromkeys(("Intervals", "Recording", "RecordingInfo", "Spikes", "TimeSeries", "Units"), "neuropoyo.data"),
+    **dict.fromkeys(
+        ("Intervals", "Recording", "RecordingInfo", "Spikes", "TimeSeries", "Traces", "Units", "trial_label_stream"),
+        "neuropoyo.data",
+    ),
     **dict.fromkeys(("read_recording", "write_recording"), "neuropoyo.data.store"),
     "assign_splits": "neuropoyo.data.splits",
     "prepare_nwb": "neuropoyo.data.importers.nwb",

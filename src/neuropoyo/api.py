@@ -22,16 +22,25 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from neuropoyo import __version__, distributed
-from neuropoyo.baselines.run import METHODS, run_baselines
+from neuropoyo.baselines.run import run_baselines
 from neuropoyo.data.dataset import RUN_INFO, Dataset, load_dataset, run_dataset
-from neuropoyo.data.directory import few_shot_spans, stream_dims, write_dataset
+from neuropoyo.data.directory import few_shot_spans, stream_classes, stream_dims, write_dataset
 from neuropoyo.data.recording import Recording
-from neuropoyo.data.simulate import TASKS, simulate_dataset
+from neuropoyo.data.simulate import FRAME_RATE_HZ, MODALITIES, TASKS, simulate_calcium, simulate_dataset
 from neuropoyo.data.splits import WHOLE_RECORDING, assign_splits
 from neuropoyo.data.store import RecordingFile, read_recording
 from neuropoyo.errors import ConfigError, MissingKeyError
 from neuropoyo.evaluation import evaluate as evaluation
-from neuropoyo.evaluation.compare import comparison, find_metrics, format_markdown, plot_comparison
+from neuropoyo.evaluation.compare import (
+    accuracy_table,
+    comparison,
+    error_table,
+    find_metrics,
+    format_accuracy_markdown,
+    format_errors_markdown,
+    format_markdown,
+    plot_comparison,
+)
 from neuropoyo.evaluation.report import format_table
 from neuropoyo.evaluation.selection import WHOLE_SPLIT, EvaluationConfig
 from neuropoyo.io import write_text_atomic
@@ -56,15 +65,21 @@ def _quiet(message: str) -> None:
 
 def simulate(
     *, animals: int = 2, days: int = 2, tasks: Sequence[str] = TASKS, trials: int = 100,
-    duration_s: float = 300.0, seed: int = 0,
+    duration_s: float = 300.0, seed: int = 0, modality: str = "spikes", frame_rate_hz: float = FRAME_RATE_HZ,
 ) -> list[Recording]:
     """Simulated reaching recordings of ``animals`` x ``days`` x ``tasks``, with train/valid/test
     splits (seeded by ``seed``): same arguments, same recordings. trials: per center-out recording;
-    duration_s: of each random-target recording. See :mod:`neuropoyo.data.simulate`."""
+    duration_s: of each random-target recording. modality: ``"spikes"``, or ``"calcium"``: the same
+    neurons imaged at ``frame_rate_hz`` (dF/F traces, :func:`~neuropoyo.data.simulate.simulate_calcium`).
+    See :mod:`neuropoyo.data.simulate`."""
+    if modality not in MODALITIES:
+        raise ConfigError(f"simulate: modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
     recordings = simulate_dataset(
         n_animals=animals, sessions_per_animal=days, tasks=tuple(tasks), n_trials=trials,
         duration_s=duration_s, seed=seed,
     )
+    if modality == "calcium":
+        recordings = [simulate_calcium(r, frame_rate_hz=frame_rate_hz, seed=seed) for r in recordings]
     return [assign_splits(r, seed=seed) for r in recordings]
 
 
@@ -108,10 +123,13 @@ def _paths(data: Dataset | list) -> list[Path]:
     return list(load_dataset(data).paths)
 
 
-def _streams(paths: Sequence[Path], wanted: Sequence[str], readouts: Sequence[str] | None, log: Log) -> dict[str, int]:
+def _streams(
+    paths: Sequence[Path], wanted: Sequence[str], readouts: Sequence[str] | None, log: Log, *, training: bool = True
+) -> dict[str, int]:
     """The behavior streams to decode, name -> width read from the data: ``readouts`` when given;
     else ``wanted`` when some recording holds one of them; else the one stream every recording
-    holds (said through ``log``)."""
+    holds (said through ``log``). training: the error names the run's config key (else the
+    baselines' argument)."""
     if readouts:
         return stream_dims(paths, list(readouts))
     held, dims = [], {}
@@ -124,21 +142,38 @@ def _streams(paths: Sequence[Path], wanted: Sequence[str], readouts: Sequence[st
         return {name: dims[name] for name in present}
     common = sorted(set.intersection(*held)) if held else []
     if len(common) != 1:
-        raise MissingKeyError(
-            f"the recordings hold no behavior stream named {', '.join(wanted)}; they hold "
-            f"{', '.join(sorted(dims)) or 'none'}: name the streams to decode with "
-            "--readout NAME (Python: readouts=[NAME])"
-        )
+        raise MissingKeyError(_no_readout(wanted, common or sorted(dims), dims, training))
     log(f"readout: {common[0]}, the one behavior stream the recordings hold (--readout chooses)")
     return {common[0]: dims[common[0]]}
+
+
+def _no_readout(wanted: Sequence[str], choices: Sequence[str], dims: Mapping[str, int], training: bool) -> str:
+    """The error of recordings holding none of the ``wanted`` streams: which they hold, and the
+    flag, config key (training) and argument that choose one (``choices[0]`` as the example)."""
+    if not choices:
+        return (
+            f"the recordings hold no behavior stream (looked for {', '.join(wanted)}); import one, "
+            "e.g. neuropoyo prepare nwb FILE --out DIR --behavior NAME"
+        )
+    name = choices[0]
+    where = (
+        f"config key model.readouts: {{{name}: {dims[name]}}}; Python: readouts=[{name!r}]"
+        if training
+        else f"Python: readout={name!r}"
+    )
+    return (
+        f"the recordings hold no behavior stream named {', '.join(wanted)}; they hold "
+        f"{', '.join(sorted(dims))}: choose the stream to decode with --readout {name} ({where})"
+    )
 
 
 def _with_readouts(config: RunConfig, paths: Sequence[Path], readouts: Sequence[str] | None, log: Log) -> RunConfig:
     """``config`` decoding :func:`_streams` (unchanged when its own readouts are in the data)."""
     chosen = _streams(paths, list(config.model.readouts), readouts, log)
-    if readouts is None and set(chosen) <= set(config.model.readouts):
+    classes = stream_classes(paths, list(chosen))
+    if readouts is None and set(chosen) <= set(config.model.readouts) and classes == config.model.classes:
         return config
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, readouts=chosen))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, readouts=chosen, classes=classes))
 
 
 def run_config(
@@ -214,7 +249,9 @@ def predict(
     batch_size: int = 32, progress: bool = False,
 ) -> Predictions:
     """Stitched predictions over the whole recording: {stream: (timestamps (N,), values (N, D))}
-    at the recording's own behavior timestamps inside its domain, in the stream's units.
+    at the recording's own behavior timestamps inside its domain, in the stream's units; for a
+    label stream (a classification task) values are (N, K) logits of its classes (argmax: the
+    most likely class of each sample).
 
     The recording's session and units must be known to the model (trained on it, or adapted to it
     with :func:`finetune` / :meth:`Decoder.adapt`)."""
@@ -253,41 +290,49 @@ def finetune(
 
 
 def baselines(
-    data: Data, out: str | Path | None = None, *, methods: Sequence[str] = tuple(METHODS),
+    data: Data, out: str | Path | None = None, *, methods: Sequence[str] | None = None,
     readout: str | None = None, bin_s: float | None = None, n_lags: int | None = None, seed: int = 0,
     eval_intervals: Sequence[str] | None = None, trials: int | None = None,
 ) -> dict[str, dict]:
-    """The classic decoders (Wiener filter, MLP, GRU) fitted per recording on binned spike counts
-    and scored like :func:`evaluate`: method -> summary. out: one report folder per method (None:
-    a temporary folder). readout: the stream to decode (default: hand_vel, else the one stream
-    the recordings hold). trials: fit on the first N training trials only."""
-    options = {k: v for k, v in (("bin_s", bin_s), ("n_lags", n_lags)) if v is not None}
+    """The classic decoders fitted per recording on binned spike counts and scored like
+    :func:`evaluate`: method -> summary. methods: of ``wiener``, ``mlp``, ``gru`` (the default) and
+    ``bayes`` (the place-field decoder of a 1-D or 2-D position); for a label stream (a
+    classification task) of ``logistic`` and ``mlp`` (the default). out: one report folder per method
+    (None: a temporary folder). readout: the stream to decode (default: hand_vel, else the one
+    stream the recordings hold). bin_s, n_lags: the bins of every method (None: each method's
+    own, :mod:`neuropoyo.baselines.run`). trials: fit on the first N training trials only."""
     evaluation_settings = EvaluationConfig()
     if eval_intervals:
         evaluation_settings = evaluation_settings.with_intervals(eval_intervals)
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neuropoyo-")))
         paths = _paths(_on_disk(data, scratch / DATA_FOLDER))
-        stream = readout or next(iter(_streams(paths, [BASELINE_STREAM], None, _quiet)))
+        stream = readout or next(iter(_streams(paths, [BASELINE_STREAM], None, _quiet, training=False)))
         return run_baselines(
             paths, Path(out) if out is not None else scratch / "reports", methods=methods, stream=stream,
             evaluation=evaluation_settings, seed=seed, train_spans=few_shot_spans(paths, trials=trials),
-            **options,
+            bin_s=bin_s, n_lags=n_lags,
         )
 
 
 def compare(runs: Sequence[str | Path] | Mapping[str, dict], out: str | Path | None = None, *, group_by: str = "task") -> str:
-    """The method x group table of test R2 (mean +- std over recordings) as Markdown, from
-    evaluation folders / metrics.json files or {method: summary}; with ``out``, also written there
-    as comparison.md and comparison.png."""
+    """The method x group table of test R2 (mean +- std over recordings) as Markdown, then the
+    table of median errors per (recording, stream) where the reports have them, then the
+    accuracy of each label stream (classification task) where there are some, from evaluation
+    folders / metrics.json files or {method: summary}; with ``out``, also written there as
+    comparison.md and comparison.png."""
     metrics = dict(runs) if isinstance(runs, Mapping) else find_metrics(runs)
     table = comparison(metrics, group_by=group_by)
-    text = format_markdown(table)
+    has_r2 = any(table.values())
+    parts = [format_markdown(table)] if has_r2 else []
+    parts += [format_errors_markdown(error_table(metrics)), format_accuracy_markdown(accuracy_table(metrics))]
+    text = "\n\n".join(part for part in parts if part)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "comparison.md", text + "\n")
-        plot_comparison(table, out / "comparison.png")
+        if has_r2:
+            plot_comparison(table, out / "comparison.png")
     return text
 
 

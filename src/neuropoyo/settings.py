@@ -60,7 +60,7 @@ def weights_by_name(value: Any, *, field: str) -> dict[str, float]:
     """``value`` as {name: float weight >= 0}, or a ConfigError naming ``field`` (e.g. loss weights of
     named intervals)."""
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{field} must map interval names to weights, got {value!r}")
+        raise ConfigError(f"{field} must map names to weights, got {value!r}")
     weights = {}
     for name, weight in value.items():
         if not isinstance(name, str) or not name or isinstance(weight, bool) or not isinstance(weight, (int, float)):

@@ -1,5 +1,9 @@
 """Spike-count designs for classic decoders: binned counts and causal lagged histories.
 
+Units with traces (calcium dF/F, counts already binned) enter the same design: lag k of such a unit
+holds its last frame before the lag's end, ``t - k * bin_s`` (a frame older than two frame steps
+is not held: 0), so the design never reads a frame at or after t either.
+
 Every behavior sample at time t is decoded from the spike counts of the ``n_lags`` bins of width
 ``bin_s`` just before it: lag k counts the spikes in ``[t - (k + 1) * bin_s, t - k * bin_s)``, so no
 spike at or after t is ever used. Part of a history may lie outside the recorded domain (before a
@@ -18,6 +22,10 @@ from neuropoyo.errors import MissingKeyError
 
 BIN_S = 0.01  # 10 ms bins
 N_LAGS = 20  # 200 ms of history, covering the 50-150 ms lead of motor cortex over the hand
+# The place-field decoder's one window: place cells fire ~1 Hz, so it needs 0.25-0.5 s or more (on
+# nelpy_linear_track, 2-fold within the training split: median error ~30-70 px at 0.5 s, 40-110 at 0.25 s).
+BAYES_BIN_S = 0.5
+BAYES_N_LAGS = 1
 
 
 def _check_grid(bin_s: float, n_lags: int) -> None:
@@ -96,7 +104,20 @@ def lagged_counts(
         unit_times = spikes.times[order[bounds[u] : bounds[u + 1]]]
         below = np.searchsorted(unit_times, edges, side="left")  # spikes before each edge
         counts[:, :, u] = below[:, :-1] - below[:, 1:]
+    traces = recording.traces
+    if traces.n_units and len(traces):
+        counts[:, :, traces.unit_index] = held_frames(traces.timestamps, traces.values, edges[:, :-1])
     return counts, observed_fraction(recording.domain, times, bin_s, n_lags)
+
+
+def held_frames(frame_times: np.ndarray, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(*ends.shape, R) float32: the last frame strictly before each end time, 0 where there is
+    none within two median frame steps. frame_times: (F,) increasing; values: (F, R)."""
+    step = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else np.inf
+    last = np.searchsorted(frame_times, ends, side="left") - 1
+    fresh = (last >= 0) & (ends - frame_times[np.maximum(last, 0)] <= 2 * step)
+    held = values[np.maximum(last, 0)].astype(np.float32)
+    return np.where(fresh[..., None], held, np.float32(0.0))
 
 
 def design(

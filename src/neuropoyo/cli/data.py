@@ -16,9 +16,9 @@ from neuropoyo.cli.options import (
     bounded,
     one_of,
 )
-from neuropoyo.data.simulate import TASKS  # numpy only
+from neuropoyo.data.simulate import FRAME_RATE_HZ, MODALITIES, TASKS  # numpy only
 
-NWB_DOMAINS = ("obs_intervals", "epochs", "behavior", "trials")  # nwb.DOMAIN_SOURCES, without loading h5py
+NWB_DOMAINS = ("obs_intervals", "epochs", "frames", "behavior", "trials")  # nwb.DOMAIN_SOURCES, without loading h5py
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -26,7 +26,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     recordings = api.simulate(
         animals=args.animals, days=args.days, tasks=args.tasks, trials=args.trials, duration_s=args.duration_s,
-        seed=args.seed,
+        seed=args.seed, modality=args.modality, frame_rate_hz=args.frame_rate_hz,
     )
     paths = api.write_recordings(recordings, args.out, split_seed=args.seed, progress=True)
     for path in paths:
@@ -39,10 +39,22 @@ def cmd_prepare_nwb(args: argparse.Namespace) -> None:
 
     paths = prepare_nwb(
         args.files, args.out, behavior=args.behavior, behavior_location=args.behavior_location,
-        circular=args.circular, brainset=args.brainset, task=args.task, domain=args.domain,
-        split_seed=args.split_seed, strict=args.strict,
+        circular=args.circular, traces=args.traces, labels=dict(args.label), brainset=args.brainset,
+        task=args.task, domain=args.domain, split_seed=args.split_seed, strict=args.strict,
     )
     _print_prepared(paths, args.out)
+
+
+def _label(text: str) -> tuple[str, str | tuple[str, str, str]]:
+    """``NAME=COLUMN`` or ``NAME=COLUMN:START:STOP`` -> (name, column or (column, start, stop))."""
+    name, _, spec = text.partition("=")
+    parts = spec.split(":")
+    if not name or not spec or len(parts) not in (1, 3) or not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write NAME=COLUMN or NAME=COLUMN:START_COLUMN:STOP_COLUMN, e.g. "
+            "direction=direction:stimulus_onset_time:stimulus_offset_time"
+        )
+    return name, parts[0] if len(parts) == 1 else tuple(parts)
 
 
 def cmd_prepare_brainsets(args: argparse.Namespace) -> None:
@@ -93,7 +105,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def add_simulation_options(parser: argparse.ArgumentParser) -> None:
-    """The options of `simulate`: sizes of the simulated dataset."""
+    """The options of `simulate`: sizes of the simulated dataset, and its modality."""
     parser.add_argument("--animals", type=COUNT, default=2, help="number of animals (default 2)")
     days = parser.add_argument("--days", type=COUNT, default=2, help="recordings (days) per animal and task (default 2)")
     add_renamed(parser, "--sessions", days)
@@ -106,6 +118,15 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     )
     add_renamed(parser, "--duration", duration)
     parser.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (same seed, same data)")
+    parser.add_argument(
+        "--modality", choices=MODALITIES, default="spikes",
+        help="spikes, or calcium: the same neurons seen through two-photon imaging (dF/F traces of "
+        "ROIs, no spikes; recording ids end in _ca)",
+    )
+    parser.add_argument(
+        "--frame-rate-hz", type=POSITIVE, default=FRAME_RATE_HZ, metavar="HZ",
+        help=f"imaging frame rate of --modality calcium (default {FRAME_RATE_HZ:g})",
+    )
 
 
 def _add_strict_option(parser: argparse.ArgumentParser) -> None:
@@ -121,8 +142,9 @@ def _add_nwb(sources) -> None:
     nwb.add_argument("files", nargs="+", type=Path, metavar="FILES")
     nwb.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the .h5 files")
     add_list(
-        nwb, "--behavior", metavar="NAME", default=("hand_vel",),
-        help="behavior series to load; space-separated or repeated (default: hand_vel)",
+        nwb, "--behavior", metavar="NAME",
+        help="behavior series to load; space-separated or repeated (default: hand_vel when the "
+        "location holds it, else every series there, e.g. position and velocity)",
     )
     nwb.add_argument(
         "--behavior-location", metavar="PATH",
@@ -133,6 +155,19 @@ def _add_nwb(sources) -> None:
         nwb, "--circular", metavar="NAME", default=(),
         help="behavior series NAME holds angles (rad or deg): store it as (cos, sin) so the decoder "
         "has no jump at the wrap, and report angular error (e.g. head direction); space-separated or repeated",
+    )
+    nwb.add_argument(
+        "--traces", metavar="PATH", default="auto", type=lambda value: None if value == "none" else value,
+        help="ROI traces to load (two-photon imaging): a RoiResponseSeries' path, e.g. "
+        "processing/ophys/DfOverF/dff, or none (default auto: processing/ophys/DfOverF, else "
+        "Fluorescence, when the file has them)",
+    )
+    add_list(
+        nwb, "--label", item=_label, default=(), metavar="NAME=COLUMN[:START:STOP]",
+        help="a classification task from a trials-table column: label stream NAME holding each "
+        "trial's COLUMN value as its class, sampled at 10 Hz over the trial, or from trial column START "
+        "to STOP (e.g. direction=direction:stimulus_onset_time:stimulus_offset_time); splits are then "
+        "stratified by COLUMN; space-separated or repeated",
     )
     nwb.add_argument("--brainset", metavar="NAME", help="default: the file name's first '_' word")
     nwb.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuropoyo.baselines.binning import BIN_S, N_LAGS  # numpy only
+from neuropoyo.baselines.binning import BAYES_BIN_S, BIN_S, N_LAGS  # numpy only
 from neuropoyo.cli.options import (
     COUNT,
     DATA_HELP,
@@ -17,7 +17,8 @@ from neuropoyo.cli.options import (
     add_renamed,
 )
 
-BASELINE_METHODS = ("wiener", "mlp", "gru")  # neuropoyo.baselines.run.METHODS, without loading torch
+BASELINE_METHODS = ("wiener", "mlp", "gru", "bayes", "logistic")  # run.METHODS and CLASSIFIERS, without torch
+DEFAULT_BASELINES = ("wiener", "mlp", "gru")  # neuropoyo.baselines.run.DEFAULT_METHODS
 
 
 def print_model_used(path: str | Path) -> None:
@@ -124,7 +125,9 @@ def _add_evaluate(commands) -> None:
 
 
 def _add_baselines(commands) -> None:
-    baselines = commands.add_parser("baselines", help="Wiener filter, MLP and GRU per recording, scored like POYO")
+    baselines = commands.add_parser(
+        "baselines", help="Wiener filter, MLP, GRU (the place-field Bayes decoder; logistic regression and an MLP classifier for classification tasks) per recording, scored like POYO"
+    )
     baselines.add_argument(
         "--data", nargs="+", required=True, metavar="PATH",
         help="recordings: files, folders, quoted globs or dataset files (their recordings; per-source "
@@ -132,8 +135,10 @@ def _add_baselines(commands) -> None:
     )
     baselines.add_argument("--out", required=True, help="folder; one report per method inside")
     add_list(
-        baselines, "--methods", commas=True, default=BASELINE_METHODS, metavar="METHOD",
-        help=f"space-separated subset of {' '.join(BASELINE_METHODS)} (default all)",
+        baselines, "--methods", commas=True, default=None, metavar="METHOD",
+        help=f"space-separated subset of {' '.join(BASELINE_METHODS)} (default: {' '.join(DEFAULT_BASELINES)}; "
+        "bayes: the place-field decoder of a 1-D or 2-D position; for a label stream, a classification "
+        "task: logistic mlp, the default)",
     )
     readout = baselines.add_argument(
         "--readout", metavar="STREAM",
@@ -141,10 +146,13 @@ def _add_baselines(commands) -> None:
     )
     add_renamed(baselines, "--stream", readout)
     bin_s = baselines.add_argument(
-        "--bin-s", type=POSITIVE, default=BIN_S, metavar="SECONDS", help=f"spike-count bin width (default {BIN_S}; e.g. 0.005)"
+        "--bin-s", type=POSITIVE, metavar="SECONDS",
+        help=f"spike-count bin width of every method (default {BIN_S}; bayes: one bin of {BAYES_BIN_S})"
     )
     add_renamed(baselines, "--bin-size", bin_s)
-    n_lags = baselines.add_argument("--n-lags", type=COUNT, default=N_LAGS, help=f"history bins before each sample (default {N_LAGS})")
+    n_lags = baselines.add_argument(
+        "--n-lags", type=COUNT, help=f"history bins before each sample, every method (default {N_LAGS}; bayes: 1)"
+    )
     add_renamed(baselines, "--lags", n_lags)
     baselines.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seed of the MLP and GRU")
     baselines.add_argument(

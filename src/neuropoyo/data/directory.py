@@ -14,7 +14,7 @@ from neuropoyo.data.recording import Recording, TimeSeries
 from neuropoyo.data.splits import assign_splits, first_minutes, first_trials
 from neuropoyo.data.store import SUFFIX, RecordingFile, read_recording, write_recording
 from neuropoyo.data.validate import InvalidRecordingError
-from neuropoyo.errors import MissingKeyError
+from neuropoyo.errors import DataError, MissingKeyError
 
 
 def recording_path(out_dir: str | Path, recording_id: str) -> Path:
@@ -101,7 +101,8 @@ def check_recordings(paths: Sequence[Path], *, context_s: float = 1.0) -> list[F
         except OSError as error:
             check.fatal.append(f"file: cannot be read ({type(error).__name__}: {error})")
             continue
-        silent = np.setdiff1d(np.arange(len(recording.units)), recording.spikes.unit_index)
+        seen = np.concatenate([recording.spikes.unit_index, recording.traces.unit_index])
+        silent = np.setdiff1d(np.arange(len(recording.units)), seen)
         if silent.size:
             ids = ", ".join(map(str, recording.units.ids[silent[:5]]))
             check.warnings.append(
@@ -143,6 +144,21 @@ def stream_dims(paths: Sequence[Path], names: Sequence[str]) -> dict[str, int]:
             f"{', '.join(sorted(dims)) or 'none'}"
         )
     return {name: dims[name] for name in names}
+
+
+def stream_classes(paths: Sequence[Path], names: Sequence[str]) -> dict[str, list[str]]:
+    """Label stream name -> its class names, for those of ``names`` that are label streams (a
+    classification task); DataError when two recordings name the classes of a stream differently."""
+    classes: dict[str, tuple[str, ...]] = {}
+    for path in paths:
+        with RecordingFile(path) as f:
+            for name, own in f.behavior_classes.items():
+                if name in names and classes.setdefault(name, own) != own:
+                    raise DataError(
+                        f"{path}: stream {name!r} has classes {list(own)} but another recording has "
+                        f"{list(classes[name])}; recordings decoded by one readout share its classes"
+                    )
+    return {name: list(c) for name, c in classes.items()}
 
 
 def few_shot_spans(

@@ -78,7 +78,7 @@ class Normalizer:
                 s = self.scale(window.info.brainset, name)
                 stream = behavior[name]
                 values = (stream.values - np.array(s.mean)) / np.array(s.std)
-                behavior[name] = TimeSeries(stream.timestamps, values.astype(np.float32), stream.unit)
+                behavior[name] = dataclasses.replace(stream, values=values.astype(np.float32))
         return dataclasses.replace(window, behavior=behavior)
 
     def denormalize(self, values: np.ndarray, brainset: str, stream: str) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from neuropoyo.data.intervals import Intervals, arrays_equal
 
 SPLIT_NAMES = ("train", "valid", "test")
+TRACE_KINDS = ("dff", "fluorescence", "counts")  # what the values of a Traces are
 
 
 def check_file_name(field: str, name: object) -> None:
@@ -87,11 +88,14 @@ class TimeSeries:
     """A behavior stream sampled at its own timestamps (any rate, gaps allowed).
 
     timestamps: (N,) float64 seconds, sorted. values: (N, D) samples. unit: physical unit, e.g. "m/s".
+    classes: the class names of a label stream (a classification task, e.g. grating direction):
+    values are then (N, 1) integer class indices into ``classes``; empty for a continuous stream.
     """
 
     timestamps: np.ndarray
     values: np.ndarray
     unit: str = ""
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self):
         timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
@@ -100,6 +104,12 @@ class TimeSeries:
             values = values[:, None]
         object.__setattr__(self, "timestamps", timestamps)
         object.__setattr__(self, "values", values)
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+
+    @property
+    def is_labels(self) -> bool:
+        """Whether this is a label stream (a classification task)."""
+        return bool(self.classes)
 
     def __len__(self) -> int:
         return int(self.timestamps.size)
@@ -109,6 +119,7 @@ class TimeSeries:
             return NotImplemented
         return (
             self.unit == other.unit
+            and self.classes == other.classes
             and self.values.dtype == other.values.dtype
             and np.array_equal(self.timestamps, other.timestamps)
             and arrays_equal(self.values, other.values)
@@ -121,10 +132,75 @@ class TimeSeries:
     def slice(self, start: float, end: float) -> "TimeSeries":
         """Samples in ``[start, end)`` with timestamps relative to ``start``."""
         index = _window(self.timestamps, start, end)
-        return TimeSeries(self.timestamps[index] - start, self.values[index], self.unit)
+        return TimeSeries(self.timestamps[index] - start, self.values[index], self.unit, self.classes)
 
     def select(self, mask: np.ndarray) -> "TimeSeries":
-        return TimeSeries(self.timestamps[mask], self.values[mask], self.unit)
+        return TimeSeries(self.timestamps[mask], self.values[mask], self.unit, self.classes)
+
+
+@dataclass(frozen=True, eq=False)
+class Traces:
+    """Values of some units sampled on a frame grid: calcium traces (dF/F) of ROIs, or counts
+    already binned. Each (frame, column) becomes one value token (see :mod:`neuropoyo.tokens`).
+
+    timestamps: (F,) float64 seconds, strictly increasing (a frame's time: its centre).
+    values: (F, R) float32, finite. unit_index: (R,) int32 row in the recording's unit table of each
+    column (ROIs are units: they are identified in a new session exactly as units are).
+    kind: what the values are, one of :data:`TRACE_KINDS`: ``"dff"``, ``"fluorescence"`` or
+    ``"counts"`` (binned spike counts; timestamps are the bin centres).
+    """
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    unit_index: np.ndarray
+    kind: str = "dff"
+
+    def __post_init__(self):
+        timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
+        values = np.asarray(self.values, dtype=np.float32)
+        unit_index = np.asarray(self.unit_index).reshape(-1)
+        if unit_index.size and not np.issubdtype(unit_index.dtype, np.integer):
+            raise ValueError(f"traces: unit_index must be integers, got {unit_index.dtype}")
+        if values.ndim != 2 or values.shape != (timestamps.size, unit_index.size):
+            raise ValueError(
+                f"traces: values have shape {values.shape} but there are {timestamps.size} frame times "
+                f"and {unit_index.size} units; give values as (frames, units) = "
+                f"({timestamps.size}, {unit_index.size})"
+            )
+        object.__setattr__(self, "timestamps", timestamps)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "unit_index", unit_index.astype(np.int32, copy=False))
+
+    @classmethod
+    def empty(cls) -> "Traces":
+        return cls(np.zeros(0), np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int32))
+
+    def __len__(self) -> int:
+        """Number of frames."""
+        return int(self.timestamps.size)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit_index.size)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Traces):
+            return NotImplemented
+        return (
+            self.kind == other.kind
+            and np.array_equal(self.timestamps, other.timestamps)
+            and np.array_equal(self.values, other.values)
+            and np.array_equal(self.unit_index, other.unit_index)
+        )
+
+    def slice(self, start: float, end: float) -> "Traces":
+        """Frames in ``[start, end)`` with times relative to ``start``."""
+        index = _window(self.timestamps, start, end)
+        return Traces(self.timestamps[index] - start, self.values[index], self.unit_index, self.kind)
+
+    def select(self, mask: np.ndarray) -> "Traces":
+        """The frames where ``mask`` (F,) is True."""
+        return Traces(self.timestamps[mask], self.values[mask], self.unit_index, self.kind)
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,7 +278,9 @@ class RecordingInfo:
 class Recording:
     """One session.
 
-    info: metadata. spikes: sorted events. units: the unit table spikes index into.
+    info: metadata. spikes: sorted events. units: the unit table spikes and traces index into.
+    traces: values of some units on a frame grid (calcium imaging, binned counts); empty for a
+    spike recording. A recording may hold spikes, traces or both (of different units).
     behavior: stream name -> TimeSeries (e.g. ``hand_vel`` (N, 2)).
     domain: spans with recorded data. trials: trial spans with their columns (empty when the
     recording has no trials). splits: ``train`` / ``valid`` / ``test`` spans (empty until assigned,
@@ -218,6 +296,7 @@ class Recording:
     trials: Intervals = field(default_factory=Intervals.empty)
     splits: Mapping[str, Intervals] = field(default_factory=dict)
     intervals: Mapping[str, Intervals] = field(default_factory=dict)
+    traces: Traces = field(default_factory=Traces.empty)
 
     def __post_init__(self):
         unknown = set(self.splits) - set(SPLIT_NAMES)
@@ -233,8 +312,10 @@ class Recording:
     def from_arrays(cls, **arguments) -> "Recording":
         """A validated recording from arrays in memory, all arguments keyword-only.
 
-        Required: recording_id, spike_times (S,) seconds, spike_unit_ids (S,) str or int.
-        Optional: unit_ids (U,) in order, silent units included; unit_columns; behavior
+        Required: recording_id, and spikes (spike_times (S,) seconds, spike_unit_ids (S,) str or
+        int), traces ((F,) frame times, (F, R) values) or both. Optional: trace_unit_ids (R,);
+        trace_kind ("dff", "fluorescence", "counts"); unit_ids (U,) in order, silent units
+        included; unit_columns; behavior
         {name: (timestamps (N,), values (N,) or (N, D))}; behavior_units; trials; intervals;
         domain (default: first to last time); splits (default: none, assigned by
         ``write_dataset``); brainset, subject, task, species, brain_areas, extra; strict.
@@ -259,6 +340,10 @@ class Recording:
         return float(self.domain.end[-1]) if len(self.domain) else 0.0
 
     @property
+    def has_traces(self) -> bool:
+        return self.traces.n_units > 0
+
+    @property
     def has_trials(self) -> bool:
         return len(self.trials) > 0
 
@@ -274,6 +359,7 @@ class Recording:
             and self.trials == other.trials
             and self.splits == other.splits
             and self.intervals == other.intervals
+            and self.traces == other.traces
         )
 
     def slice(self, start: float, end: float) -> "Recording":
@@ -285,6 +371,7 @@ class Recording:
         return dataclasses.replace(
             self,
             spikes=self.spikes.slice(start, end),
+            traces=self.traces.slice(start, end),
             behavior={name: s.slice(start, end) for name, s in self.behavior.items()},
             domain=self.domain.slice(start, end),
             trials=self.trials.slice(start, end),
@@ -305,6 +392,7 @@ class Recording:
         return dataclasses.replace(
             self,
             spikes=self.spikes.select(domain.contains(self.spikes.times)),
+            traces=self.traces.select(domain.contains(self.traces.timestamps)),
             behavior={n: s.select(domain.contains(s.timestamps)) for n, s in self.behavior.items()},
             domain=domain,
             trials=self.trials.intersect(keep),
@@ -326,7 +414,7 @@ class Recording:
         bounds = [(float(s.start.min()), float(s.end.max())) for s in every if len(s)]
         if keep.start[0] > min(lo for lo, _ in bounds) or keep.end[0] < max(hi for _, hi in bounds):
             return False
-        samples = [self.spikes.times, *(s.timestamps for s in self.behavior.values())]
+        samples = [self.spikes.times, self.traces.timestamps, *(s.timestamps for s in self.behavior.values())]
         return all(t.min() >= low and t.max() < high for t in samples if t.size)
 
     def with_splits(self, splits: Mapping[str, Intervals]) -> "Recording":
@@ -335,6 +423,7 @@ class Recording:
     def __repr__(self) -> str:
         return (
             f"Recording({self.recording_id!r}, units={len(self.units)}, spikes={len(self.spikes)}, "
-            f"recorded={self.domain.total_duration():.1f}s, behavior={sorted(self.behavior)}, "
+            + (f"frames={len(self.traces)}, " if self.has_traces else "")
+            + f"recorded={self.domain.total_duration():.1f}s, behavior={sorted(self.behavior)}, "
             f"trials={len(self.trials)})"
         )

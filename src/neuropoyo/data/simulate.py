@@ -28,16 +28,21 @@ center (NaN for untuned units). Every session (except random-target sessions sho
 single-trial ones) has one or two "bad segment" gaps without spikes or behavior. Everything is
 deterministic given the seed; each session draws from its own ``SeedSequence`` child, so any one
 session can be regenerated on its own.
+
+:func:`simulate_calcium` turns a session into what two-photon imaging of its neurons would record:
+each neuron's spikes through a calcium indicator (rise 50 ms, decay 0.7 s, a per-neuron dF/F
+amplitude per spike), plus Gaussian noise, sampled at a frame rate: traces of ROIs, no spikes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
+from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Traces, Units
 
 TASKS = ("center_out", "random_target")
 TASK_CODES = {"center_out": "co", "random_target": "rt"}
@@ -61,6 +66,15 @@ JOIN_PROB = PRESENT_FRACTION * (1 - KEEP_PROB) / (1 - PRESENT_FRACTION)
 DIRECTION_DRIFT_RAD = 0.12  # per-day random walk of preferred directions (~7 degrees)
 GAIN_DRIFT_LOG = 0.1  # per-day random walk of log gains
 LATENT_DIMS = 4  # movement-unrelated shared latent factors
+
+# Calcium imaging (simulate_calcium).
+MODALITIES = ("spikes", "calcium")  # what a simulated recording holds: spike times, or dF/F traces
+FRAME_RATE_HZ = 15.0
+INDICATOR_RISE_S = 0.05  # time constant of the rise of the fluorescence after a spike
+INDICATOR_DECAY_S = 0.7  # time constant of its decay (GCaMP6s-like)
+DFF_PER_SPIKE = (0.2, 1.0)  # range of the per-neuron peak dF/F of one spike
+DFF_NOISE_SD = (0.05, 0.15)  # range of the per-neuron standard deviation of the frame noise
+SATURATION_SPIKES = 5.0  # the indicator saturates: x spikes' worth of signal reads x / (1 + x / 5)
 
 
 @dataclass(frozen=True)
@@ -703,3 +717,79 @@ def simulate_dataset(
                     )
                 )
     return recordings
+
+
+# ---------------------------------------------------------------------------------------------
+# Calcium imaging.
+
+
+def _indicator(spikes: Spikes, n_units: int, frames: np.ndarray) -> np.ndarray:
+    """(F, U) fluorescence at sorted frame times (F,): per unit, the sum over its earlier spikes of
+    the kernel (1 - exp(-t / rise)) exp(-t / decay), t the time since the spike, scaled to peak 1.
+
+    The kernel is exp(-t / decay) - exp(-t / fast) with 1/fast = 1/rise + 1/decay; each term is
+    carried from frame to frame by its decay over the frame step, so every spike counts exactly.
+    """
+    fast = 1.0 / (1.0 / INDICATOR_RISE_S + 1.0 / INDICATOR_DECAY_S)
+    peak_t = INDICATOR_RISE_S * np.log1p(INDICATOR_DECAY_S / INDICATOR_RISE_S)
+    peak = np.exp(-peak_t / INDICATOR_DECAY_S) - np.exp(-peak_t / fast)
+    after = np.searchsorted(frames, spikes.times)  # the first frame at or after each spike
+    seen = after < frames.size
+    after, times, units = after[seen], spikes.times[seen], spikes.unit_index[seen]
+    signal = np.zeros((frames.size, n_units))
+    for tau, sign in ((INDICATOR_DECAY_S, 1.0), (fast, -1.0)):
+        weights = np.exp(-(frames[after] - times) / tau)
+        state = np.bincount(after * n_units + units, weights, frames.size * n_units)
+        state = state.reshape(frames.size, n_units)
+        carry = np.exp(-np.diff(frames) / tau)
+        for k in range(1, frames.size):
+            state[k] += carry[k - 1] * state[k - 1]
+        signal += sign * state
+    return signal / peak
+
+
+def simulate_calcium(
+    recording: Recording, *, frame_rate_hz: float = FRAME_RATE_HZ, seed: int = 0
+) -> Recording:
+    """What two-photon imaging of the neurons of spike ``recording`` would record.
+
+    Each unit becomes ROI ``roi_NNN`` (its row; unit column ``neuron`` keeps the unit id, ``area``
+    and ``preferred_direction`` are kept): dF/F = amplitude * the sum over its spikes of
+    ``(1 - exp(-t / 50 ms)) exp(-t / 0.7 s)`` scaled to peak 1 (t: time since the spike), passed
+    through the indicator's saturation x / (1 + x / SATURATION_SPIKES) (a fast-firing neuron reads
+    at most 5 spikes' worth), times an amplitude per neuron uniform in DFF_PER_SPIKE, + Gaussian noise (sd per neuron uniform in DFF_NOISE_SD),
+    at frame centres ``(k + 0.5) / frame_rate_hz`` inside the domain. Returns a recording ``<recording_id>_ca`` with these traces (kind "dff") and no
+    spikes; behavior, trials, intervals, splits and domain are kept. Same recording and seed, same
+    traces.
+    """
+    if frame_rate_hz <= 0:
+        raise ValueError(f"simulate_calcium: frame_rate_hz must be > 0, got {frame_rate_hz}")
+    if recording.has_traces:
+        raise ValueError(f"simulate_calcium: {recording.recording_id} already holds traces")
+    n_units = len(recording.units)
+    key = tuple(recording.recording_id.encode())  # one stream of draws per recording
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+    amplitude = rng.uniform(*DFF_PER_SPIKE, n_units)
+    noise_sd = rng.uniform(*DFF_NOISE_SD, n_units)
+    frames = (np.arange(int(np.ceil(recording.end * frame_rate_hz))) + 0.5) / frame_rate_hz
+    frames = frames[recording.domain.contains(frames)]
+    signal = _indicator(recording.spikes, n_units, frames)
+    dff = signal / (1.0 + signal / SATURATION_SPIKES) * amplitude
+    dff += rng.normal(0.0, 1.0, dff.shape) * noise_sd
+    columns = recording.units.columns
+    kept = {name: columns[name] for name in ("area", "preferred_direction") if name in columns}
+    info = recording.info
+    return dataclasses.replace(
+        recording,
+        info=dataclasses.replace(
+            info,
+            recording_id=f"{info.recording_id}_ca",
+            extra={**info.extra, "modality": "calcium", "frame_rate_hz": f"{frame_rate_hz:g}"},
+        ),
+        spikes=Spikes.empty(),
+        units=Units(
+            np.array([f"roi_{k:03d}" for k in range(n_units)]),
+            {"neuron": recording.units.ids, **kept},
+        ),
+        traces=Traces(frames, dff, np.arange(n_units), "dff"),
+    )

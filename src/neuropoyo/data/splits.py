@@ -7,6 +7,13 @@ drawn anywhere in it (the paper does not use trial structure for training).
 
 Continuous recordings are cut into ``n_blocks`` contiguous blocks of equal recorded time; a seeded draw
 picks which blocks are test and valid.
+
+Every split lies where the behavior exists (:func:`behavior_coverage`): the recorded time within
+half a second of a sample of some behavior stream. A hippocampal session whose position is tracked
+on the track but not in the sleep box has its blocks cut over the running time alone, so no split
+lands in rest. Training leaves the uncovered time out as well: a window there holds no target, so it
+would spend a training step on nothing (and the normaliser and baselines see only behavior samples
+anyway). A recording without behavior streams is split over its whole domain.
 """
 
 from __future__ import annotations
@@ -20,6 +27,31 @@ from neuropoyo.errors import MissingKeyError
 
 CONDITION_COLUMNS = ("condition", "target_id", "target_dir")
 WHOLE_RECORDING = "all"  # the split name that means the whole recorded domain (predictions everywhere)
+BEHAVIOR_REACH_S = 0.5  # a time within this of a behavior sample is covered (gaps up to 1 s are bridged)
+
+
+def behavior_coverage(recording: Recording) -> Intervals:
+    """The part of ``recording.domain`` where the behavior exists: the times within
+    :data:`BEHAVIOR_REACH_S` (or 0.75 median sampling steps, when longer) of a sample of some
+    behavior stream. The whole domain when the recording has no behavior samples."""
+    covered = [_near(s.timestamps) for s in recording.behavior.values() if len(s.timestamps)]
+    if not covered:
+        return recording.domain
+    union = covered[0]
+    for spans in covered[1:]:
+        union = union.union(spans)
+    return recording.domain.merged().intersect(union)
+
+
+def _near(timestamps: np.ndarray) -> Intervals:
+    """Merged spans of the times within the reach of some of the sorted (N,) ``timestamps``."""
+    steps = np.diff(timestamps)
+    positive = steps[steps > 0]
+    reach = max(BEHAVIOR_REACH_S, 0.75 * float(np.median(positive)) if positive.size else 0.0)
+    breaks = np.flatnonzero(steps > 2 * reach)
+    first = np.concatenate([[0], breaks + 1])
+    last = np.concatenate([breaks, [timestamps.size - 1]])
+    return Intervals(timestamps[first] - reach, timestamps[last] + reach)
 
 
 def _condition(trials: Intervals, stratify_by: str | None) -> np.ndarray:
@@ -117,17 +149,19 @@ def assign_splits(
     n_blocks: int = 10,
     seed: int = 0,
 ) -> Recording:
-    """The recording with ``train`` / ``valid`` / ``test`` splits set (replacing any present).
+    """The recording with ``train`` / ``valid`` / ``test`` splits set (replacing any present), all
+    inside :func:`behavior_coverage` (the domain where the behavior exists).
 
-    With trials: valid and test are the held-out trials' spans (inside the domain) and train is the
-    rest of the domain. Without trials: contiguous blocks (see :func:`block_splits`).
+    With trials: valid and test are the held-out trials' spans (inside the covered domain) and train
+    is the rest of it. Without trials: contiguous blocks of the covered domain (see
+    :func:`block_splits`).
     """
     if not (valid_fraction >= 0 and test_fraction >= 0 and valid_fraction + test_fraction < 1):
         raise ValueError(
             f"splits: need 0 <= valid_fraction, test_fraction and a sum below 1; "
             f"got {valid_fraction} and {test_fraction}"
         )
-    domain = recording.domain
+    domain = behavior_coverage(recording)
     if not recording.has_trials:
         splits = block_splits(
             domain,

@@ -1,6 +1,6 @@
 """Recordings on disk: one schema-versioned HDF5 file per recording, read whole or by window.
 
-Layout of schema version 1 (files are named ``<recording_id>.h5``; times are float64 seconds)::
+Layout (files are named ``<recording_id>.h5``; times are float64 seconds)::
 
     /                             attrs: format="neuropoyo.recording", schema_version,
                                   info (JSON of RecordingInfo.to_dict()), neuropoyo_version
@@ -8,15 +8,26 @@ Layout of schema version 1 (files are named ``<recording_id>.h5``; times are flo
     /spikes/unit_index            (S,) int32, row of /units/ids
     /units/ids                    (U,) UTF-8 strings
     /units/columns/<name>         (U, ...) one value per unit
-    /behavior/<name>/timestamps   (N,) float64, strictly increasing; attrs: unit
+    /behavior/<name>/timestamps   (N,) float64, strictly increasing; attrs: unit, and classes
+                                  (JSON list of class names) on a label stream (version 2)
     /behavior/<name>/values       (N, D) numbers or bools, dtype kept
     /domain, /trials, /splits/<train|valid|test>, /intervals/<name>:
         start (K,) float64, end (K,) float64, columns/<name> (K, ...)
+    /traces                       optional (schema version 2); attrs: kind (TRACE_KINDS)
+    /traces/timestamps            (F,) float64, strictly increasing (frame centres)
+    /traces/values                (F, R) float32, finite
+    /traces/unit_index            (R,) int32, row of /units/ids of each column
+
+Schema version 2 added the optional ``/traces`` group (calcium traces, binned counts) and the
+``classes`` of label streams; a file without them reads as a recording without traces or labels. A
+recording without either is written as version 1, so older neuropoyo reads it; one with either as
+version 2, which older neuropoyo refuses (rather than read it as a recording without data, or class
+indices as numbers).
 
 String columns are stored as UTF-8 variable-length strings and read back as numpy ``str`` arrays;
 other columns keep their dtype. Groups remember insertion order, so dicts read back in order.
 
-Spikes and behavior are written contiguous, uncompressed and aligned on purpose:
+Spikes, traces and behavior are written contiguous, uncompressed and aligned on purpose:
 :class:`RecordingFile` memory-maps them and binary-searches a window's rows in place, so reading
 1 s of an hours-long file touches O(log n) pages for the search plus the window's own bytes, and
 memory does not grow with the file. Chunked, compressed or misaligned datasets (files written by
@@ -43,10 +54,12 @@ from neuropoyo import __version__
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import (
     SPLIT_NAMES,
+    TRACE_KINDS,
     Recording,
     RecordingInfo,
     Spikes,
     TimeSeries,
+    Traces,
     Units,
 )
 from neuropoyo.data.validate import (
@@ -57,7 +70,7 @@ from neuropoyo.data.validate import (
 from neuropoyo.errors import MissingKeyError
 from neuropoyo.io import fsync_path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest version read and written (files without traces: version 1)
 FORMAT = "neuropoyo.recording"
 SUFFIX = ".h5"
 
@@ -66,6 +79,8 @@ _NUMERIC = "biuf"  # dtype kinds of behavior values, and of the arrays that can 
 _COLUMN_KINDS = _NUMERIC + "SU"
 _TIMES = "spikes/times"
 _UNIT_INDEX = "spikes/unit_index"
+_FRAME_TIMES = "traces/timestamps"
+_FRAME_VALUES = "traces/values"
 _REWRITE = "rewrite the file with neuropoyo.data.store.write_recording"
 # Every dataset starts at a multiple of 64 bytes, so memory-mapped arrays are aligned for any dtype
 # (np.searchsorted copies a misaligned array whole on every call).
@@ -140,9 +155,12 @@ def _storage_problems(recording: Recording) -> list[str]:
 
 
 def _write_contents(file: h5py.File, recording: Recording) -> None:
-    """Every part of ``recording`` into an empty, open file (spikes and behavior contiguous)."""
+    """Every part of ``recording`` into an empty, open file (spikes, traces and behavior
+    contiguous); the traces group only when the recording has traces."""
+    has_traces = recording.traces != Traces.empty()
+    newer = has_traces or any(stream.is_labels for stream in recording.behavior.values())
     file.attrs["format"] = FORMAT
-    file.attrs["schema_version"] = SCHEMA_VERSION
+    file.attrs["schema_version"] = SCHEMA_VERSION if newer else 1
     file.attrs["info"] = json.dumps(recording.info.to_dict())
     file.attrs["neuropoyo_version"] = __version__
     spikes = file.create_group("spikes")
@@ -155,12 +173,20 @@ def _write_contents(file: h5py.File, recording: Recording) -> None:
     for name, stream in recording.behavior.items():
         group = behavior.create_group(name)
         group.attrs["unit"] = stream.unit
+        if stream.is_labels:
+            group.attrs["classes"] = json.dumps(list(stream.classes))
         group.create_dataset("timestamps", data=stream.timestamps)
         group.create_dataset("values", data=stream.values)
     _write_intervals(file.create_group("domain"), recording.domain)
     _write_intervals(file.create_group("trials"), recording.trials)
     _write_named_intervals(file.create_group("splits", track_order=True), recording.splits)
     _write_named_intervals(file.create_group("intervals", track_order=True), recording.intervals)
+    if has_traces:
+        traces = file.create_group("traces")
+        traces.attrs["kind"] = recording.traces.kind
+        traces.create_dataset("timestamps", data=recording.traces.timestamps)
+        traces.create_dataset("values", data=recording.traces.values)
+        traces.create_dataset("unit_index", data=recording.traces.unit_index)
 
 
 def _write_array(group: h5py.Group, name: str, array: np.ndarray) -> None:
@@ -203,6 +229,7 @@ _TIMES_1D = _Expect(1, lambda dtype: dtype == np.float64, "1-D float64 seconds")
 _INDEX_1D = _Expect(1, lambda dtype: dtype.kind in "iu", "1-D integers")
 _STRINGS_1D = _Expect(1, lambda dtype: h5py.check_string_dtype(dtype) is not None, "1-D strings")
 _VALUES_2D = _Expect(2, lambda dtype: dtype.kind in _NUMERIC, "2-D (samples, dims) numbers")
+_FRAMES_2D = _Expect(2, lambda dtype: dtype == np.float32, "2-D (frames, units) float32")
 _COLUMN = _Expect(None, lambda dtype: True, "an array with one row per item")
 
 
@@ -223,6 +250,11 @@ _STREAM = _Pair(
     ("timestamps", "values"),
     (_TIMES_1D, _VALUES_2D),
     "{} timestamps but {} rows of values; give exactly one row of values per timestamp",
+)
+_FRAMES = _Pair(
+    ("timestamps", "values"),
+    (_TIMES_1D, _FRAMES_2D),
+    "{} frame times but {} frames of values; give exactly one row of values per frame time",
 )
 _SPANS = _Pair(
     ("start", "end"), (_TIMES_1D, _TIMES_1D), "{} starts but {} ends; give one end per start"
@@ -254,7 +286,26 @@ def _schema_problems(file: h5py.File) -> list[str]:
         _intervals_problems(spans, f"splits/{name}", problems)
     for name, spans in file["intervals"].items():
         _intervals_problems(spans, f"intervals/{name}", problems)
+    if "traces" in file:
+        _traces_problems(file["traces"], problems)
     return problems
+
+
+def _traces_problems(group, problems: list[str]) -> None:
+    """The optional traces group: frame times and values pair up, one unit index per column."""
+    _pair_problems(group, "traces", _FRAMES, problems)
+    if not isinstance(group, h5py.Group):
+        return
+    if not isinstance(group.attrs.get("kind"), str):
+        problems.append(f"traces: missing kind attribute (one of {list(TRACE_KINDS)}); {_REWRITE}")
+    columns = _dataset_rows(group, "unit_index", "traces/unit_index", _INDEX_1D, problems)
+    values = group.get("values")
+    shape = values.shape if isinstance(values, h5py.Dataset) else ()
+    if columns is not None and len(shape) == 2 and shape[1] != columns:
+        problems.append(
+            f"traces: values have {shape[1]} columns but unit_index names {columns} units; "
+            "give one unit index per column of values"
+        )
 
 
 def _root_problems(attrs: h5py.AttributeManager) -> list[str]:
@@ -352,7 +403,13 @@ def _read_intervals(group: h5py.Group) -> Intervals:
 
 
 def _read_header(file: h5py.File) -> Recording:
-    """Everything but spikes and behavior (read per window): a recording without them."""
+    """Everything but spikes, frames and behavior (read per window): a recording without them
+    (its traces have the file's columns and kind but no frame)."""
+    traces = Traces.empty()
+    if "traces" in file:
+        unit_index = file["traces/unit_index"][()]
+        values = np.zeros((0, unit_index.size), dtype=np.float32)
+        traces = Traces(np.zeros(0), values, unit_index, str(file["traces"].attrs["kind"]))
     return Recording(
         info=RecordingInfo.from_dict(json.loads(file.attrs["info"])),
         spikes=Spikes.empty(),
@@ -362,6 +419,7 @@ def _read_header(file: h5py.File) -> Recording:
         trials=_read_intervals(file["trials"]),
         splits={name: _read_intervals(group) for name, group in file["splits"].items()},
         intervals={name: _read_intervals(group) for name, group in file["intervals"].items()},
+        traces=traces,
     )
 
 
@@ -370,7 +428,7 @@ def _stream_keys(name: str) -> tuple[str, str]:
 
 
 class _Source(NamedTuple):
-    """A spikes or behavior dataset: shape, dtype and byte offset in the file (None: use h5py)."""
+    """A spikes, traces or behavior dataset: shape, dtype and byte offset in the file (None: use h5py)."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -393,8 +451,10 @@ def _source(dataset: h5py.Dataset, file_size: int) -> _Source:
 
 
 def _sources(file: h5py.File, file_size: int) -> dict[str, _Source]:
-    """The spikes and behavior datasets, by key."""
+    """The spikes, traces and behavior datasets, by key."""
     keys = [_TIMES, _UNIT_INDEX, *(key for name in file["behavior"] for key in _stream_keys(name))]
+    if "traces" in file:
+        keys += [_FRAME_TIMES, _FRAME_VALUES]
     return {key: _source(file[key], file_size) for key in keys}
 
 
@@ -441,13 +501,17 @@ def _require_hdf5(path: Path) -> None:
 
 
 def _read_layout(path: Path, file_size: int) -> tuple[Recording, dict, dict[str, _Source]]:
-    """The schema-checked header, behavior units by stream name and the spikes/behavior sources."""
+    """The schema-checked header, behavior units by stream name and the spikes, traces and
+    behavior sources."""
     try:
         with h5py.File(path, "r") as file:
             problems = _schema_problems(file)
             if problems:
                 raise InvalidRecordingError(str(path), problems)
-            units = {name: str(g.attrs.get("unit", "")) for name, g in file["behavior"].items()}
+            units = {
+                name: (str(g.attrs.get("unit", "")), tuple(json.loads(g.attrs.get("classes", "[]"))))
+                for name, g in file["behavior"].items()
+            }
             return _read_header(file), units, _sources(file, file_size)
     except InvalidRecordingError:
         raise
@@ -458,11 +522,11 @@ def _read_layout(path: Path, file_size: int) -> tuple[Recording, dict, dict[str,
 
 
 class RecordingFile:
-    """A recording file read lazily: metadata, units and intervals at open; spikes and behavior
-    per window, touching only the window's bytes.
+    """A recording file read lazily: metadata, units and intervals at open; spikes, trace frames
+    and behavior per window, touching only the window's bytes.
 
-    ``check_metadata`` validates what is read at open (unit ids, intervals); spikes and behavior
-    are checked by :meth:`load`, :func:`read_recording` and :func:`validate_file`, not per window.
+    ``check_metadata`` validates what is read at open (unit ids, intervals); spikes, traces and
+    behavior are checked by :meth:`load`, :func:`read_recording` and :func:`validate_file`, not per window.
     Picklable: a copy (e.g. in a DataLoader worker) opens the file again on its first read, and so
     does a forked process that inherited open handles (h5py handles must not cross a fork). A file
     replaced on disk after opening is detected at that first read; open it again then.
@@ -528,14 +592,26 @@ class RecordingFile:
         return self._sources[_TIMES].shape[0]
 
     @property
+    def has_traces(self) -> bool:
+        """Whether the file holds trace columns (calcium imaging, binned counts); reads no frame."""
+        return self._header.has_traces
+
+    @property
     def behavior_names(self) -> tuple[str, ...]:
         return tuple(self._stream_units)
 
     @property
     def behavior_dims(self) -> dict[str, int]:
-        """Behavior stream name -> its number of columns, from the file's layout (reads no data)."""
+        """Behavior stream name -> the width of a readout decoding it: its number of columns, or of
+        classes for a label stream (from the file's layout; reads no data)."""
         shapes = {name: self._sources[_stream_keys(name)[1]].shape for name in self._stream_units}
-        return {name: int(shape[1]) if len(shape) > 1 else 1 for name, shape in shapes.items()}
+        dims = {name: int(shape[1]) if len(shape) > 1 else 1 for name, shape in shapes.items()}
+        return dims | {name: len(classes) for name, classes in self.behavior_classes.items()}
+
+    @property
+    def behavior_classes(self) -> dict[str, tuple[str, ...]]:
+        """Label stream name -> its class names (streams of a classification task only)."""
+        return {name: classes for name, (_, classes) in self._stream_units.items() if classes}
 
     @property
     def start(self) -> float:
@@ -560,12 +636,26 @@ class RecordingFile:
             name: self._stream(name, _rows(arrays[_stream_keys(name)[0]], start, end), start)
             for name in (self._stream_units if streams is None else streams)
         }
-        return dataclasses.replace(self._header.slice(start, end), spikes=spikes, behavior=behavior)
+        frames = _rows(arrays[_FRAME_TIMES], start, end) if _FRAME_TIMES in arrays else slice(0)
+        return dataclasses.replace(
+            self._header.slice(start, end),
+            spikes=spikes,
+            traces=self._traces(frames, start),
+            behavior=behavior,
+        )
 
     def spike_count(self, start: float, end: float) -> int:
         """Spikes in ``[start, end)`` (absolute seconds), found without reading them."""
         rows = _rows(self._attached()[_TIMES], start, end)
         return rows.stop - rows.start
+
+    def value_count(self, start: float, end: float) -> int:
+        """Trace values (frames x trace units) in ``[start, end)``, found without reading them."""
+        arrays = self._attached()
+        if _FRAME_TIMES not in arrays:
+            return 0
+        rows = _rows(arrays[_FRAME_TIMES], start, end)
+        return (rows.stop - rows.start) * self._header.traces.n_units
 
     def load(self) -> Recording:
         """The whole recording, validated (raises InvalidRecordingError naming the file)."""
@@ -573,6 +663,7 @@ class RecordingFile:
         recording = dataclasses.replace(
             self._header,
             spikes=self._spikes(every, 0.0),
+            traces=self._traces(every, 0.0),
             behavior={name: self._stream(name, every, 0.0) for name in self._stream_units},
         )
         validate_recording(recording, source=str(self.path))
@@ -586,6 +677,10 @@ class RecordingFile:
             )
         return self._stream(name, slice(None), 0.0)
 
+    def traces(self) -> Traces:
+        """The whole traces (absolute times), without reading any spike."""
+        return self._traces(slice(None), 0.0)
+
     def close(self) -> None:
         """Release the file; a later read opens it again. In a process that inherited the handles
         (by fork) they are only dropped: the parent still uses the file."""
@@ -598,15 +693,24 @@ class RecordingFile:
         arrays = self._attached()
         return Spikes(arrays[_TIMES][rows] - origin, np.array(arrays[_UNIT_INDEX][rows]))
 
+    def _traces(self, rows: slice, origin: float) -> Traces:
+        """Frames ``rows``, times relative to ``origin`` (the header's traces when the file has
+        none)."""
+        arrays, header = self._attached(), self._header.traces
+        if _FRAME_TIMES not in arrays:
+            return header
+        times, values = arrays[_FRAME_TIMES][rows] - origin, np.array(arrays[_FRAME_VALUES][rows])
+        return Traces(times, values, header.unit_index, header.kind)
+
     def _stream(self, name: str, rows: slice, origin: float) -> TimeSeries:
         """Samples ``rows`` of behavior stream ``name``, timestamps relative to ``origin``."""
         timestamps, values = (self._attached()[key] for key in _stream_keys(name))
-        unit = self._stream_units[name]
-        return TimeSeries(timestamps[rows] - origin, np.array(values[rows]), unit)
+        unit, classes = self._stream_units[name]
+        return TimeSeries(timestamps[rows] - origin, np.array(values[rows]), unit, classes)
 
     def _attached(self) -> dict:
-        """key -> memory-mapped array (or h5py dataset) of spikes and behavior; opens once per
-        process."""
+        """key -> memory-mapped array (or h5py dataset) of spikes, traces and behavior; opens once
+        per process."""
         if self._pid != os.getpid():
             self.close()
             self._arrays = self._attach()

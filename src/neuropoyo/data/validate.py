@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.recording import Recording
+from neuropoyo.data.recording import TRACE_KINDS, Recording
 from neuropoyo.errors import DataError
 
 
@@ -43,8 +43,8 @@ def _check_times(times: np.ndarray, field: str, problems: list[str], strict: boo
         i = _first(steps == 0)
         problems.append(
             f"{field}: {int((steps == 0).sum())} repeated timestamp(s) (first: index {i + 1} "
-            f"repeats {times[i]!r} of index {i}); behavior timestamps must increase strictly: "
-            "keep one sample per timestamp and drop the repeats"
+            f"repeats {times[i]!r} of index {i}); {field.split('/')[0]} timestamps must increase "
+            "strictly: keep one sample per timestamp and drop the repeats"
         )
 
 
@@ -67,6 +67,71 @@ def _check_intervals(spans: Intervals, field: str, problems: list[str], disjoint
             f"{field}: intervals #{i} [{spans.start[i]}, {spans.end[i]}) and #{i + 1} "
             f"[{spans.start[i + 1]}, {spans.end[i + 1]}) overlap; {field} must not overlap"
         )
+
+
+def _check_traces(recording: Recording, problems: list[str]) -> None:
+    """Frame times finite and strictly increasing, values finite, each column a distinct unit of
+    the table that has no spikes, a known kind."""
+    traces, units = recording.traces, recording.units
+    if traces.kind not in TRACE_KINDS:
+        problems.append(
+            f"traces/kind: {traces.kind!r} is not one of {list(TRACE_KINDS)}; name what the values are"
+        )
+    _check_times(traces.timestamps, "traces/timestamps", problems, strict=True)
+    bad = ~np.isfinite(traces.values)
+    if bad.any():
+        frame, column = np.unravel_index(_first(bad.ravel()), bad.shape)
+        row = traces.unit_index[column]
+        unit = repr(str(units.ids[row])) if 0 <= row < len(units) else f"column {column}"
+        problems.append(
+            f"traces/values: {int(bad.any(axis=1).sum())} frame(s) hold NaN or inf (first: "
+            f"{traces.values[frame, column]} at frame {frame} (t={traces.timestamps[frame]:.3f} s), "
+            f"unit {unit}); drop or interpolate those frames"
+        )
+    out = (traces.unit_index < 0) | (traces.unit_index >= len(units))
+    if out.any():
+        i = _first(out)
+        problems.append(
+            f"traces/unit_index: {int(out.sum())} index(es) outside the unit table of {len(units)} "
+            f"units (first: column {i} -> {int(traces.unit_index[i])}); every trace column must "
+            "point to a row of units/ids"
+        )
+        return
+    rows, counts = np.unique(traces.unit_index, return_counts=True)
+    if (counts > 1).any():
+        twice = np.flatnonzero(counts > 1)[0]
+        problems.append(
+            f"traces/unit_index: unit {str(units.ids[rows[twice]])!r} has {int(counts[twice])} "
+            "trace columns; give each unit at most one column"
+        )
+    spiking = np.intersect1d(rows, recording.spikes.unit_index)
+    if spiking.size:
+        problems.append(
+            f"traces/unit_index: {spiking.size} unit(s) have both spikes and a trace (first: "
+            f"{str(units.ids[spiking[0]])!r}); a unit's activity comes as spikes or as a trace: "
+            "give the trace its own unit id"
+        )
+
+
+def _check_labels(stream, field: str, problems: list[str]) -> None:
+    """A label stream holds one class index in [0, len(classes)) per sample."""
+    values, n = stream.values, len(stream.classes)
+    if values.ndim != 2 or values.shape[1] != 1:
+        problems.append(f"{field}/values: a label stream holds one class index per sample, got shape {values.shape}")
+        return
+    if values.size == 0:
+        return
+    integral = np.issubdtype(values.dtype, np.integer) or bool(np.all(values == np.round(values)))
+    outside = ~((values >= 0) & (values < n)) if integral else np.ones(values.shape, dtype=bool)
+    if outside.any():
+        i = _first(outside[:, 0])
+        problems.append(
+            f"{field}/values: {int(outside.sum())} label(s) outside the {n} classes {list(stream.classes)} "
+            f"(first: sample {i} at t={float(stream.timestamps[i]):.3f} s holds {values[i, 0].item()!r}); "
+            f"labels are class indices 0..{n - 1}: fix the label or add its class"
+        )
+    if len(set(stream.classes)) != n or n < 2:
+        problems.append(f"{field}: classes {list(stream.classes)} must be 2 or more distinct names")
 
 
 def recording_problems(recording: Recording) -> list[str]:
@@ -100,6 +165,9 @@ def recording_problems(recording: Recording) -> list[str]:
                 f"{field}/values: {int(np.isnan(stream.values).any(axis=1).sum())} row(s) with NaN; "
                 "drop those samples (and mark the span as a gap in the domain) instead"
             )
+        if stream.is_labels:
+            _check_labels(stream, field, problems)
+    _check_traces(recording, problems)
     _check_intervals(recording.domain, "domain", problems, disjoint=True)
     _check_intervals(recording.trials, "trials", problems, disjoint=True)
     for name, spans in recording.splits.items():
@@ -115,13 +183,17 @@ def recording_problems(recording: Recording) -> list[str]:
                     f"splits: {a} and {b} overlap; no time may belong to two splits "
                     "(recompute them with neuropoyo.data.splits)"
                 )
-    if not problems and len(spikes):
-        outside = ~recording.domain.contains(spikes.times)
-        if outside.any():
-            problems.append(
-                f"spikes/times: {int(outside.sum())} spike(s) outside the recorded domain "
-                f"(first at {spikes.times[_first(outside)]!r} s); widen the domain or drop them"
-            )
+    if not problems:
+        for field, times, what in (
+            ("spikes/times", spikes.times, "spike"),
+            ("traces/timestamps", recording.traces.timestamps, "frame"),
+        ):
+            outside = ~recording.domain.contains(times)
+            if outside.any():
+                problems.append(
+                    f"{field}: {int(outside.sum())} {what}(s) outside the recorded domain "
+                    f"(first at {float(times[_first(outside)])!r} s); widen the domain or drop them"
+                )
     return problems
 
 

@@ -4,7 +4,10 @@ Rows are methods (POYO, Wiener filter, MLP, GRU, ...), columns are groups (task,
 stream), cells are the mean +- std of R2 over the (recording, stream) scores of the group, so a
 method scored on two streams is compared stream by stream, not by its mean over streams. Inputs
 are the ``metrics.json`` files (layout in :mod:`neuropoyo.evaluation.report`) written by
-``neuropoyo evaluate`` and ``neuropoyo baselines``.
+``neuropoyo evaluate`` and ``neuropoyo baselines``. A second table gives the median error of each
+(recording, stream) per method, in the stream's unit: errors of recordings in different units
+(pixels, metres) are not averaged together. Label streams (classification tasks) have no R2: a
+third table gives their accuracy per (recording, stream) and method, and the mean over them.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ def comparison(metrics: Mapping[str, dict], *, group_by: str = "task") -> dict[s
     for method, summary in metrics.items():
         groups: dict[str, list[float]] = {}
         for _, record, stream, score in stream_scores(summary["recordings"]):
+            if "r2" not in score:  # a label stream: in the accuracy table
+                continue
             group = stream if group_by == "stream" else str(record.get(group_by, "all"))
             groups.setdefault(group, []).append(score["r2"])
         table[method] = {
@@ -112,6 +117,61 @@ def format_markdown(table: Mapping[str, Mapping[str, Cell]]) -> str:
                 continue
             text = f"{cells[g].mean:.4f} +- {cells[g].std:.4f} ({cells[g].n})"
             row.append(f"**{text}**" if cells[g].mean == best[g] else text)
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def error_table(metrics: Mapping[str, dict]) -> dict[str, dict[str, float]]:
+    """method -> "recording/stream (unit)" -> median error, for every score that has one."""
+    return _score_table(metrics, "median_error", with_unit=True)
+
+
+def accuracy_table(metrics: Mapping[str, dict]) -> dict[str, dict[str, float]]:
+    """method -> "recording/stream" -> accuracy, for every label stream (classification task)."""
+    return _score_table(metrics, "accuracy", with_unit=False)
+
+
+def _score_table(metrics: Mapping[str, dict], key: str, *, with_unit: bool) -> dict[str, dict[str, float]]:
+    """method -> "recording/stream" (then " (unit)" ``with_unit``) -> the score ``key``, where present."""
+    table: dict[str, dict[str, float]] = {}
+    for method, summary in metrics.items():
+        table[method] = {}
+        for rid, _, stream, score in stream_scores(summary["recordings"]):
+            if key in score:
+                unit = f" ({score['units'] or 'no unit'})" if with_unit else ""
+                table[method][f"{rid}/{stream}{unit}"] = score[key]
+    return table
+
+
+def format_accuracy_markdown(accuracies: Mapping[str, Mapping[str, float]]) -> str:
+    """A markdown table of accuracies, methods by (recording, label stream) then their mean, the
+    highest of each column in bold; "" when no method has one."""
+    rows = {
+        method: {**cells, "mean": float(np.mean(list(cells.values())))} if cells else {}
+        for method, cells in accuracies.items()
+    }
+    return _cells_markdown("accuracy", rows, best=max, number="{:.4f}")
+
+
+def format_errors_markdown(errors: Mapping[str, Mapping[str, float]]) -> str:
+    """A markdown table of median errors, methods by (recording, stream), the lowest of each column
+    in bold; "" when no method has one."""
+    return _cells_markdown("median error", errors, best=min, number="{:.4g}")
+
+
+def _cells_markdown(title: str, rows: Mapping[str, Mapping[str, float]], *, best, number: str) -> str:
+    """Methods by columns (sorted; a "mean" column last), ``best`` of each column in bold."""
+    columns = sorted({column for cells in rows.values() for column in cells} - {"mean"})
+    if not columns:
+        return ""
+    columns += ["mean"] if any("mean" in cells for cells in rows.values()) else []
+    top = {c: best(cells[c] for cells in rows.values() if c in cells) for c in columns}
+    lines = [f"| {title} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for method, cells in rows.items():
+        row = [
+            "-" if c not in cells else f"**{number.format(cells[c])}**" if cells[c] == top[c] else number.format(cells[c])
+            for c in columns
+        ]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 

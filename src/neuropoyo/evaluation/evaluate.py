@@ -45,8 +45,9 @@ def recordings_for(
     train_spans: Sequence[Intervals] | None = None,
 ) -> RecordingSet:
     """``recordings`` (files, or a Dataset with per-source options) read with the model's readouts,
-    vocabularies and scales (their ids must be known); train_spans as in RecordingSet."""
-    return RecordingSet(
+    vocabularies and scales (their ids must be known); train_spans as in RecordingSet. A label
+    stream must have the classes of the model's readout (DataError otherwise)."""
+    recording_set = RecordingSet(
         recordings,
         readouts=trained.model.config.readouts,
         unit_vocab=trained.unit_vocab,
@@ -55,6 +56,17 @@ def recordings_for(
         grow=False,
         train_spans=train_spans,
     )
+    expected = trained.model.config.classes
+    for f, streams in zip(recording_set.files, recording_set.streams):
+        for name in streams:
+            own = list(f.behavior_classes.get(name, ()))
+            if own != expected.get(name, []):
+                raise DataError(
+                    f"{f.path}: stream {name!r} has classes {own or 'none (a continuous stream)'} but the "
+                    f"model's readout {name!r} has {expected.get(name) or 'none (a continuous readout)'}; "
+                    "decode it with a model trained on the same classes, or re-import it with those classes"
+                )
+    return recording_set
 
 
 def evaluation_config(trained: TrainedModel) -> EvaluationConfig:
@@ -101,7 +113,8 @@ def predict(
     streams = {
         (r, name): stream for r in range(len(recordings)) for name, stream in recordings.readout_streams(r).items()
     }
-    stitchers = {key: Stitcher(len(s), s.dim) for key, s in streams.items()}
+    widths = {key: len(s.classes) or s.dim for key, s in streams.items()}  # logits of a label stream
+    stitchers = {key: Stitcher(len(s), widths[key]) for key, s in streams.items()}
     names = model.config.readout_names
     shown = progress and ranks.is_main
     bar = tqdm(loader, desc=f"evaluating ({split})", unit="batch", disable=None if shown else True)
@@ -118,7 +131,7 @@ def predict(
                     continue
                 key = (window.recording, name)
                 rows = _stream_rows(streams[key].timestamps, times[b][mine])
-                stitchers[key].add(rows, outputs[name][b][mine, : streams[key].dim])
+                stitchers[key].add(rows, outputs[name][b][mine, : widths[key]])
     for stitcher in stitchers.values():
         stitcher.sums = distributed.all_sum(stitcher.sums, ranks)
         stitcher.counts = distributed.all_sum(stitcher.counts, ranks)
@@ -129,13 +142,14 @@ def predict(
         own = recordings.options[r].evaluation_intervals
         scored = evaluation if own is None else evaluation.with_intervals(own)
         rows = rows[split_evaluation_mask(f, spans[r], stream.timestamps[rows], scored)]
-        predicted = recordings.normalizer.denormalize(
-            stitchers[(r, name)].mean()[rows], f.info.brainset, name
-        )
+        predicted = stitchers[(r, name)].mean()[rows]
+        if not stream.is_labels:
+            predicted = recordings.normalizer.denormalize(predicted, f.info.brainset, name)
         results.append(
             RecordingResult.in_split(
                 f.info, name, stream.unit, spans[r], stream.timestamps[rows],
                 true=stream.values[rows].astype(np.float64), predicted=predicted,
+                classes=stream.classes, trials=f.trials,
             )
         )
     return results
@@ -183,7 +197,9 @@ def evaluate(
     if empty:
         raise DataError(
             f"evaluation: no {split} samples to score in {empty}; check the evaluation intervals "
-            "(--eval-intervals all scores the whole split)"
+            "(--eval-intervals all scores the whole split); a split without samples of the stream lies "
+            "where it was not recorded: re-import the recording (`neuropoyo prepare` draws every split "
+            "where the behavior exists)"
         )
     if out_dir is None or not ranks.is_main:
         return summarize(results, split=split)

@@ -34,6 +34,9 @@ class POYOConfig:
 
     num_units: rows of the unit-embedding table; set from the data's unit vocabulary when training.
     num_sessions: rows of the session-embedding table; set from the data's recordings.
+    readouts: readout name (a behavior stream) -> output dim.
+    classes: classification readout -> its class names (its dim is their number; its outputs are
+        logits); set from the data's label streams when training.
     dim: width of every token, latent and query.
     head_dim: width of each attention head.
     ffn_mult: hidden width of the feed-forward blocks, in multiples of ``dim``.
@@ -51,12 +54,15 @@ class POYOConfig:
     linear_dropout: dropout on the residual branches of the self-attention blocks.
     attention_dropout: dropout on the attention weights.
     init_std: standard deviation of the normal initialisation of linear and embedding weights.
+    value_inputs: value tokens (calcium traces, binned counts) embedded as UnitEmbed(u) + W value + b;
+        set when training on data that hold traces.
     """
 
     # vocabularies (set from the dataset; presets hold the paper's sizes)
     num_units: int = 1
     num_sessions: int = 1
     readouts: dict[str, int] = field(default_factory=lambda: {"hand_vel": 2})  # name -> output dim
+    classes: dict[str, list[str]] = field(default_factory=dict)  # classification readout -> class names
     # widths
     dim: int = 128
     head_dim: int = 64
@@ -86,7 +92,8 @@ class POYOConfig:
     attention_dropout: float = 0.0
     # embeddings
     token_type_embedding: bool = False  # False: paper START/END embeddings; True: torch_brain 3-type table
-    task_embedding: bool = False  # add a per-readout embedding to the output queries
+    task_embedding: bool = False  # a per-readout query embedding; set for several tasks with a classification
+    value_inputs: bool = False  # value tokens (calcium traces, binned counts): unit embedding + Linear(value)
     init_std: float = 0.02
 
     def __post_init__(self):
@@ -106,6 +113,12 @@ class POYOConfig:
         for name, out_dim in self.readouts.items():
             if not name or "." in name or out_dim <= 0:
                 raise ConfigError(f"readout {name!r}: need a non-empty name without '.' and a dim > 0")
+        for name, classes in self.classes.items():
+            if self.readouts.get(name) != len(classes) or len(classes) < 2 or len(set(classes)) != len(classes):
+                raise ConfigError(
+                    f"classes of {name!r}: a classification readout needs 2 or more distinct class names, one "
+                    f"per output of the readout (readouts: {self.readouts}), got {classes}"
+                )
         _check_choice("ffn", self.ffn, FFN_KINDS)
         _check_choice("latent_timing", self.latent_timing, LATENT_TIMINGS)
         _check_choice("rotary_spacing", self.rotary_spacing, SPACINGS)
@@ -186,6 +199,13 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
         ):
             raise ConfigError(f"{name} must be a list of numbers, got {value!r}")
         return [float(v) for v in value]
+    if hint == dict[str, list[str]]:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(c, str) for c in v)
+            for k, v in value.items()
+        ):
+            raise ConfigError(f"{name} must map readout names to lists of class names, got {value!r}")
+        return {k: list(v) for k, v in value.items()}
     # dict[str, int]
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and type(v) is int for k, v in value.items()

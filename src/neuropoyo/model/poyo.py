@@ -1,6 +1,6 @@
 """POYO (Azabou et al., NeurIPS 2023): spike tokens -> latents -> behavior queries.
 
-    spike/delimiter tokens --rotary cross-attn--> latent grid --self-attn x depth--> latents
+    spike/value/delimiter tokens --rotary cross-attn--> latent grid --self-attn x depth--> latents
     session(+task) queries at output times --rotary cross-attn (no value rotation)--> readout heads
 
 Every token carries a timestamp that only enters through the rotary attention, so outputs depend
@@ -26,7 +26,7 @@ from neuropoyo.model.attention import (
 from neuropoyo.model.config import POYOConfig
 from neuropoyo.model.latents import latent_grid
 from neuropoyo.model.rotary import RotaryTimeEmbedding, Rotation
-from neuropoyo.schema import TOKEN_TYPES
+from neuropoyo.schema import SPIKE, TOKEN_TYPES, VALUE
 
 ENCODER_GROUP = 8  # windows per encoder group; each group pads only to its own longest window
 
@@ -50,6 +50,8 @@ class POYO(nn.Module):
         self.token_type_emb = nn.Embedding(3 if c.token_type_embedding else 2, c.dim)
         self.latent_emb = nn.Embedding(c.latents_per_timestamp, c.dim)
         self.task_emb = nn.Embedding(len(c.readouts), c.dim) if c.task_embedding else None
+        # a value token (POYO+): UnitEmbed(u) + W value + b; the bias marks the token as a value
+        self.value_emb = nn.Linear(1, c.dim) if c.value_inputs else None
         self.rotary = RotaryTimeEmbedding(
             head_dim=c.head_dim,
             rotate_fraction=c.rotate_fraction,
@@ -107,12 +109,17 @@ class POYO(nn.Module):
     def readout_names(self) -> tuple[str, ...]:
         return self.config.readout_names
 
-    def embed_inputs(self, unit_index: Tensor, token_type: Tensor) -> Tensor:
-        """(B, M) unit and token-type indices -> (B, M, dim).
+    def embed_inputs(self, unit_index: Tensor, token_type: Tensor, values: Tensor | None = None) -> Tensor:
+        """(B, M) unit and token-type indices (and values) -> (B, M, dim).
 
         Spike: UnitEmbed(u); START/END: UnitEmbed(u) + x_start / x_end. With token_type_embedding,
-        every token adds the row of its type instead.
+        every token adds the row of its type instead. Value: as a spike, plus ValueEmbed(value), a
+        learned linear map of the token's value (models with ``value_inputs``).
         """
+        if self.value_emb is not None and values is not None:
+            is_value = (token_type == VALUE).unsqueeze(-1)
+            x = self.embed_inputs(unit_index, token_type.masked_fill(is_value.squeeze(-1), SPIKE))
+            return x + is_value * self.value_emb(values.unsqueeze(-1).to(x.dtype))
         x = self.unit_emb(unit_index)
         if self.config.token_type_embedding:
             return x + self.token_type_emb(token_type)
@@ -129,6 +136,7 @@ class POYO(nn.Module):
         input_unit_index: Tensor,
         input_timestamps: Tensor,
         input_token_type: Tensor,
+        input_values: Tensor | None = None,
         input_mask: Tensor | None = None,
         output_session_index: Tensor,
         output_timestamps: Tensor,
@@ -138,8 +146,9 @@ class POYO(nn.Module):
     ) -> dict[str, Tensor]:
         """Decode a padded batch of B windows.
 
-        input_*: (B, M) tokens; unit index (long), time (float, s), type (0 spike, 1 start, 2 end),
-            mask (bool, True = real token; None = all real).
+        input_*: (B, M) tokens; unit index (long), time (float, s), type (0 spike, 1 start, 2 end,
+            3 value), value (float, the sample of a value token, else ignored; None = no value
+            tokens), mask (bool, True = real token; None = all real).
         output_*: (B, P) session index (long), time, readout index into ``readout_names`` (long, needed
             with task_embedding) and mask (bool, True = real query; None = all real).
         latent_timestamps: (B, N) or (N,) times of the latent grid; None = the model's own grid over
@@ -155,7 +164,8 @@ class POYO(nn.Module):
             latent_timestamps = self.latent_timestamps
         latent_rotation = self.rotary(latent_timestamps)
         latents = self.encode(
-            input_unit_index, input_timestamps, input_token_type, input_mask, latent_rotation=latent_rotation
+            input_unit_index, input_timestamps, input_token_type, input_mask,
+            latent_rotation=latent_rotation, values=input_values,
         )
         predictions = self.decode(
             self.process(latents, latent_rotation),
@@ -194,7 +204,7 @@ class POYO(nn.Module):
             )
         ranges = {
             "input_unit_index": (input_unit_index, self.unit_emb.num_embeddings, "units"),
-            "input_token_type": (input_token_type, 3, "token types (0 spike, 1 start, 2 end)"),
+            "input_token_type": (input_token_type, self.num_token_types, self.token_types_named),
             "output_session_index": (output_session_index, self.session_emb.num_embeddings, "sessions"),
         }
         if output_decoder_index is not None:
@@ -213,6 +223,20 @@ class POYO(nn.Module):
         for name, times in (("input_timestamps", input_timestamps), ("output_timestamps", output_timestamps)):
             if times.numel() and not torch.isfinite(times).all():
                 raise ValueError(f"POYO: {name} holds NaN/inf; every token and query needs a finite time")
+
+    @property
+    def num_token_types(self) -> int:
+        """Input token types this model reads: spike, start, end, and value with ``value_inputs``."""
+        return len(TOKEN_TYPES) + (self.value_emb is not None)
+
+    @property
+    def token_types_named(self) -> str:
+        if self.value_emb is None:
+            return (
+                "token types (0 spike, 1 start, 2 end); value tokens (3: calcium traces, binned counts) "
+                "need a model built with value_inputs: true"
+            )
+        return "token types (0 spike, 1 start, 2 end, 3 value)"
 
     def output_queries(self, session_index: Tensor, decoder_index: Tensor | None) -> Tensor:
         """(B, P) session (and readout) indices -> (B, P, dim) query embeddings."""
@@ -249,22 +273,33 @@ class POYO(nn.Module):
         mask: Tensor | None,
         *,
         latent_rotation: Rotation,
+        values: Tensor | None = None,
     ) -> Tensor:
-        """Encoder: (B, M) input tokens -> (B, N, dim) latents.
+        """Encoder: (B, M) input tokens (values: (B, M) or None) -> (B, N, dim) latents.
 
-        Two exact shortcuts. Keys and values depend on a token only through its (unit, type) pair
-        before rotation, so LayerNorm and the key/value projection run once per distinct pair in the
-        batch and are gathered per token. Windows are grouped by token count (ENCODER_GROUP per group)
+        Two exact shortcuts. Keys and values of spike and delimiter tokens depend on a token only
+        through its (unit, type) pair before rotation, so LayerNorm and the key/value projection run
+        once per distinct pair in the batch and are gathered per token (a batch holding value tokens
+        projects every token instead). Windows are grouped by token count (ENCODER_GROUP per group)
         and each group is cut to its own longest window, so short windows do not attend over the
         padding of long ones; a group without padding runs unmasked.
         latent_rotation: phases over (N, head_dim / 2, 2) or (B, N, head_dim / 2, 2).
         """
         batch = unit_index.shape[0]
-        pair = unit_index * len(TOKEN_TYPES) + token_type
-        distinct, token_row = torch.unique(pair, return_inverse=True)
-        key_table, value_table = self.encoder.attention.project_context(
-            self.embed_inputs(distinct // len(TOKEN_TYPES), distinct % len(TOKEN_TYPES))
-        )
+        if self.value_emb is not None and bool((token_type == VALUE).any()):
+            if values is None:
+                raise ValueError("POYO: value tokens (type 3) need input_values, the sample each one carries")
+            # per token: (B, M) rows into the flattened (B * M, dim) keys and values
+            key_table, value_table = self.encoder.attention.project_context(
+                self.embed_inputs(unit_index, token_type, values).flatten(0, 1)
+            )
+            token_row = torch.arange(unit_index.numel(), device=unit_index.device).view_as(unit_index)
+        else:
+            pair = unit_index * len(TOKEN_TYPES) + token_type
+            distinct, token_row = torch.unique(pair, return_inverse=True)
+            key_table, value_table = self.encoder.attention.project_context(
+                self.embed_inputs(distinct // len(TOKEN_TYPES), distinct % len(TOKEN_TYPES))
+            )
         latents = self.latent_emb(self.latent_index).expand(batch, -1, -1)
         lengths = None if mask is None else mask.sum(dim=1)
         if lengths is None or batch <= ENCODER_GROUP:
@@ -305,16 +340,20 @@ class POYO(nn.Module):
             timing=c.latent_timing,
         )
 
-    def add_readout(self, name: str, dim: int) -> None:
+    def add_readout(self, name: str, dim: int, classes: list[str] | None = None) -> None:
         """A new readout head ``name`` of ``dim`` outputs (transfer to a stream the model has no
         head for), initialised like the others; existing heads are unchanged. Readouts stay in
         sorted-name order, so decoder indices of later names shift: refused with task embeddings,
-        whose rows are indexed by them."""
+        whose rows are indexed by them. classes: the class names of a classification readout."""
         if name in self.readouts:
             raise ValueError(f"the model already has a readout {name!r}")
         if self.task_emb is not None:
             raise ValueError(f"cannot add readout {name!r} to a model with task embeddings")
-        config = dataclasses.replace(self.config, readouts={**self.config.readouts, name: dim})
+        config = dataclasses.replace(
+            self.config,
+            readouts={**self.config.readouts, name: dim},
+            classes={**self.config.classes, **({name: list(classes)} if classes else {})},
+        )
         head = nn.Linear(self.config.dim, dim).to(self.session_emb.weight)
         self._init_weights(head)
         self.readouts[name] = head
@@ -341,7 +380,7 @@ class POYO(nn.Module):
         groups = {
             "unit_embedding": ("unit_emb",),
             "session_embedding": ("session_emb",),
-            "other_embeddings": ("token_type_emb", "latent_emb", "task_emb"),
+            "other_embeddings": ("token_type_emb", "latent_emb", "task_emb", "value_emb"),
             "transformer": ("encoder", "processor", "decoder"),
             "readout": ("readouts",),
         }

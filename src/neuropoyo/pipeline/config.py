@@ -31,12 +31,16 @@ class LossConfig:
         99th percentile over the training split get weight 0 (B.1); None keeps every sample.
     output_samples: queries drawn per readout stream and training window among its samples of
         weight > 0 (A.4.3: 100).
+    task_weights: readout name -> weight of its queries' loss (default 1 for every readout: a
+        continuous readout adds its z-scored squared error, a classification readout its
+        cross-entropy, query by query).
     """
 
     normalize: str = "per_dim"
     interval_weights: Mapping[str, float] = field(default_factory=lambda: {"reach": 5.0})
     exclude_acceleration_factor: float | None = 2.0
     output_samples: int = 100
+    task_weights: Mapping[str, float] = field(default_factory=dict)
     RENAMED: ClassVar[dict[str, str]] = {"scale": "normalize"}
 
     def __post_init__(self):
@@ -46,6 +50,7 @@ class LossConfig:
         factor = self.exclude_acceleration_factor
         if factor is not None and not (math.isfinite(factor) and factor > 0):
             raise ConfigError(f"loss.exclude_acceleration_factor must be > 0 or null, got {factor}")
+        object.__setattr__(self, "task_weights", weights_by_name(self.task_weights, field="loss.task_weights"))
         if self.output_samples < 1:
             raise ConfigError(
                 f"loss.output_samples must be >= 1 (queries per stream and window), got {self.output_samples}"

@@ -27,6 +27,7 @@ from neuropoyo.pipeline.transforms import (
     Tokenize,
     UnitDropout,
     ZScore,
+    ZScoreTraces,
 )
 from neuropoyo.tokens.collate import collate
 from neuropoyo.tokens.tokenizer import Tokenizer
@@ -35,7 +36,8 @@ from neuropoyo.tokens.tokenizer import Tokenizer
 def training_pipeline(
     recordings: RecordingSet, *, context_length_s: float, loss: LossConfig, augment: AugmentConfig
 ) -> Compose:
-    """Training split only -> excluded spans -> z-score -> unit dropout -> tokens -> weights -> outputs.
+    """Training split only -> excluded spans -> z-score (behavior, traces) -> unit dropout -> tokens
+    -> weights -> outputs.
 
     Each recording's loss weights are its source's interval_weights, else ``loss.interval_weights``;
     unit dropout only when ``augment.unit_dropout``."""
@@ -46,6 +48,7 @@ def training_pipeline(
             RestrictToSplit("train"),
             MarkExcluded(recordings.excluded_spans(loss.exclude_acceleration_factor)),
             ZScore(recordings.normalizer, readouts),
+            ZScoreTraces(recordings.trace_scales),
             *dropout,
             Tokenize(Tokenizer(readouts=readouts, context_length_s=context_length_s)),
             LossWeights(
@@ -57,12 +60,13 @@ def training_pipeline(
 
 
 def evaluation_pipeline(recordings: RecordingSet, *, context_length_s: float, split: str) -> Compose:
-    """One split only -> z-score -> tokens at every sample -> absolute query times."""
+    """One split only -> z-score (behavior, traces) -> tokens at every sample -> absolute query times."""
     readouts = recordings.decoder_index
     return Compose(
         [
             RestrictToSplit(split),
             ZScore(recordings.normalizer, readouts),
+            ZScoreTraces(recordings.trace_scales),
             Tokenize(Tokenizer(readouts=readouts, context_length_s=context_length_s)),
             AbsoluteQueryTimes(readouts),
         ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from neuropoyo.data.dataset import Dataset, SourceOptions
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.normalize import Normalizer, extreme_acceleration_spans
+from neuropoyo.data.normalize import Normalizer, Scale, extreme_acceleration_spans
 from neuropoyo.data.recording import TimeSeries
 from neuropoyo.data.splits import WHOLE_RECORDING
 from neuropoyo.data.store import RecordingFile, open_recording
@@ -86,6 +86,7 @@ class RecordingSet:
             raise ValueError(f"recordings: {len(train_spans)} train_spans for {len(self.files)} recordings")
         self.train_spans = None if train_spans is None else [s.merged() for s in train_spans]
         self.normalizer = normalizer or self._fit_normalizer(normalize)
+        self.trace_scales = [self._trace_scale(r) for r in range(len(self.files))]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -126,9 +127,11 @@ class RecordingSet:
         wanted = self.readouts if options.readouts is None else options.readouts
         present = tuple(name for name in self.readouts if name in wanted and name in f.behavior_names)
         if not present:
+            held = list(f.behavior_names)
             raise MissingKeyError(
-                f"{f.path}: no behavior stream named {' or '.join(self.readouts)}; "
-                f"found: {', '.join(f.behavior_names) or 'none'}"
+                f"{f.path}: no behavior stream named {' or '.join(self.readouts)} (the model's "
+                f"readouts); found: {', '.join(held) or 'none'}"
+                + (f"; to decode {held[0]}, train with --readout {held[0]} (config key model.readouts)" if held else "")
             )
         for name in present:
             dim, found = self.readouts[name], f.behavior_dims[name]
@@ -180,6 +183,7 @@ class RecordingSet:
         """Scales from the training split alone, each brainset and stream with its source's scale."""
         samples: dict[str, dict[tuple[str, str], list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         chosen: dict[tuple[str, str], tuple[str, Path]] = {}
+        labels: dict[tuple[str, str], Scale] = {}
         for r, (f, spans) in enumerate(zip(self.files, self.split_spans("train"))):
             mode = self.options[r].normalize or normalize
             for name, stream in self.readout_streams(r).items():
@@ -191,12 +195,31 @@ class RecordingSet:
                         f"{first[1]} but {mode} for {f.path}; recordings of one brainset share a scale, "
                         "so give their sources the same normalize: value"
                     )
-                samples[mode][key].append(stream.values[spans.contains(stream.timestamps)])
+                if stream.is_labels:  # class indices are not scaled
+                    labels[key] = Scale((0.0,), (1.0,))
+                else:
+                    samples[mode][key].append(stream.values[spans.contains(stream.timestamps)])
         scales: dict[str, dict] = defaultdict(dict)
+        for (brainset, name), scale in labels.items():
+            scales[brainset][name] = scale
         for mode, group in samples.items():
             for brainset, streams in Normalizer.fit(group, scale=mode).scales.items():
                 scales[brainset].update(streams)
         return Normalizer(dict(scales))
+
+    def _trace_scale(self, recording: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean (R,), std (R,)) of each trace column over the recording's training frames (all its
+        frames when the training split holds fewer than 2); None without traces. Label-free: the
+        inputs are scaled per recording, so a new session brings its own scale."""
+        f = self.files[recording]
+        if not f.has_traces:
+            return None
+        traces = f.traces()
+        values = traces.values[self.split_spans("train")[recording].contains(traces.timestamps)]
+        if len(values) < 2:
+            values = traces.values
+        std = values.std(axis=0)
+        return values.mean(axis=0), np.where(std > 0, std, 1.0).astype(np.float32)
 
     def excluded_spans(self, factor: float | None) -> list[Intervals]:
         """Per recording, the spans of extreme acceleration of any readout stream (B.1), with the
@@ -206,16 +229,19 @@ class RecordingSet:
             excluded = Intervals.empty()
             if factor is not None:
                 for stream in self.readout_streams(r).values():
+                    if stream.is_labels:
+                        continue
                     found = extreme_acceleration_spans(stream, factor=factor, reference=train)
                     excluded = excluded.union(found)
             spans.append(excluded)
         return spans
 
     def token_estimate(self, window: Window) -> int:
-        """Input tokens of ``window`` before augmentation: its spikes plus a START and an END per
-        unit (exact for a window inside one span of the recorded domain)."""
+        """Input tokens of ``window`` before augmentation: its spikes and trace values plus a START
+        and an END per unit (exact for a window inside one span of the recorded domain)."""
         f = self.file(window.recording)
-        return f.spike_count(window.start, window.end) + 2 * len(self.unit_rows[window.recording])
+        events = f.spike_count(window.start, window.end) + f.value_count(window.start, window.end)
+        return events + 2 * len(self.unit_rows[window.recording])
 
     def read(self, window: Window) -> Sample:
         """The window's recording (times relative to its start) with its vocabulary rows."""

@@ -173,6 +173,11 @@ def export_onnx(trained: TrainedModel, out_dir: str | Path, *, readout: str | No
     require_onnx()
     import onnx
 
+    if trained.model.value_emb is not None or trained.model.config.classes:
+        raise ConfigError(
+            "export: the ONNX graphs take spike tokens and continuous readouts; this model reads value "
+            "tokens (calcium traces, binned counts) or has classification readouts, which are not exported"
+        )
     model = with_parameters_in(copy.deepcopy(trained.model).cpu().eval(), torch.float32)
     names = model.readout_names
     if readout is None and len(names) != 1:

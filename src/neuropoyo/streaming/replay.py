@@ -56,6 +56,11 @@ def replay(
     (how far behind schedule chunks left)}."""
     if speed <= 0 or chunk_ms <= 0:
         raise ConfigError("replay: speed and chunk-ms must be > 0")
+    if recording.has_traces:
+        raise ConfigError(
+            f"replay: {recording.recording_id} holds traces (calcium imaging or binned counts); the wire "
+            "format carries spikes only, so replay and serve decode spike recordings"
+        )
     start = recording.start if start_s is None else float(start_s)
     end = recording.end if duration_s is None else min(recording.end, start + float(duration_s))
     if not recording.start <= start < end:

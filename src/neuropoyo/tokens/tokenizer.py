@@ -2,9 +2,11 @@
 
 A window is ``recording.slice(t, t + T)`` (times relative to its start). Its tokens are:
 
-* inputs: one token per spike (unit, time), plus a START and an END delimiter for every unit of the
-  recording at the edges of each span the window observed (its domain clipped to ``[0, T]``), so
-  silent units are seen and a gap in the data is never read as silence;
+* inputs: one token per spike (unit, time); one value token per frame and trace unit (unit, frame
+  time, value: a calcium dF/F sample or a binned count, the POYO+ tokenisation); plus a START and an
+  END delimiter for every unit of the recording at the edges of each span the window observed (its
+  domain clipped to ``[0, T]``), so silent units are seen and a gap in the data is never read as
+  silence;
 * queries: one per behavior sample inside the observed spans, for each configured readout stream,
   with its target and its row in the window's stream.
 
@@ -22,29 +24,47 @@ import numpy as np
 
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.data.recording import Recording, TimeSeries
-from neuropoyo.schema import END, SPIKE, START
+from neuropoyo.schema import END, SPIKE, START, VALUE
 
 
 def input_tokens(
     window: Recording, *, observed: Intervals, unit_index: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """The INPUT_KEYS arrays (M,): spikes inside ``observed``, then START tokens, then END tokens.
+    """The INPUT_KEYS arrays (M,): spikes inside ``observed``, then value tokens (frame-major),
+    then START tokens, then END tokens.
 
-    unit_index: (U,) global rows of the window's units. Delimiters: for each observed span k
-    (span-major) and each unit u, START at the span's start and END at its end: K * U of each.
+    unit_index: (U,) global rows of the window's units. Value tokens: every frame of the window's
+    traces inside ``observed`` times every trace unit, ``input_values`` holding the sample (0 for
+    the other tokens). Delimiters: for each observed span k (span-major) and each unit u, START at
+    the span's start and END at its end: K * U of each.
     """
-    spikes = window.spikes
+    spikes, traces = window.spikes, window.traces
     keep = observed.contains(spikes.times)
-    n_units, n_spans = unit_index.size, len(observed)
-    units = np.concatenate([unit_index[spikes.unit_index[keep]], np.tile(unit_index, 2 * n_spans)])
-    times = np.concatenate(
-        [spikes.times[keep], np.repeat(observed.start, n_units), np.repeat(observed.end, n_units)]
+    frames = np.flatnonzero(observed.contains(traces.timestamps))
+    n_units, n_spans, n_columns = unit_index.size, len(observed), traces.n_units
+    units = np.concatenate(
+        [
+            unit_index[spikes.unit_index[keep]],
+            np.tile(unit_index[traces.unit_index], frames.size),
+            np.tile(unit_index, 2 * n_spans),
+        ]
     )
-    counts = [int(keep.sum()), n_spans * n_units, n_spans * n_units]
+    times = np.concatenate(
+        [
+            spikes.times[keep],
+            np.repeat(traces.timestamps[frames], n_columns),
+            np.repeat(observed.start, n_units),
+            np.repeat(observed.end, n_units),
+        ]
+    )
+    counts = [int(keep.sum()), frames.size * n_columns, n_spans * n_units, n_spans * n_units]
+    values = np.zeros(units.size, dtype=np.float32)
+    values[counts[0] : counts[0] + counts[1]] = traces.values[frames].reshape(-1)
     return {
         "input_unit_index": units,
         "input_timestamps": times.astype(np.float32),
-        "input_token_type": np.repeat(np.array([SPIKE, START, END], dtype=np.int64), counts),
+        "input_token_type": np.repeat(np.array([SPIKE, VALUE, START, END], dtype=np.int64), counts),
+        "input_values": values,
         "input_mask": np.ones(units.size, dtype=bool),
     }
 

@@ -27,7 +27,7 @@ import torch
 
 from neuropoyo import seeding
 from neuropoyo.data.dataset import load_dataset
-from neuropoyo.data.directory import few_shot_spans, stream_dims
+from neuropoyo.data.directory import few_shot_spans, stream_classes, stream_dims
 from neuropoyo.data.normalize import Normalizer
 from neuropoyo.data.store import open_recording
 from neuropoyo.devices import checked_device
@@ -112,8 +112,9 @@ def _add_readouts(trained: TrainedModel, paths: Sequence[Path], readouts: Sequen
                 f"{list(model.readout_names)}; name the stream to decode with --readout STREAM"
             )
     added = [name for name in readouts if name not in model.config.readouts]
+    classes = stream_classes(list(paths), added)
     for name, dim in stream_dims(list(paths), added).items():
-        model.add_readout(name, dim)
+        model.add_readout(name, dim, classes.get(name))
         warnings.warn(
             f"finetune: the model had no readout for {name!r}; added a new {dim}-dim head, trained "
             "from scratch with the new embeddings",
@@ -211,6 +212,7 @@ def finetune(
     trained = model if isinstance(model, TrainedModel) else load_model(model)
     dataset = load_dataset(data)
     paths = list(dataset.paths)
+    _check_value_inputs(trained, paths)
     old_heads = set(trained.model.readout_names)
     streams = _add_readouts(trained, paths, readouts)
     unit_mask, session_mask = _grow(trained, paths)
@@ -251,6 +253,23 @@ def finetune(
         device=device, progress=progress, param_groups=groups, before_step=freezer,
         after_step=after_step,
     )
+
+
+def _check_value_inputs(trained: TrainedModel, paths: list[Path]) -> None:
+    """ConfigError naming the fix when a recording holds traces the model cannot read."""
+    if trained.model.value_emb is not None:
+        return
+    with_traces = []
+    for path in paths:
+        with open_recording(path) as file:
+            if file.has_traces:
+                with_traces.append(path.name)
+    if with_traces:
+        raise ConfigError(
+            f"finetune: {', '.join(with_traces)} hold traces (calcium imaging or binned counts) but the model "
+            "was trained on spikes only and has no value inputs; pretrain with model.value_inputs: true or "
+            "with at least one recording that holds traces"
+        )
 
 
 def _learning_rates(groups: list[dict], fast_ids: set[int], config: FinetuneConfig) -> list[dict]:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from neuropoyo import __version__, distributed, seeding
 from neuropoyo.data.dataset import RUN_INFO, Dataset, load_dataset, run_dataset
+from neuropoyo.data.directory import stream_classes
 from neuropoyo.data.intervals import Intervals
 from neuropoyo.devices import checked_device
 from neuropoyo.distributed import Ranks
@@ -60,7 +61,7 @@ from neuropoyo.trained import TrainedModel, load_model, save_model
 from neuropoyo.training.checkpoint import load_trainer_state, save_checkpoint
 from neuropoyo.training.config import RunConfig, TrainConfig, read_run_info
 from neuropoyo.training.lamb import Lamb
-from neuropoyo.training.loss import weighted_squared_errors
+from neuropoyo.training.loss import weighted_errors
 from neuropoyo.training.schedule import lr_factor
 from neuropoyo.training.watch import NoValidationWarning, Watch, validate
 
@@ -194,10 +195,21 @@ def _setup(config: RunConfig, dataset: Dataset, run_dir: Path, resume: bool, dev
     recordings = RecordingSet(
         dataset, readouts=config.model.readouts, normalize=config.loss.normalize, train_spans=train_spans
     )
+    classes = {**stream_classes([f.path for f in recordings.files], list(recordings.readouts)), **config.model.classes}
+    unknown = sorted(set(config.loss.task_weights) - set(config.model.readouts))
+    if unknown:
+        raise ConfigError(
+            f"loss.task_weights names {unknown}, which are not readouts of the model ({list(config.model.readouts)})"
+        )
     model_config = dataclasses.replace(
         config.model,
         num_units=len(recordings.unit_vocab),
         num_sessions=len(recordings.session_vocab),
+        # traces in any recording (calcium imaging, binned counts) need the value projection
+        value_inputs=config.model.value_inputs or any(f.has_traces for f in recordings.files),
+        classes=classes,
+        # several tasks, one a classification: each readout's queries get their own embedding (POYO+)
+        task_embedding=config.model.task_embedding or (bool(classes) and len(config.model.readouts) > 1),
     )
     trained = TrainedModel(
         model=POYO(model_config).to(device),
@@ -479,12 +491,13 @@ def _validation_row(
     return {"valid_r2": valid.r2, "valid_spread": valid.spread, "event": event}
 
 
-def _backward(network, model, windows, batch, readout_dims, tc: TrainConfig, device, ranks: Ranks):
-    """Forward and backward of one batch: (the whole batch's loss, clipped gradient norm, token counts)."""
+def _backward(network, model, windows, batch, objective: dict, tc: TrainConfig, device, ranks: Ranks):
+    """Forward and backward of one batch: (the whole batch's loss, clipped gradient norm, token counts).
+    objective: the keyword arguments of :func:`weighted_errors` (readout dims and kinds, task weights)."""
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     with _autocast(device, tc.amp):
         predictions = network(**{k: batch[k] for k in MODEL_KEYS})
-    errors, weight = weighted_squared_errors(predictions, batch, readout_dims)
+    errors, weight = weighted_errors(predictions, batch, **objective)
     if windows[0].stand_in:
         errors, weight = errors * 0.0, weight * 0.0
     tokens = _token_counts(batch["input_mask"], ranks)
@@ -508,14 +521,26 @@ def _whole_batches(loader, count: int):
         yield item
 
 
+def _has_valid_samples(recordings: RecordingSet) -> bool:
+    """Whether some recording's valid split holds a sample of a stream it decodes."""
+    return any(
+        spans.merged().contains(stream.timestamps).any()
+        for r, spans in enumerate(recordings.split_spans("valid"))
+        if spans.total_duration() > 0
+        for stream in recordings.readout_streams(r).values()
+    )
+
+
 def _validation_period(tc: TrainConfig, recordings: RecordingSet, ranks: Ranks) -> int:
-    """Steps between validations: ``validate_every``, or 0 (with a warning) when there is no valid split."""
-    if tc.validate_every and not any(s.total_duration() > 0 for s in recordings.split_spans("valid")):
+    """Steps between validations: ``validate_every``, or 0 (with a warning) when no valid split holds
+    a sample of the decoded streams."""
+    if tc.validate_every and not _has_valid_samples(recordings):
         if ranks.is_main:
             warnings.warn(
-                "training: the recordings have no valid split, so no validation R2 is logged and no "
-                "best model is kept (RUN/model is the last); assign splits (neuropoyo.data.splits) or "
-                "set training.validate_every: 0",
+                "training: no valid split holds a sample of the decoded streams, so no validation R2 "
+                "is logged and no best model is kept (RUN/model is the last); assign splits where the "
+                "behavior exists (re-import with `neuropoyo prepare`, or neuropoyo.data.splits."
+                "assign_splits) or set training.validate_every: 0",
                 NoValidationWarning,
                 stacklevel=4,
             )
@@ -634,7 +659,11 @@ def fit(
         network = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False
         )
-    readout_dims = dict(model.config.readouts)
+    objective = dict(
+        readout_dims=dict(model.config.readouts),
+        classification=set(model.config.classes),
+        task_weights=config.loss.task_weights,
+    )
     validate_every = _validation_period(tc, recordings, ranks)
     log = _Log(run_dir, step, enabled=ranks.is_main)
     bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not (progress and ranks.is_main))
@@ -647,7 +676,7 @@ def fit(
             if before_step is not None:
                 before_step(step)
             optimizer.zero_grad(set_to_none=True)
-            loss, grad_norm, tokens = _backward(network, model, windows, batch, readout_dims, tc, device, ranks)
+            loss, grad_norm, tokens = _backward(network, model, windows, batch, objective, tc, device, ranks)
             lr = optimizer.param_groups[0]["lr"]
             finite = bool(torch.isfinite(torch.stack([loss.float(), grad_norm.float()])).all())
             with held_signals():  # `step` counts exactly the optimizer steps applied, whenever Ctrl-C comes

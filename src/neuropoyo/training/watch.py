@@ -27,6 +27,7 @@ from neuropoyo import distributed
 from neuropoyo.distributed import SINGLE, Ranks
 from neuropoyo.evaluation.evaluate import predict
 from neuropoyo.evaluation.metrics import r2_score
+from neuropoyo.evaluation.report import label_metrics
 from neuropoyo.pipeline import RecordingSet
 from neuropoyo.trained import TrainedModel, load_model, publish_model
 
@@ -48,7 +49,9 @@ class NoValidationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Validation:
-    """One validation score. r2: mean over (recording, stream) of the R2 on the valid split.
+    """One validation score. r2: mean over (recording, stream) of the R2 on the valid split; a
+    label stream (classification) scores its chance-corrected balanced accuracy
+    (balanced - chance) / (1 - chance) instead, on the same scale (0: chance, 1: perfect).
     spread: the smallest ratio, over streams and dimensions, of the predictions' standard deviation
     across samples to the targets'; flattest: its "recording/stream"."""
 
@@ -72,6 +75,8 @@ def validate(
         return None
     spreads = {}
     for r in results:
+        if r.is_labels:
+            continue
         true_std = r.true.std(axis=0)
         varied = true_std > 0
         if varied.any():
@@ -79,10 +84,19 @@ def validate(
     flattest = min(spreads, key=spreads.get) if spreads else ""
     return Validation(
         step=step,
-        r2=float(np.mean([r2_score(r.true, r.predicted) for r in results])),
+        r2=float(np.mean([_score(r) for r in results])),
         spread=spreads.get(flattest, math.inf),
         flattest=flattest,
     )
+
+
+def _score(result) -> float:
+    """R2 of a continuous stream; chance-corrected balanced accuracy of a label stream."""
+    if not result.is_labels:
+        return r2_score(result.true, result.predicted)
+    metrics = label_metrics(result)
+    chance = metrics["chance"]
+    return (metrics["balanced_accuracy"] - chance) / (1.0 - chance)
 
 
 @dataclass

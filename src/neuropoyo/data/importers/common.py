@@ -8,16 +8,17 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 
 from neuropoyo.data.directory import recording_path, write_dataset
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.recording import Recording, TimeSeries, Units
+from neuropoyo.data.recording import Recording, TimeSeries, Traces, Units
 from neuropoyo.errors import DataError
 
 AREA_COLUMNS = ("brain_area", "location")
+Sampled = TypeVar("Sampled", TimeSeries, Traces)  # rows of values on timestamps
 
 
 class DroppedDataWarning(UserWarning):
@@ -25,8 +26,9 @@ class DroppedDataWarning(UserWarning):
 
 
 class RepairedDataWarning(UserWarning):
-    """An imported file needed repairs (times out of order sorted; NaN times, NaN behavior rows,
-    repeated behavior timestamps or empty trials dropped); a strict import refuses such files."""
+    """An imported file needed repairs (times out of order sorted; NaN times, NaN behavior rows or
+    trace frames, repeated behavior or frame timestamps or empty trials dropped); a strict import
+    refuses such files."""
 
 
 @dataclass
@@ -147,34 +149,35 @@ def _overlapping(spans: Intervals, domain: Intervals) -> np.ndarray:
 
 
 def _recorded_samples(
-    name: str, stream: TimeSeries, domain: Intervals, dropped: list[str], repairs: Repairs
-):
-    """``stream`` without samples outside ``domain`` (counts go to ``dropped``), and, as repairs,
-    without samples holding NaN or repeating the timestamp of the sample kept before them
-    (time-sorted input: the first of each timestamp stays)."""
+    name: str, what: str, stream: Sampled, domain: Intervals, dropped: list[str], repairs: Repairs
+) -> Sampled:
+    """``stream`` (a behavior TimeSeries or Traces, named ``name``; its rows are ``what``:
+    "sample", "frame") without rows outside ``domain`` (counts go to ``dropped``), and, as repairs,
+    without rows holding NaN or repeating the timestamp of the row kept before them (time-sorted
+    input: the first of each timestamp stays)."""
     keep = domain.contains(stream.timestamps)
     if not keep.all():
-        dropped.append(f"{int((~keep).sum())} {name} sample(s) outside the domain")
+        dropped.append(f"{int((~keep).sum())} {name} {what}(s) outside the domain")
     if stream.values.dtype.kind == "f":
         nan = keep & np.isnan(stream.values).any(axis=1)
         repairs.need(
-            int(nan.sum()), f"{name} sample(s) holding NaN", "dropped",
+            int(nan.sum()), f"{name} {what}(s) holding NaN", "dropped",
             f"drop the NaN rows of {name} (and mark their span as a gap of the recorded domain)",
         )
         keep &= ~nan
     kept = np.flatnonzero(keep)
     repeated = kept[1:][np.diff(stream.timestamps[kept]) == 0]
     repairs.need(
-        repeated.size, f"{name} sample(s) repeating a timestamp", "dropped, kept the first",
-        f"keep one {name} sample per timestamp",
+        repeated.size, f"{name} {what}(s) repeating a timestamp", "dropped, kept the first",
+        f"keep one {name} {what} per timestamp",
     )
     keep[repeated] = False
     return stream.select(keep)
 
 
 def keep_recorded(recording: Recording, path: Path | str, repairs: Repairs) -> Recording:
-    """``recording`` without spikes, samples and trials outside its domain, warning with counts,
-    and without NaN or repeated-timestamp behavior samples (``repairs``).
+    """``recording`` without spikes, samples, frames and trials outside its domain, warning with
+    counts, and without NaN or repeated-timestamp behavior samples and trace frames (``repairs``).
 
     Called by an importer's read function, so the warning points at that function's caller.
     """
@@ -183,9 +186,10 @@ def keep_recorded(recording: Recording, path: Path | str, repairs: Repairs) -> R
     if not inside.all():
         dropped.append(f"{int((~inside).sum())} spike(s) outside the domain")
     behavior = {
-        name: _recorded_samples(name, stream, domain, dropped, repairs)
+        name: _recorded_samples(name, "sample", stream, domain, dropped, repairs)
         for name, stream in recording.behavior.items()
     }
+    traces = _recorded_samples("traces", "frame", recording.traces, domain, dropped, repairs)
     overlapping = _overlapping(recording.trials, domain)
     if not overlapping.all():
         dropped.append(f"{int((~overlapping).sum())} trial(s) outside the domain")
@@ -194,6 +198,7 @@ def keep_recorded(recording: Recording, path: Path | str, repairs: Repairs) -> R
     return dataclasses.replace(
         recording,
         spikes=recording.spikes.select(inside),
+        traces=traces,
         behavior=behavior,
         trials=recording.trials.select(overlapping),
     )

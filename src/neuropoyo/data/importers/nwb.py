@@ -2,22 +2,35 @@
 
 What is read, and the rules applied:
 
-- **Units** (``nwbfile.units``, required): ``spike_times`` become time-sorted spikes. Unit ids come
+- **Units** (``nwbfile.units``): ``spike_times`` become time-sorted spikes. Unit ids come
   from the ``unit_name`` column when present, else from the table's ids (as strings). Every other
   column holding one number or string per unit (``brain_area``, ``electrode_channel``, ...) becomes
   a unit column.
+- **Traces** (two-photon imaging; ``traces="auto"``): the RoiResponseSeries of
+  ``processing/ophys/DfOverF`` (kind ``"dff"``), else of ``processing/ophys/Fluorescence``
+  (``"fluorescence"``); ``traces=<location>`` names the series (or its container) anywhere,
+  ``traces=None`` reads none. Values are ``data * conversion + offset`` on explicit timestamps or
+  ``starting_time + i / rate``. Each ROI is a unit, after the spiking units in the table: ids from
+  the plane segmentation's ``roi_name`` column (else ``roi_<id>``), its other scalar columns
+  (masks skipped) and the imaging plane's ``location``. A file needs units, traces or both; a
+  column only one of the two tables has is blank ("" or NaN) for the other's rows.
 - **Domain** (the spans holding data), from the first source that exists (``domain="auto"``):
   the union of all units' ``obs_intervals``; the ``epochs`` table; the contiguous runs of the
-  behavior timestamps (a run breaks where a step exceeds 1.5 median steps and spans half a step
-  either side of its first and last sample); the trials. ``domain=<source>`` forces one source.
-- **Outside the domain** is a gap, not silence: spikes and behavior samples there, and trials that
-  do not overlap it, are dropped, and one :class:`DroppedDataWarning` per file counts them.
+  trace frames, then of the behavior timestamps (a run breaks where a step exceeds 1.5 median steps
+  and spans half a step either side of its first and last sample); the trials.
+  ``domain=<source>`` forces one source.
+- **Outside the domain** is a gap, not silence: spikes, frames and behavior samples there, and
+  trials that do not overlap it, are dropped, and one :class:`DroppedDataWarning` per file counts
+  them.
 - **Repairs** (one :class:`RepairedDataWarning` per file counts them; ``strict=True`` makes each a
-  :class:`DataError` instead): a unit's spike times out of order, or behavior timestamps out of
-  order, are sorted; NaN/inf spike or sample times, behavior samples holding NaN, samples repeating
-  a timestamp (the first of each time is kept) and trials of zero length are dropped.
+  :class:`DataError` instead): a unit's spike times out of order, or frame or behavior timestamps
+  out of order, are sorted; NaN/inf spike, frame or sample times, frames and behavior samples
+  holding NaN, frames and samples repeating a timestamp (the first of each time is kept) and trials
+  of zero length are dropped.
 - **Behavior**: series named by ``behavior`` inside ``behavior_location`` (default
-  ``processing/behavior``; e.g. ``acquisition/CompassDirection``). A location that names one series
+  ``processing/behavior``; e.g. ``acquisition/CompassDirection``); by default ``hand_vel`` when the
+  location holds it, else every series there (``position`` and ``velocity`` of a place-cell
+  file). A location that names one series
   (``acquisition/CompassDirection/ry``) loads just that series under its own name. Values are
   ``data * conversion + offset`` and timestamps are explicit or ``starting_time + i / rate``.
   The unit is the series' ``unit``, except that a metric prefix equal to ``conversion`` is taken to
@@ -31,13 +44,18 @@ What is read, and the rules applied:
   ``start_time`` / ``stop_time`` naming the trial bounds. By default a ``reach`` interval runs from
   ``move_onset_time`` to the trial's stop, when the trials have that column; rows with a missing
   (NaN) or non-positive span are left out.
+- **Epochs** (optional ``epochs`` table): each epoch joins the named interval of its
+  ``epoch_type`` value and of each of its tags, so ``intervals["run"]`` holds the running epochs
+  of a place-cell session (``--eval-intervals run`` scores them). A name given by both the epochs
+  and the trials' sub-intervals is an error.
 - **Metadata**: recording id = file stem, brainset = the stem's first ``_``-separated word (e.g.
   ``dyer2017``), task = ``session_description`` when that is a short name (up to 32 letters,
   digits, ``_`` or ``-``), else ``"unknown"`` with a warning (a sentence would become the task of
   every table), unless given; brain areas are the distinct ``brain_area`` (else ``location``)
   values of the units.
 - **Splits** are assigned with :func:`neuropoyo.data.splits.assign_splits` (held-out trials,
-  stratified by ``target_dir`` when present; contiguous blocks without trials).
+  stratified by ``target_dir`` when present; contiguous blocks without trials), where the behavior
+  exists: a session whose position is tracked only while running is split over its running time.
 """
 
 from __future__ import annotations
@@ -66,7 +84,8 @@ from neuropoyo.data.importers.common import (
     time_sorted,
 )
 from neuropoyo.data.intervals import Intervals
-from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Units
+from neuropoyo.data.labels import trial_label_stream
+from neuropoyo.data.recording import Recording, RecordingInfo, Spikes, TimeSeries, Traces, Units
 from neuropoyo.data.splits import assign_splits
 from neuropoyo.data.validate import validate_recording
 from neuropoyo.errors import DataError, MissingKeyError
@@ -74,11 +93,16 @@ from neuropoyo.errors import DataError, MissingKeyError
 __all__ = ["DOMAIN_SOURCES", "DroppedDataWarning", "RepairedDataWarning", "prepare_nwb", "read_nwb"]
 
 DEFAULT_LOCATION = "processing/behavior"
+DEFAULT_BEHAVIOR = "hand_vel"  # loaded alone when the location holds it (behavior=None)
 DEFAULT_SUB_INTERVALS = MappingProxyType({"reach": ("move_onset_time", "stop_time")})
-DOMAIN_SOURCES = ("obs_intervals", "epochs", "behavior", "trials")
+DOMAIN_SOURCES = ("obs_intervals", "epochs", "frames", "behavior", "trials")
 _FILE_GROUPS = ("processing", "acquisition", "analysis", "stimulus")
 _UNIT_ID_COLUMN = "unit_name"
 _UNIT_SKIP = ("spike_times", "obs_intervals", _UNIT_ID_COLUMN)
+_OPHYS = "processing/ophys"
+_TRACE_CONTAINERS = ("DfOverF", "Fluorescence")  # where traces="auto" looks, in this order
+_ROI_ID_COLUMN = "roi_name"
+_ROI_SKIP = (_ROI_ID_COLUMN, "pixel_mask", "image_mask", "voxel_mask")  # masks are never read
 _PREFIXES = {"k": 1e3, "c": 1e-2, "m": 1e-3, "u": 1e-6, "µ": 1e-6}
 _PREFIXED_BASES = ("m", "g", "V")
 _RUN_BREAK = 1.5  # a step longer than this many median steps ends a run of behavior samples
@@ -150,15 +174,6 @@ def _scalar_columns(table, skip: Sequence[str]) -> dict[str, np.ndarray]:
     return columns
 
 
-def _units_table(nwbfile, path: Path):
-    if nwbfile.units is None:
-        raise MissingKeyError(
-            f"{path}: no units table (nwbfile.units); neuropoyo needs spike times per unit: "
-            "add a Units table with a spike_times column"
-        )
-    return nwbfile.units
-
-
 def _units(table) -> Units:
     """The unit table: ids from ``unit_name`` (else the table ids) plus scalar columns."""
     if _UNIT_ID_COLUMN in table.colnames:
@@ -224,8 +239,16 @@ def _names(node) -> str:
     return ", ".join(sorted(_children(node))) or "nothing"
 
 
-def _resolve(nwbfile, location: str, path: Path):
-    """The object at ``location`` (e.g. ``acquisition/CompassDirection``) of an open file."""
+def _resolve(
+    nwbfile,
+    location: str,
+    path: Path,
+    what: str = "behavior location",
+    fix: str = "--behavior-location PATH naming the group that holds the behavior series (e.g. "
+    "acquisition/CompassDirection)",
+):
+    """The object at ``location`` (e.g. ``acquisition/CompassDirection``) of an open file; the
+    error names the ``what`` and the option that ``fix``es it."""
     node, walked = nwbfile, []
     for part in location.strip("/").split("/"):
         children = _children(node)
@@ -235,9 +258,7 @@ def _resolve(nwbfile, location: str, path: Path):
             if where != "acquisition":
                 seen += f"; acquisition holds: {_names(nwbfile.acquisition)}"
             raise MissingKeyError(
-                f"{path}: no {'/'.join(walked + [part])} (behavior location {location!r}); {seen}; "
-                "pass --behavior-location PATH naming the group that holds the behavior series "
-                "(e.g. acquisition/CompassDirection)"
+                f"{path}: no {'/'.join(walked + [part])} ({what} {location!r}); {seen}; pass {fix}"
             )
         node, walked = children[part], walked + [part]
     return node
@@ -295,17 +316,32 @@ def _converted(series, repairs: Repairs) -> TimeSeries:
     return TimeSeries(timestamps, values, _si_unit(series.unit, series.conversion))
 
 
-def _behavior(
-    nwbfile, names: Sequence[str], location: str, path: Path, repairs: Repairs
-) -> dict[str, TimeSeries]:
-    """stream name -> behavior series read from ``location``."""
+def _default_names(group, location: str, path: Path) -> tuple[str, ...]:
+    """The series ``behavior=None`` loads: hand_vel when ``group`` holds it, else every series in it."""
     from pynwb import TimeSeries as NWBTimeSeries
 
-    if not names and location == DEFAULT_LOCATION:
+    series = sorted(name for name, child in _children(group).items() if isinstance(child, NWBTimeSeries))
+    if not series:
+        raise MissingKeyError(
+            f"{path}: no behavior series in {location}; it holds: {_names(group)}; pass "
+            f"--behavior-location PATH naming the group that holds the series (e.g. {location}/Position)"
+        )
+    return (DEFAULT_BEHAVIOR,) if DEFAULT_BEHAVIOR in series else tuple(series)
+
+
+def _behavior(
+    nwbfile, names: Sequence[str] | None, location: str, path: Path, repairs: Repairs
+) -> dict[str, TimeSeries]:
+    """stream name -> behavior series read from ``location`` (names None: :func:`_default_names`)."""
+    from pynwb import TimeSeries as NWBTimeSeries
+
+    if names is not None and not names and location == DEFAULT_LOCATION:
         return {}
     node = _resolve(nwbfile, location, path)
     if isinstance(node, NWBTimeSeries):
         return {node.name: _converted(node, repairs)}
+    if names is None:
+        names = _default_names(node, location, path)
     return {
         name: _converted(_series_named(node, name, location, path), repairs) for name in names
     }
@@ -325,6 +361,122 @@ def _circular(streams: dict[str, TimeSeries], names: Sequence[str], path: Path) 
     }
 
 
+# ------------------------------------------------------------------------------------ traces
+
+
+def _roi_series(nwbfile, traces: str | None, path: Path):
+    """The RoiResponseSeries ``traces`` names, or None. ``"auto"``: the one series of
+    processing/ophys/DfOverF, else of processing/ophys/Fluorescence (None when neither exists); a
+    location: the series there, or the one series of the container there; None: none."""
+    from pynwb.ophys import RoiResponseSeries
+
+    if traces is None:
+        return None
+    if traces == "auto":
+        ophys = _children(nwbfile.processing).get("ophys")
+        found = [name for name in _TRACE_CONTAINERS if ophys is not None and name in _children(ophys)]
+        if not found:
+            return None
+        location = f"{_OPHYS}/{found[0]}"
+        node = _children(ophys)[found[0]]
+    else:
+        location = traces
+        node = _resolve(
+            nwbfile, location, path, "traces location",
+            "--traces PATH (traces=) naming the ROI response series (e.g. processing/ophys/DfOverF/dff)",
+        )
+    if isinstance(node, RoiResponseSeries):
+        return node
+    series = [child for child in _children(node).values() if isinstance(child, RoiResponseSeries)]
+    if len(series) != 1:
+        raise MissingKeyError(
+            f"{path}: {location} holds {len(series)} ROI response series (it holds: {_names(node)}); "
+            f"pass --traces {location}/NAME (traces=) naming one"
+        )
+    return series[0]
+
+
+def _roi_units(series) -> Units:
+    """One unit per column of ``series``: ids from the plane segmentation's ``roi_name`` (else
+    ``roi_<id>``), its scalar columns and ``location``, the imaging plane's (unless a column)."""
+    table = series.rois.table
+    rows = np.asarray(series.rois.data[:], dtype=np.int64)
+    if _ROI_ID_COLUMN in table.colnames:
+        ids = _column_values(table, _ROI_ID_COLUMN).astype(str)
+    else:
+        ids = np.array([f"roi_{i}" for i in table.id.data[:]])
+    columns = _scalar_columns(table, _ROI_SKIP)
+    plane = getattr(table, "imaging_plane", None)
+    if "location" not in columns and plane is not None and plane.location:
+        columns["location"] = np.full(ids.size, str(plane.location))
+    return Units(ids[rows], {name: column[rows] for name, column in columns.items()})
+
+
+def _traces(series, first_row: int, repairs: Repairs) -> Traces:
+    """The frames of ``series``, values ``data * conversion + offset``, its columns pointing at
+    unit rows ``first_row, first_row + 1, ...``; NaN/inf or unsorted frame times are repairs."""
+    from pynwb.ophys import DfOverF
+
+    values = np.asarray(series.data[:], dtype=np.float64)
+    values = values[:, None] if values.ndim == 1 else values
+    values = values * series.conversion + float(getattr(series, "offset", 0.0) or 0.0)
+    timestamps = _timestamps(series, len(values))
+    n_rois = len(series.rois.data)
+    if values.shape != (timestamps.size, n_rois):
+        raise DataError(
+            f"{repairs.path}: ROI series {series.name} has data of shape {values.shape} for "
+            f"{timestamps.size} frame times and {n_rois} ROIs (rois); give it (frames, ROIs) = "
+            f"({timestamps.size}, {n_rois}) data"
+        )
+    timestamps, values = time_sorted(timestamps, (values,), "frame", repairs)
+    kind = "dff" if isinstance(series.parent, DfOverF) else "fluorescence"
+    return Traces(timestamps, values, first_row + np.arange(n_rois), kind)
+
+
+def _blank(column: np.ndarray):
+    """What a row missing from ``column`` holds: "" (text) or NaN (numbers); None: no blank."""
+    return "" if column.dtype.kind == "U" else np.nan if column.dtype.kind in "iuf" else None
+
+
+def _joined(units: Units, rois: Units) -> Units:
+    """The spiking units followed by the ROIs. A column only one of them has is blank for the
+    other's rows; a column of bools, or of text in one table and numbers in the other, is left out."""
+    columns = {}
+    for name in dict.fromkeys([*units.columns, *rois.columns]):
+        parts = [table.columns.get(name) for table in (units, rois)]
+        blanks = [_blank(part) for part in parts if part is not None]
+        if None in blanks or len({type(blank) for blank in blanks}) > 1:
+            continue
+        columns[name] = np.concatenate(
+            [np.full(len(t), blanks[0]) if p is None else p for p, t in zip(parts, (units, rois))]
+        )
+    return Units(np.concatenate([units.ids, rois.ids]), columns)
+
+
+def _neural_sources(nwbfile, traces: str | None, path: Path) -> tuple:
+    """The units table and the RoiResponseSeries ``traces`` names (either may be None, not both)."""
+    table, series = nwbfile.units, _roi_series(nwbfile, traces, path)
+    if table is None and series is None:
+        looked = f" and no ROI traces ({_OPHYS}/DfOverF or Fluorescence)" if traces == "auto" else ""
+        raise MissingKeyError(
+            f"{path}: no units table (nwbfile.units){looked}; neuropoyo needs spike times per unit "
+            "or calcium traces per ROI: add a Units table with a spike_times column, or pass "
+            "--traces PATH (traces=) naming a RoiResponseSeries"
+        )
+    return table, series
+
+
+def _neural(table, series, path: Path, repairs: Repairs) -> tuple[Units, Spikes, Traces]:
+    """The unit table (spiking units, then ROIs), the spikes and the ROI traces of the file."""
+    if series is None:
+        return _units(table), _spikes(table, path, repairs), Traces.empty()
+    rois = _roi_units(series)
+    if table is None:
+        return rois, Spikes.empty(), _traces(series, 0, repairs)
+    units = _units(table)
+    return _joined(units, rois), _spikes(table, path, repairs), _traces(series, len(units), repairs)
+
+
 # ------------------------------------------------------------------------------------ domain
 
 
@@ -341,11 +493,11 @@ def _behavior_runs(timestamps: np.ndarray) -> Intervals:
     return Intervals(timestamps[first] - step / 2, timestamps[last] + step / 2)
 
 
-def _domain_from(source: str, nwbfile, behavior, trials) -> Intervals | None:
-    """Recorded spans from one source, or None when the file lacks it."""
+def _domain_from(source: str, nwbfile, behavior, frames, trials) -> Intervals | None:
+    """Recorded spans from one source, or None when the file lacks it (frames: (F,) sorted)."""
     if source == "obs_intervals":
         units = nwbfile.units
-        if "obs_intervals" not in units.colnames:
+        if units is None or "obs_intervals" not in units.colnames:
             return None
         spans = np.asarray(_ragged(units, "obs_intervals")[0], dtype=np.float64).reshape(-1, 2)
         return Intervals(spans[:, 0], spans[:, 1]).merged()
@@ -354,6 +506,8 @@ def _domain_from(source: str, nwbfile, behavior, trials) -> Intervals | None:
         if epochs is None or len(epochs) == 0:
             return None
         return Intervals(epochs["start_time"].data[:], epochs["stop_time"].data[:]).merged()
+    if source == "frames":
+        return _behavior_runs(frames) if frames.size else None
     if source == "behavior":
         return _union(_behavior_runs(s.timestamps) for s in behavior.values())
     return trials.merged() if len(trials) else None
@@ -370,19 +524,19 @@ def _union(spans: Iterable[Intervals]) -> Intervals | None:
     return merged
 
 
-def _domain(source: str, nwbfile, behavior, trials, path: Path) -> Intervals:
+def _domain(source: str, nwbfile, behavior, frames, trials, path: Path) -> Intervals:
     """The recorded spans from ``source`` ("auto": the first of DOMAIN_SOURCES the file has)."""
     if source != "auto" and source not in DOMAIN_SOURCES:
         raise DataError(
             f"{path}: unknown domain source {source!r}; use 'auto' or one of {list(DOMAIN_SOURCES)}"
         )
     for candidate in DOMAIN_SOURCES if source == "auto" else (source,):
-        domain = _domain_from(candidate, nwbfile, behavior, trials)
+        domain = _domain_from(candidate, nwbfile, behavior, frames, trials)
         if domain is not None:
             return domain
     raise MissingKeyError(
         f"{path}: cannot tell which spans hold data: no "
-        f"{'units obs_intervals, epochs, behavior or trials' if source == 'auto' else source}; "
+        f"{'units obs_intervals, epochs, frames, behavior or trials' if source == 'auto' else source}; "
         f"add obs_intervals to the units table or pass domain= one of {list(DOMAIN_SOURCES)}"
     )
 
@@ -428,6 +582,44 @@ def _sub_intervals(
     return built
 
 
+def _epoch_intervals(nwbfile) -> dict[str, Intervals]:
+    """name -> sorted spans of the epochs so named: each epoch of the ``epochs`` table belongs to
+    the interval named by its ``epoch_type`` (when the table has that column) and to one per tag
+    (e.g. ``run``, ``rest``). Epochs without a finite, positive span are left out."""
+    epochs = nwbfile.epochs
+    if epochs is None or len(epochs) == 0:
+        return {}
+    start = np.asarray(epochs["start_time"].data[:], dtype=np.float64)
+    stop = np.asarray(epochs["stop_time"].data[:], dtype=np.float64)
+    names = [set() for _ in range(start.size)]
+    if "epoch_type" in epochs.colnames:
+        for row, value in enumerate(epochs["epoch_type"].data[:]):
+            names[row].add(value.decode() if isinstance(value, bytes) else str(value))
+    if "tags" in epochs.colnames:
+        tags, rows = _ragged(epochs, "tags")
+        for tag, row in zip(tags, rows):
+            names[row].add(tag.decode() if isinstance(tag, bytes) else str(tag))
+    usable = np.isfinite(start) & np.isfinite(stop) & (stop > start)
+    built = {}
+    for name in sorted(set().union(*names) - {""}):
+        rows = np.flatnonzero(usable & np.array([name in row for row in names]))
+        order = rows[np.argsort(start[rows], kind="stable")]
+        built[name] = Intervals(start[order], stop[order])
+    return built
+
+
+def _with_epochs(intervals: dict[str, Intervals], epochs: dict[str, Intervals], path: Path) -> dict:
+    """The sub-intervals of the trials and the epoch intervals in one mapping; a name in both is
+    an error."""
+    both = sorted(set(intervals) & set(epochs))
+    if both:
+        raise DataError(
+            f"{path}: interval {both[0]!r} comes from the trials (sub_intervals) and from the epochs "
+            "table; name the sub-interval otherwise with sub_intervals="
+        )
+    return {**intervals, **epochs}
+
+
 # ----------------------------------------------------------------------------------- metadata
 
 
@@ -471,11 +663,13 @@ def _info(nwbfile, path: Path, units: Units, recording_id, brainset, task) -> Re
 def read_nwb(
     path: str | Path,
     *,
-    behavior: str | Sequence[str] = ("hand_vel",),
+    behavior: str | Sequence[str] | None = None,
     behavior_location: str | None = None,
     circular: Sequence[str] = (),
+    traces: str | None = "auto",
     domain: str = "auto",
     sub_intervals: Mapping[str, tuple[str, str]] | None = None,
+    labels: Mapping[str, str | Sequence[str]] | None = None,
     recording_id: str | None = None,
     brainset: str | None = None,
     task: str | None = None,
@@ -484,38 +678,76 @@ def read_nwb(
 ) -> Recording:
     """One NWB file as a Recording with splits assigned (rules in the module docstring).
 
-    behavior: series name(s) to load (``()`` for none). behavior_location: where they live
+    behavior: series name(s) to load (``()`` for none; None: ``hand_vel`` when the location holds
+    it, else every series there). behavior_location: where they live
     (default ``processing/behavior``), or the path of one series. circular: loaded series that
-    hold angles, stored as ``(cos, sin)``. domain: ``"auto"`` or one of
+    hold angles, stored as ``(cos, sin)``. traces: ``"auto"`` (the ROI traces of
+    processing/ophys/DfOverF, else Fluorescence, when present), the location of a RoiResponseSeries
+    (e.g. ``processing/ophys/DfOverF/dff``), or None. domain: ``"auto"`` or one of
     :data:`DOMAIN_SOURCES`. sub_intervals: name -> (start column, end column) of the trials
     (default: ``reach`` from ``move_onset_time`` to ``stop_time`` when that column exists).
+    labels: label stream name -> trial column holding each trial's class (a classification task,
+    e.g. ``{"direction": "direction"}``), or (column, start column, stop column) to label only
+    that part of each trial (e.g. ``("direction", "stimulus_onset_time", "stimulus_offset_time")``);
+    see :func:`~neuropoyo.data.labels.trial_label_stream`. The splits are then stratified by the
+    first label's column.
     strict: refuse a file that needs a repair (DataError) instead of repairing it with a warning.
     """
     path = existing_file(path, "NWB")
     repairs = Repairs(path, strict)
-    names = (behavior,) if isinstance(behavior, str) else tuple(behavior)
+    names = (behavior,) if isinstance(behavior, str) else None if behavior is None else tuple(behavior)
     with _open(path) as nwbfile:
-        table = _units_table(nwbfile, path)
-        units = _units(table)
+        table, series = _neural_sources(nwbfile, traces, path)
         location = behavior_location or DEFAULT_LOCATION
         streams = _circular(_behavior(nwbfile, names, location, path, repairs), circular, path)
         trials = _trials(nwbfile, path, repairs)
+        units, spikes, frames = _neural(table, series, path, repairs)
+        epochs = _epoch_intervals(nwbfile)
         recording = Recording(
             info=_info(nwbfile, path, units, recording_id, brainset, task),
-            spikes=_spikes(table, path, repairs),
+            spikes=spikes,
             units=units,
+            traces=frames,
             behavior=streams,
-            domain=_domain(domain, nwbfile, streams, trials, path),
+            domain=_domain(domain, nwbfile, streams, frames.timestamps, trials, path),
             trials=trials,
         )
     recording = keep_recorded(recording, path, repairs)
     repairs.warn()
-    recording = dataclasses.replace(
-        recording, intervals=_sub_intervals(recording.trials, sub_intervals, path)
-    )
-    recording = assign_splits(recording, seed=split_seed)
+    intervals = _with_epochs(_sub_intervals(recording.trials, sub_intervals, path), epochs, path)
+    recording = dataclasses.replace(recording, intervals=intervals)
+    label_streams = _label_streams(recording.trials, labels or {}, path)
+    clash = sorted(set(label_streams) & set(recording.behavior))
+    if clash:
+        raise DataError(f"{path}: label stream {clash[0]!r} has the name of a behavior series; name it otherwise")
+    recording = dataclasses.replace(recording, behavior={**recording.behavior, **label_streams})
+    stratify = "auto" if not labels else _label_spec(next(iter(labels.values())))[0]
+    recording = assign_splits(recording, seed=split_seed, stratify_by=stratify)
     validate_recording(recording, str(path))
     return recording
+
+
+def _label_spec(spec: str | Sequence[str]) -> tuple[str, str, str]:
+    """(column, start column, stop column) of a ``labels`` value."""
+    if isinstance(spec, str):
+        return spec, "start_time", "stop_time"
+    spec = tuple(spec)
+    if len(spec) != 3:
+        raise ValueError(f"labels: give a trial column or (column, start column, stop column), got {spec}")
+    return spec
+
+
+def _label_streams(trials: Intervals, labels: Mapping, path: Path) -> dict[str, TimeSeries]:
+    """Label stream name -> the trial-level label stream of its column."""
+    if labels and not len(trials):
+        raise MissingKeyError(f"{path}: labels {sorted(labels)} come from trial columns, but the file has no trials table")
+    streams = {}
+    for name, spec in labels.items():
+        column, start, stop = _label_spec(spec)
+        streams[name] = trial_label_stream(
+            trials, column, start_column=start, stop_column=stop, source=f"{path}: trials"
+        )
+    return streams
 
 
 def prepare_nwb(
