@@ -44,14 +44,17 @@ def session(animal, day: int, *, calcium: bool):
     return assign_splits(dataclasses.replace(recording, behavior=behavior), seed=0)
 
 
-def config(recordings: int, steps: int, seed: int):
+def config(recordings: int, steps: int, seed: int, lr: float | None = None):
+    """The CPU recipe for ``recordings`` recordings decoding both streams (``lr``: its own if None)."""
     run, _ = default_config(recordings)
     model = dataclasses.replace(run.model, readouts={"hand_vel": 2, "target": 8}, classes={"target": CLASSES})
-    return dataclasses.replace(run, model=model, training=dataclasses.replace(run.training, max_steps=steps, seed=seed))
+    training = dataclasses.replace(run.training, max_steps=steps, seed=seed, lr=lr or run.training.lr)
+    return dataclasses.replace(run, model=model, training=training)
 
 
-def scores(run_dir: Path, data) -> tuple[float, float]:
-    summary = evaluate(run_dir, data, None, progress=False)
+def scores(run_dir: Path, data, split: str = "test") -> tuple[float, float]:
+    """(mean R2 of hand velocity, mean accuracy of the target) of the model on ``split``."""
+    summary = evaluate(run_dir, data, None, split=split, progress=False)
     return summary["mean_r2"], summary["mean_accuracy"]
 
 
@@ -65,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=900, help="pretraining and from-scratch steps")
     parser.add_argument("--uid-steps", type=int, default=600, help="unit-identification steps")
+    parser.add_argument("--pretrain-lr", type=float, default=4e-3, help="pretraining lr (the recipe's on 5+ recordings)")
     parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     print(machine_line(), flush=True)
@@ -77,7 +81,9 @@ def main() -> None:
     new = write_dataset([session(animals[0], 2, calcium=True)], root / "new")
     rows = []
     for seed in range(args.seeds):
-        pre = train(config(len(pretrain), args.steps, seed), pretrain, root / f"pre{seed}", progress=False)
+        pre = train(config(len(pretrain), args.steps, seed, args.pretrain_lr), pretrain, root / f"pre{seed}", progress=False)
+        pre_valid = scores(pre.run_dir, pretrain, "valid")
+        print(f"seed {seed}: pretrained, valid R2 {pre_valid[0]:.3f}, accuracy {pre_valid[1]:.3f}", flush=True)
         scratch = train(config(1, args.steps, seed), new, root / f"scratch{seed}", progress=False)
         uid = finetune(
             pre.run_dir, new, root / f"uid{seed}", FinetuneConfig(max_steps=args.uid_steps, seed=seed), progress=False

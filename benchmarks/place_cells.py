@@ -21,7 +21,7 @@ split's samples inside the ``run`` epochs (``--eval-intervals run``).
 The run file ``WORK/place_cells.yaml`` is written by this script: the shipped CPU recipe
 (``extends: cpu-small``) with a 4 s context instead of 1 s (``--context-s``; 1.0 gives the recipe
 unchanged, ``--config`` any other run file). Why 4 s: benchmarks/RESULTS.md, "Place cells:
-position from rat CA1 (nelpy linear track), issue 35" (chosen on the validation split).
+position from rat CA1 on the nelpy linear track" (chosen on the validation split).
 
 POYO then reads C seconds of spikes around each decoded sample (its window holds the sample), while
 the shipped baselines read a causal history of 0.2 s (Wiener, MLP, GRU: 20 bins of 10 ms) or 0.5 s
