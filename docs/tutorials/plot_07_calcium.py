@@ -272,22 +272,19 @@ fig.tight_layout()
 #
 # ``reports/poyo/predictions/<recording>/direction.csv`` has one row per scored label sample: its
 # time, the true class, the model's probability of each class, and its ``segment`` (the trial).
-# Pooling the rows of each trial as ``evaluate`` does gives one decision per test trial; the
-# confusion matrix counts them.
+# ``pooled_decisions`` pools the rows of each trial as ``evaluate`` does (the class of highest mean
+# log-probability), one decision per test trial; the confusion matrix counts them.
 
 table = np.genfromtxt(
     work / f"reports/poyo/predictions/{recording}/direction.csv", delimiter=",", names=True, dtype=None, encoding="utf-8"
 )
 print("columns:", ", ".join(table.dtype.names))
+from neuropoyo.evaluation.metrics import pooled_decisions
+
 logits = np.stack([table[f"logit_direction_{k}"] for k in range(8)], axis=1)
-log_probability = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(
-    1, keepdims=True
-)
+decided, first = pooled_decisions(logits, table["trial"])  # one decision per trial, as evaluate
 confusion = np.zeros((8, 8), dtype=int)
-for trial in np.unique(table["trial"]):
-    rows = table["trial"] == trial
-    true = int(table["true_direction_0"][rows][0])
-    confusion[true, int(log_probability[rows].mean(0).argmax())] += 1
+np.add.at(confusion, (table["true_direction_0"][first].astype(int), decided), 1)
 print(f"{confusion.sum()} test trials, {np.trace(confusion)} decided right")
 
 fig, ax = plt.subplots(figsize=(4, 3.6))
