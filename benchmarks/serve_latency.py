@@ -11,11 +11,13 @@ time and when it was published. Per update:
   decoder     = push to the decoder + estimate (the update itself)
   end to end  = publication on the outlet - push of that chunk
 
-Models alternate (A, B, A, B) and a fixed matmul workload (~10 ms) runs before each, as the
-noise reference of this shared machine. The models have random weights: latency does not depend
+Configurations (model x service threads x decoder backend: torch, or ONNX Runtime running the
+update after the push) alternate (A, B, A, B) and a fixed matmul workload (~10 ms) runs before
+each, as the noise reference of this shared machine. The models have random weights: latency does not depend
 on training. Prints the machine, every run, and medians over rounds.
 
-    python benchmarks/serve_latency.py [--seconds 20] [--rounds 2] [--threads 1 2] [--out FILE]
+    python benchmarks/serve_latency.py [--seconds 20] [--rounds 2] [--threads 1 2]
+        [--backends torch onnxruntime] [--out FILE]
     python benchmarks/serve_latency.py --quick      # a smoke run: 3 s, one round
 """
 
@@ -118,43 +120,45 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A, B rounds (default 2)")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["small", "table4"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch threads of the service")
+    parser.add_argument("--backends", nargs="+", choices=["torch", "onnxruntime"], default=["torch", "onnxruntime"],
+                        help="decoder backends of the service (default both)")
     parser.add_argument("--serve-args", default="", help="more `neuropoyo serve` flags, e.g. '--dtype bfloat16'")
     parser.add_argument("--quick", action="store_true", help="3 s, one round, small model, 1 thread")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.rounds, args.models, args.threads = 3.0, 1, ["small"], [1]
+        args.seconds, args.rounds, args.models, args.threads, args.backends = 3.0, 1, ["small"], [1], ["torch"]
     print(machine_line())
     print(f"torch {torch.__version__}, neuropoyo {neuropoyo.__version__}; command: python {' '.join(sys.argv)}")
     recording = neuropoyo.simulate(animals=1, days=1, trials=40, duration_s=args.seconds + 5, seed=0)[0]
     reference = matmul_reference()
+    configurations = [(key, threads, backend) for key in args.models for threads in args.threads for backend in args.backends]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_recording(recording, folder / "rec.h5")
         models = {key: model_dir(MODELS[key], recording, folder) for key in args.models}
         for round_ in range(args.rounds):
-            for key in args.models:
-                for threads in args.threads:
-                    ref = []
-                    for _ in range(30):
-                        start = time.perf_counter()
-                        reference()
-                        ref.append((time.perf_counter() - start) * 1e3)
-                    run = one_run(models[key], recording, args.seconds, threads, args.serve_args.split(), folder)
-                    run.update(model=key, threads=threads, round=round_,
-                               reference={"p50": float(np.median(ref)), "p99": float(np.percentile(ref, 99))})
-                    results.append(run)
-                    print(_row(run), flush=True)
+            for key, threads, backend in configurations:
+                ref = []
+                for _ in range(30):
+                    start = time.perf_counter()
+                    reference()
+                    ref.append((time.perf_counter() - start) * 1e3)
+                extra = ["--backend", backend, *args.serve_args.split()]
+                run = one_run(models[key], recording, args.seconds, threads, extra, folder)
+                run.update(model=key, threads=threads, backend=backend, round=round_,
+                           reference={"p50": float(np.median(ref)), "p99": float(np.percentile(ref, 99))})
+                results.append(run)
+                print(_row(run), flush=True)
     print("\nmedians over rounds (ms):")
-    for key in args.models:
-        for threads in args.threads:
-            runs = [r for r in results if r["model"] == key and r["threads"] == threads]
-            cells = " ".join(f"{part} p50 {np.median([r[part]['p50'] for r in runs]):.2f} "
-                             f"p99 {np.median([r[part]['p99'] for r in runs]):.2f}"
-                             for part in ("transport", "decoder", "end_to_end"))
-            print(f"{key:<7} {threads} thread(s): {cells}; "
-                  f"reference p50 {np.median([r['reference']['p50'] for r in runs]):.2f}")
+    for key, threads, backend in configurations:
+        runs = [r for r in results if (r["model"], r["threads"], r["backend"]) == (key, threads, backend)]
+        cells = " ".join(f"{part} p50 {np.median([r[part]['p50'] for r in runs]):.2f} "
+                         f"p99 {np.median([r[part]['p99'] for r in runs]):.2f}"
+                         for part in ("transport", "decoder", "end_to_end"))
+        print(f"{key:<7} {threads} thread(s) {backend:<11}: {cells}; "
+              f"reference p50 {np.median([r['reference']['p50'] for r in runs]):.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
 
@@ -162,7 +166,7 @@ def main() -> None:
 def _row(run: dict) -> str:
     cells = " | ".join(f"{part} {run[part]['p50']:.2f} / {run[part]['p99']:.2f} / {run[part]['max']:.2f}"
                        for part in ("transport", "decoder", "end_to_end"))
-    return (f"round {run['round']} {run['model']:<7} {run['threads']} thr: {cells} (p50/p99/max ms); "
+    return (f"round {run['round']} {run['model']:<7} {run['threads']} thr {run['backend']:<11}: {cells} (p50/p99/max ms); "
             f"{run['updates']} updates, {run['dropped_updates']} dropped; "
             f"reference {run['reference']['p50']:.2f} / {run['reference']['p99']:.2f}")
 

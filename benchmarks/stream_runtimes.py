@@ -3,9 +3,11 @@
     python benchmarks/stream_runtimes.py [--presets runs/paper-single-session runs/cpu-small]
         [--threads 1 2] [--rounds 30] [--calls 20] [--quick]
 
-The part timed is what StreamingDecoder(backend=...) hands to a runtime, its LatentStack: the latent
-self-attention stack and the output cross-attention with the readout, batch 1 (latents (1, N, dim)
-and one query in, the estimate out), for each preset's model with random weights. Candidates, each
+The part timed is the fixed-shape end of every update, the LatentStack: the latent self-attention
+stack and the output cross-attention with the readout, batch 1 (latents (1, N, dim) and one query
+in, the estimate out), for each preset's model with random weights; StreamingDecoder(backend=...)
+hands a runtime that and the encoder before it (graphs.RecordingUpdate; the whole update is timed
+by benchmarks/update_idle.py and serve_latency.py). Candidates, each
 at every --threads count: eager torch fp32, eager torch bf16, torch.compile (frozen weights, as
 compile=True does; compiled once per thread count), ONNX Runtime fp32, OpenVINO fp32 and OpenVINO
 with its bf16 inference precision hint. Runtimes that are not installed are skipped, with a note.

@@ -81,9 +81,11 @@ def test_streaming_equals_the_offline_model_in_float64(token_type_embedding, rot
     assert decoder._times.min() >= updates[-1] - config.context_length_s  # the cache holds one window
 
 
-def test_streaming_in_float32_is_as_close_to_float64_as_the_offline_model():
-    model64 = POYO(tiny_config()).double().eval()
-    model32 = POYO(tiny_config()).float().eval()
+@pytest.mark.parametrize("rotate_value_encoder", [True, False])
+def test_streaming_in_float32_is_as_close_to_float64_as_the_offline_model(rotate_value_encoder):
+    # float32 on the CPU pushes with NumPy (keys, and values when rotated); float64 above with torch
+    model64 = POYO(tiny_config(rotate_value_encoder=rotate_value_encoder)).double().eval()
+    model32 = POYO(tiny_config(rotate_value_encoder=rotate_value_encoder)).float().eval()
     model32.load_state_dict(model64.state_dict())
     recording = spike_recording(3)
     updates = T0 + np.arange(1.0, 4.0, 0.01)
@@ -210,6 +212,9 @@ def test_a_runtime_backend_streams_what_torch_streams(backend):
     assert runtime.backend == backend and eager.backend == "torch"
     for got, want in zip(streamed(runtime, recording, updates), streamed(eager, recording, updates)):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
+    # a window without spikes (the recording ends at T0 + 4 s): delimiters alone
+    want = eager.estimate(T0 + 10.0)
+    np.testing.assert_allclose(runtime.estimate(T0 + 10.0), want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
 
 
 def test_openvino_in_bfloat16_is_as_close_to_float64_as_torch_in_bfloat16():

@@ -111,8 +111,8 @@ def _add_bench_stream(commands) -> None:
     )
     streamer.add_argument(
         "--backend", choices=STREAM_BACKENDS, default="torch",
-        help="what runs the update's latent stack and readout: torch (default), or an inference runtime "
-        "on the CPU (the export extra; torch, with a warning, where it is missing)",
+        help="what runs each update after the push (encoder, latent stack, readout): torch (default), or an "
+        "inference runtime on the CPU (the export extra; torch, with a warning, where it is missing)",
     )
     streamer.add_argument("--device", default="cpu", help="where the models decode: cpu or cuda (default cpu)")
     streamer.add_argument("--out", default=None, help="also write the figures to this JSON file")

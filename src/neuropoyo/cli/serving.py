@@ -107,7 +107,8 @@ def add_commands(commands) -> None:
                         help="decoder precision (default float32)")
     server.add_argument("--compile", action="store_true", help="compile the decoder's latent stack (torch.compile)")
     server.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default="torch",
-                        help="what runs the decoder's latent stack (default torch; onnxruntime pays off for small models)")
+                        help="what runs each update after the push: the encoder, latent stack and readout (default torch; "
+                        "onnxruntime halves a small model's update)")
     server.add_argument("--threads", type=COUNT, default=None, metavar="N",
                         help="torch threads for decoding (default: torch's own choice; 1 often suits small models)")
     server.add_argument("--duration-s", type=POSITIVE, default=None, metavar="SECONDS",

@@ -73,9 +73,11 @@ def rotate(x: Tensor, rotation: Rotation, *, head_axis: int = -3, dtype: torch.d
     real = x if x.dtype in (torch.float32, torch.float64) else x.float()
     phase = rotation.phase.unsqueeze(head_axis - 1).to(real.dtype)  # (..., [1,] tokens, [1,] D/2, 2)
     if torch.compiler.is_compiling():  # the same products in real arithmetic, which the compiler fuses
-        cos, sin = phase.unbind(-1)
-        even, odd = real.unflatten(-1, (-1, 2)).unbind(-1)
-        rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+        # (even, odd) * cos + (odd, even) * (-sin, sin) = (even cos - odd sin, odd cos + even sin):
+        # few graph nodes (an exported graph pays per node), no unbind or stack
+        pairs = real.unflatten(-1, (-1, 2))
+        cos, sin = phase[..., :1].expand(phase.shape), phase[..., 1:] * phase.new_tensor([-1.0, 1.0])
+        rotated = pairs * cos + pairs.flip(-1) * sin
     else:
         if real.stride(-1) != 1:
             real = real.contiguous()

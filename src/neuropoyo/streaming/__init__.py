@@ -1,5 +1,5 @@
 """Real-time decoding: the incremental decoder (:mod:`.decoder`) and the runtimes that can run its
-latent stack (:mod:`.runtimes`, over the plain-tensor graphs of :mod:`.graphs`); the decoder
+updates (:mod:`.runtimes`, over the plain-tensor graphs of :mod:`.graphs`); the decoder
 service (:mod:`.service`) on its transports (:mod:`.transport`: LSL, Redis), a recording replayed
 as a live stream (:mod:`.replay`), both as the commands run them (:mod:`.serving`); ONNX export
 (:mod:`.export`) and the replay benchmark (:mod:`.bench`)."""

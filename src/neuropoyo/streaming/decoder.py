@@ -16,6 +16,10 @@ Work reused between updates:
 Rotation angles are computed in float64 from times relative to the stream's first time (attention
 depends on time differences only), so precision does not decay over hours of streaming; only the
 phases are cast, to the model's dtype (float32 for half-precision models, rotated in float32).
+
+A float32 decoder on the CPU rotates pushed spikes with NumPy (a dozen small array operations cost
+less than torch's per-operation dispatch); an inference runtime (``backend=``) runs the rest of the
+update, the encoder included, as one graph call.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from neuropoyo.data.recording import Recording
 from neuropoyo.model.poyo import POYO, with_parameters_in
 from neuropoyo.model.rotary import Rotation
 from neuropoyo.schema import END, SPIKE, START
-from neuropoyo.streaming.graphs import LatentStack
+from neuropoyo.streaming.graphs import LatentStack, RecordingUpdate
 from neuropoyo.streaming.runtimes import BACKENDS, missing_runtime, runtime_function
 from neuropoyo.tokens.vocab import session_key_of, unit_keys
 from neuropoyo.trained import TrainedModel
@@ -53,11 +57,12 @@ class StreamingDecoder:
         ``torch.compile`` with frozen weights (compiled once, at construction: tens of seconds on
         2 CPU cores). The decoder then snapshots the model's weights. Falls back to eager
         decoding, with a warning, where compilation fails (e.g. no C++ compiler).
-    backend: what runs the fixed-shape part of an update (the latent self-attention stack and the
-        output cross-attention, :class:`~neuropoyo.streaming.graphs.LatentStack`): "torch", or an
-        inference runtime, "onnxruntime" or "openvino" (traced to ONNX at construction; float32,
-        or bfloat16 with openvino: its inference precision hint; on the CPU). Falls back to torch,
-        with a warning, where the runtime is not installed (the ``export`` or ``openvino`` extra).
+    backend: what runs an update once the new spikes are rotated (the encoder over the window, the
+        latent self-attention stack and the output cross-attention,
+        :class:`~neuropoyo.streaming.graphs.RecordingUpdate`): "torch", or an inference runtime,
+        "onnxruntime" or "openvino" (traced to ONNX at construction; float32, or bfloat16 with
+        openvino: its inference precision hint; on the CPU). Falls back to torch, with a warning,
+        where the runtime is not installed (the ``export`` or ``openvino`` extra).
     threads: the runtime's threads (default: torch's, ``torch.get_num_threads()``).
     """
 
@@ -94,8 +99,12 @@ class StreamingDecoder:
             raise ValueError(f"backend {backend!r} runs on the CPU, uncompiled: use compile=True with backend='torch'")
         if backend == "onnxruntime" and dtype not in (None, torch.float32):
             raise ValueError(f"backend 'onnxruntime' decodes in float32, not {dtype}")
-        source = model
-        self.model = with_parameters_in(model, dtype).eval()
+        missing = missing_runtime(backend)
+        if missing:
+            warnings.warn(f"StreamingDecoder: backend {backend!r} needs {missing}; decoding with torch")
+            backend = "torch"
+        runtime_dtype, dtype = (dtype, torch.float32) if backend != "torch" else (None, dtype)
+        self.model = model = with_parameters_in(model, dtype).eval()
         self.readout = readout
         self.context_length_s = c.context_length_s
         self.unit_index, self.session_index, self.num_units = units, session_index, units.size
@@ -103,7 +112,6 @@ class StreamingDecoder:
         self._mean = np.zeros(dim) if mean is None else np.asarray(mean, dtype=np.float64).reshape(dim)
         self._std = np.ones(dim) if std is None else np.asarray(std, dtype=np.float64).reshape(dim)
 
-        model = self.model
         weight = model.unit_emb.weight
         self._device = weight.device
         rows = torch.as_tensor(units, device=self._device)
@@ -118,6 +126,16 @@ class StreamingDecoder:
             self._latent_offsets = model.latent_timestamps.double().cpu().numpy()  # (N,) s from the window start
             decoder_index = torch.tensor([[names.index(readout)]], device=self._device)
             self._query = model.output_queries(torch.tensor([[session_index]], device=self._device), decoder_index)
+        # Pushing with NumPy (float32 on the CPU): the spikes' keys and values as (U, heads, pairs)
+        # complex tables, rotated by exp(i omega t) on their first len(omega) pairs.
+        self._omega = model.rotary.omega.cpu().numpy()  # (rotated pairs,) rad/s
+        self._numpy_kv = None
+        self._rotate_values = attention.rotate_value
+        if self._device.type == "cpu" and weight.dtype == torch.float32:
+            self._numpy_kv = [
+                part.contiguous().numpy().view(np.complex64).reshape(units.size, attention.heads, -1)
+                for part in self._spike_kv
+            ]
         # Token buffer: rows [lo, hi) hold the cached spikes' rotated keys and values, the 2U rows
         # before lo this update's delimiters, so the window's tokens are one contiguous view.
         self._buffer = weight.new_zeros(2, 2 * self.num_units + 4096, self._spike_kv[0].shape[-1])
@@ -126,24 +144,35 @@ class StreamingDecoder:
         self._now = -np.inf
         self._anchor: float | None = None  # the first time seen; angles are taken relative to it
         self._stack: Callable[[Tensor, Tensor], Tensor] = LatentStack(model, readout)  # latents, query -> (D,)
+        self._update: Callable[..., np.ndarray] | None = None  # the runtime's RecordingUpdate
         self.compiled = compile and self._compile()
-        self.backend = "torch" if backend == "torch" else self._use_runtime(backend, source, threads, dtype)
+        self.backend = backend
+        if backend != "torch":
+            self._use_runtime(backend, threads, runtime_dtype)
 
-    def _use_runtime(self, backend: str, model: POYO, threads: int | None, dtype: torch.dtype | None) -> str:
-        """Run the latent stack, from ``model``'s weights in float32, through ``backend``; returns
-        the backend in use: torch, with a warning, where the runtime is missing."""
-        missing = missing_runtime(backend)
-        if missing:
-            warnings.warn(f"StreamingDecoder: backend {backend!r} needs {missing}; decoding with torch")
-            return "torch"
-        self._stack = runtime_function(
-            LatentStack(with_parameters_in(model, torch.float32).eval(), self.readout),
-            {"latents": self._latents.float(), "query": self._query.float()},
+    def _use_runtime(self, backend: str, threads: int | None, dtype: torch.dtype | None) -> None:
+        """Run each update after the push, the encoder included, through ``backend`` (the model in
+        float32; bfloat16 as OpenVINO's precision hint)."""
+        pairs = self.model.rotary.head_dim // 2
+        inner = self._spike_kv[0].shape[-1]
+        examples = {  # the shapes the graph is traced with; the number of spikes may vary
+            "spike_keys": torch.zeros(3, inner),
+            "spike_values": torch.zeros(3, inner),
+            "start_phase": torch.zeros(1, pairs, 2),
+            "end_phase": torch.zeros(1, pairs, 2),
+            "latent_phase": torch.zeros(self._latent_offsets.size, pairs, 2),
+        }
+        update = RecordingUpdate(
+            self.model, self.readout, start_kv=self._start_kv, end_kv=self._end_kv, query=self._query
+        ).eval()
+        self._update = runtime_function(
+            update,
+            examples,
             backend=backend,
             threads=threads,
             dtype=torch.bfloat16 if dtype == torch.bfloat16 else torch.float32,
+            dynamic={"spike_keys": "spikes", "spike_values": "spikes"},
         )
-        return backend
 
     def _compile(self) -> bool:
         """Compile the latent stack with frozen weights, warm it up; False (eager) on failure."""
@@ -195,11 +224,21 @@ class StreamingDecoder:
         self._now = -np.inf
         self._anchor = None
 
-    def _rotation(self, times: np.ndarray | Sequence[float]) -> Rotation:
+    def _relative(self, times: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Times (float64 s) relative to the stream's anchor, its first time seen."""
         times = np.asarray(times, dtype=np.float64)
         if self._anchor is None:
             self._anchor = float(times.min())
-        return self.model.rotary(torch.as_tensor(times - self._anchor, device=self._device))
+        return times - self._anchor
+
+    def _rotation(self, times: np.ndarray | Sequence[float]) -> Rotation:
+        return self.model.rotary(torch.as_tensor(self._relative(times), device=self._device))
+
+    def _phases(self, times: np.ndarray) -> np.ndarray:
+        """(k,) s -> (k, head_dim / 2, 2) float32 (cos, sin) tables, angles in float64."""
+        angles = np.zeros((times.size, self.model.rotary.head_dim // 2))
+        angles[:, : self._omega.size] = self._relative(times)[:, None] * self._omega
+        return np.stack((np.cos(angles), np.sin(angles)), axis=-1).astype(np.float32)
 
     def push(self, units: Sequence[int] | np.ndarray, times: Sequence[float] | np.ndarray) -> None:
         """Add spikes: units (S,) positions in ``unit_index``; times (S,) seconds, sorted, not before
@@ -217,13 +256,24 @@ class StreamingDecoder:
         last = self._times[-1] if self._times.size else self._now - self.context_length_s
         if np.any(np.diff(times) < 0) or times[0] < last:
             raise ValueError(f"push: spike times must be sorted and not before {last:.6f} s")
-        with torch.inference_mode():
-            rows = torch.as_tensor(units, device=self._device)
-            kv = (self._spike_kv[0][rows], self._spike_kv[1][rows])
-            keys, values = self.model.encoder.attention.rotate_context(kv, self._rotation(times))
         self._make_room(times.size)
-        self._buffer[0, self._hi : self._hi + times.size] = keys
-        self._buffer[1, self._hi : self._hi + times.size] = values
+        rows = slice(self._hi, self._hi + times.size)
+        if self._numpy_kv is not None:
+            turn = np.exp(1j * (self._relative(times)[:, None] * self._omega)).astype(np.complex64)[:, None]  # (S, 1, R)
+            rotated = 2 if self._rotate_values else 1  # keys, and values with rotate_value
+            buffer = self._buffer.numpy()
+            for part, table in enumerate(self._numpy_kv):
+                pairs = table[units]  # (S, heads, head_dim / 2) complex
+                if part < rotated:
+                    pairs[..., : self._omega.size] *= turn
+                buffer[part, rows] = pairs.view(np.float32).reshape(times.size, -1)
+        else:
+            with torch.inference_mode():
+                index = torch.as_tensor(units, device=self._device)
+                kv = (self._spike_kv[0][index], self._spike_kv[1][index])
+                keys, values = self.model.encoder.attention.rotate_context(kv, self._rotation(times))
+            self._buffer[0, rows] = keys
+            self._buffer[1, rows] = values
         self._hi += times.size
         self._times = np.concatenate([self._times, times])
 
@@ -251,6 +301,11 @@ class StreamingDecoder:
         first = int(np.searchsorted(self._times, start, side="left"))
         self._times, self._lo = self._times[first:], self._lo + first
         count = int(np.searchsorted(self._times, now, side="left"))
+        if self._update is not None:
+            window = self._buffer[:, self._lo : self._lo + count].numpy()
+            phases = self._phases(np.concatenate(([start, now], start + self._latent_offsets)))
+            estimate = self._update(window[0], window[1], phases[:1], phases[1:2], phases[2:])
+            return estimate.astype(np.float64) * self._std + self._mean
         model, attention, units = self.model, self.model.encoder.attention, self.num_units
         with torch.inference_mode():
             delimiters = self._buffer[:, self._lo - 2 * units : self._lo]

@@ -4,6 +4,8 @@ traces (:mod:`.export`) and what an inference runtime runs for the decoder (:mod
     OfflineWindow   one tokenized window -> every readout at its queries (the model's forward)
     SpikeKeys       spikes (unit rows, times) -> their rotated encoder keys and values
     StreamUpdate    the cached keys/values of a window's spikes + its end time -> the estimate
+    RecordingUpdate the same for one recording's units, with rotation phases as inputs (what a
+                    runtime runs for the decoder)
     LatentStack     the fixed-shape end of an update: encoded latents + query -> the estimate
 
 Times enter as float64 seconds and rotation angles are computed in float64, as in
@@ -135,13 +137,59 @@ class StreamUpdate(nn.Module):
             kv = attention.project_context(model.embed_inputs(unit_index, torch.full_like(unit_index, token_type)))
             return attention.rotate_context(kv, model.rotary(time))
 
-        (start_keys, start_values), (end_keys, end_values) = delimiters(START, start), delimiters(END, now_s)
-        keys = torch.cat((start_keys, end_keys, spike_keys))[None]
-        values = torch.cat((start_values, end_values, spike_values))[None]
-        latents = model.encoder(
+        return _window_estimate(
+            self.stack,
             model.latent_emb(model.latent_index)[None],
-            (keys, values),
-            x_rotation=model.rotary(start + self.latent_offsets),
-            context_rotation=None,
+            (delimiters(START, start), delimiters(END, now_s), (spike_keys, spike_values)),
+            model.rotary(start + self.latent_offsets),
+            model.output_queries(session_index[None], self.decoder_index),
         )
-        return self.stack(latents, model.output_queries(session_index[None], self.decoder_index))
+
+
+class RecordingUpdate(nn.Module):
+    """One update for one recording, as an inference runtime runs it for
+    :class:`~neuropoyo.streaming.StreamingDecoder`: its units' delimiter keys and values (before
+    rotation), the latents and the output query are constants; the caller computes the rotation
+    phases (angles in float64).
+
+    spike_keys, spike_values: (S, inner) the window's cached spikes, rotated; start_phase,
+    end_phase: (1, head_dim / 2, 2) the window's start and end; latent_phase: (N, head_dim / 2, 2)
+    its latents. Returns (D,) the readout's estimate.
+    """
+
+    def __init__(
+        self, model: POYO, readout: str, *, start_kv: tuple[Tensor, Tensor], end_kv: tuple[Tensor, Tensor], query: Tensor
+    ):
+        super().__init__()
+        self.model, self.stack = model, LatentStack(model, readout)
+        for name, value in (("start_keys", start_kv[0]), ("start_values", start_kv[1]), ("end_keys", end_kv[0]),
+                            ("end_values", end_kv[1]), ("query", query)):
+            self.register_buffer(name, value.detach().clone(), persistent=False)
+        self.register_buffer("latents", model.latent_emb(model.latent_index)[None].detach(), persistent=False)
+
+    def forward(
+        self, spike_keys: Tensor, spike_values: Tensor, start_phase: Tensor, end_phase: Tensor, latent_phase: Tensor
+    ) -> Tensor:
+        rotate = self.model.encoder.attention.rotate_context
+        return _window_estimate(
+            self.stack,
+            self.latents,
+            (
+                rotate((self.start_keys, self.start_values), Rotation(start_phase)),
+                rotate((self.end_keys, self.end_values), Rotation(end_phase)),
+                (spike_keys, spike_values),
+            ),
+            Rotation(latent_phase),
+            self.query,
+        )
+
+
+def _window_estimate(
+    stack: LatentStack, latents: Tensor, parts: tuple[tuple[Tensor, Tensor], ...], latent_rotation: Rotation, query: Tensor
+) -> Tensor:
+    """The encoder over a window's rotated keys and values, given in parts ((M_i, inner) each),
+    then the stack: latents (1, N, dim), query (1, 1, dim) -> (D,)."""
+    keys = torch.cat([k for k, _ in parts])[None]
+    values = torch.cat([v for _, v in parts])[None]
+    encoded = stack.model.encoder(latents, (keys, values), x_rotation=latent_rotation, context_rotation=None)
+    return stack(encoded, query)

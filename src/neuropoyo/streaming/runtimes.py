@@ -2,9 +2,9 @@
 
 The module is traced to ONNX in memory (:func:`neuropoyo.streaming.export.onnx_model`) and
 loaded into the runtime with a set number of threads; the result is a function of the module's
-inputs, as torch tensors, returning its (first) output as a torch tensor. The streaming decoder
-runs its :class:`~neuropoyo.streaming.graphs.LatentStack` this way (``backend=``), and
-``benchmarks/stream_runtimes.py`` times it.
+inputs, as arrays or CPU tensors, returning its (first) output as a float32 array. The streaming
+decoder runs its update (:class:`~neuropoyo.streaming.graphs.RecordingUpdate`) this way
+(``backend=``); ``benchmarks/stream_runtimes.py`` times runtimes on the latent stack.
 """
 
 from __future__ import annotations
@@ -41,29 +41,31 @@ def runtime_function(
     backend: str,
     threads: int | None = None,
     dtype: torch.dtype = torch.float32,
-) -> Callable[..., Tensor]:
-    """``module`` (float32, fixed shapes: those of ``inputs``, its forward's arguments by name)
-    run by ``backend`` ("onnxruntime" or "openvino") with ``threads`` threads (default: torch's).
+    dynamic: Mapping[str, str] | None = None,
+) -> Callable[..., np.ndarray]:
+    """``module`` (float32, the shapes of ``inputs``, its forward's float arguments by name) run by
+    ``backend`` ("onnxruntime" or "openvino") with ``threads`` threads (default: torch's).
 
     dtype: float32, or with OpenVINO bfloat16 (its inference precision hint: weights and matmuls
-    in bfloat16). Returns ``f(*tensors) -> Tensor``, the arguments in the order of ``inputs``, on
-    the CPU; inputs are cast to float32, the output is float32.
+    in bfloat16). dynamic: input name -> the name of its first dimension's size, which may then
+    vary (:func:`~neuropoyo.streaming.export.onnx_model`). Returns ``f(*inputs) -> array``, the
+    arguments (arrays or CPU tensors) in the order of ``inputs``, cast to float32; the output is
+    float32.
     """
     if backend not in RUNTIME_PACKAGES:
         raise ValueError(f"runtime backend must be one of {', '.join(RUNTIME_PACKAGES)}, got {backend!r}")
     if dtype != torch.float32 and (backend != "openvino" or dtype not in OPENVINO_PRECISIONS):
         raise ValueError(f"backend {backend!r} decodes in float32{' or bfloat16' * (backend == 'openvino')}, not {dtype}")
     threads = threads or torch.get_num_threads()
-    proto = onnx_model(module, inputs, ["output"]).SerializeToString()
+    proto = onnx_model(module, inputs, ["output"], dynamic).SerializeToString()
     if backend == "onnxruntime":
         run = _onnxruntime(proto, threads)
     else:
         run = _openvino(proto, threads, OPENVINO_PRECISIONS[dtype])
     names = list(inputs)
 
-    def call(*tensors: Tensor) -> Tensor:
-        arrays = {name: tensor.detach().to(torch.float32).numpy() for name, tensor in zip(names, tensors)}
-        return torch.from_numpy(run(arrays))
+    def call(*values: np.ndarray | Tensor) -> np.ndarray:
+        return run({name: np.asarray(value, dtype=np.float32) for name, value in zip(names, values)})
 
     return call
 
