@@ -1,14 +1,14 @@
 """One POYO on the five monkey recordings against one POYO per recording (issue 15, paper Table 2).
 
     python benchmarks/multi_session_real.py [--real ../shared/data/real] [--out DIR] [--max-steps N]
-                                            [--config cpu-small]
+                                            [--config cpu-small] [--seeds 3]
 
 Imports the five monkey files of ``--real`` (both Chewie days, Stevenson, Miller, S1) with
 ``neuropoyo prepare nwb`` exactly as benchmarks/real_data.py does (same tasks, same split seed, so
 the same train/valid/test splits), then runs ``neuropoyo experiment scaling`` with the run file's
 model on all five recordings: it fits one single-session model per recording and one model on the
-five, with the same run file and steps, and scores each on every recording's test split. The table
-is in ``OUT/table.md``. Skips, with a message, when the folder is absent.
+five, with the same run file and steps, once per seed, and scores each on every recording's test
+split. The table (mean ± sd over seeds, differences paired per seed) is in ``OUT/table.md``. Skips, with a message, when the folder is absent.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
     parser.add_argument("--max-steps", type=int, help="training steps of every model (default: the run file's)")
     parser.add_argument("--config", default="cpu-small", help="run file of every model")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of every fit (default 3)")
     args = parser.parse_args()
     if not args.real.is_dir():
         print(f"skipped: no real-data folder at {args.real} (pass --real DIR)")
@@ -45,7 +46,7 @@ def main() -> None:
         folders.append(str(folder))
     steps = ["--max-steps", str(args.max_steps)] if args.max_steps else []
     run(["experiment", "scaling", "--data", *folders, "--out", str(out / "experiment"), "--config", args.config,
-         "--depths", str(_depth(args.config)), "--recordings", str(len(folders)), *steps], commands)
+         "--depths", str(_depth(args.config)), "--recordings", str(len(folders)), "--seeds", str(args.seeds), *steps], commands)
     print("\n" + (out / "experiment" / "table.md").read_text())
     print("commands:\n  " + "\n  ".join(commands))
 

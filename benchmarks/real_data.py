@@ -1,14 +1,16 @@
 """POYO and the classic decoders on the project's real recordings, one model per file.
 
     python benchmarks/real_data.py [--real ../shared/data/real] [--max-steps 1000] [--out DIR]
-                                   [--methods wiener mlp gru] [--files NAME ...]
+                                   [--methods wiener mlp gru] [--files NAME ...] [--seeds 3]
                                    [--config cpu-small] [--device cpu]
 
-For every file of ``--real`` this runs, through the command line, ``neuropoyo prepare nwb``,
-``neuropoyo train`` (single-session, ``--steps`` steps; by default the CPU recipe,
-run file ``cpu-small``, or the paper's with ``--config paper-single-session --device cuda``), ``neuropoyo evaluate`` and
-``neuropoyo baselines`` (same splits, same evaluation samples), then prints a table of test R2 per
-file and method, and the commands that reproduce each row.
+For every file of ``--real`` this runs, through the command line, ``neuropoyo prepare nwb``, then
+for each seed (``--seed`` 0, 1, ...) ``neuropoyo train`` (single-session, ``--max-steps`` steps; by
+default the CPU recipe, run file ``cpu-small``, or the paper's with ``--config
+paper-single-session --device cuda``), ``neuropoyo evaluate`` and ``neuropoyo baselines`` (same
+splits, same evaluation samples), then prints a table of test R2 per file and method (mean ± sd
+over seeds), POYO's paired difference to the best baseline (per seed), and the commands that
+reproduce each row.
 
 The five monkey files hold spike times rebuilt from 50-100 ms bins (spread evenly inside each bin),
 so spike timing finer than the source bin is an artefact; the mouse file holds real spike times and
@@ -27,7 +29,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from neuropoyo.cli import main as neuropoyo
+from neuropoyo.experiments.spread import mean_and_spread
 from neuropoyo.training.config import RUN_PRESETS
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -67,42 +72,53 @@ def run(argv: list[str], log: list[str]) -> None:
 
 
 def benchmark(dataset: Dataset, real: Path, out: Path, args: argparse.Namespace) -> dict:
-    """Prepare, train, evaluate and run the baselines on one file; returns its table row."""
+    """Prepare the file, then per seed train, evaluate and run the baselines; returns its table
+    row: per method, the stream's metrics of each seed."""
     stem = Path(dataset.file).stem
-    data, run_dir, eval_dir, base_dir = (out / part / stem for part in ("data", "run", "eval", "base"))
+    data = out / "data" / stem
     commands: list[str] = []
-    started = time.perf_counter()
     run(["prepare", "nwb", str(real / dataset.file), "--out", str(data), "--task", dataset.task,
          *dataset.prepare], commands)
-    run(["train", "--config", str(args.config), "--data", str(data), "--out", str(run_dir),
-         "--max-steps", str(args.max_steps), "--readout", dataset.stream, "--device", args.device], commands)
-    run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir),
-         "--device", args.device], commands)
-    poyo_seconds = time.perf_counter() - started
-    run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", *args.methods,
-         "--readout", dataset.stream], commands)
-    row = {"file": stem, "task": dataset.task, "commands": commands,
-           "poyo_seconds": poyo_seconds, "baseline_seconds": time.perf_counter() - started - poyo_seconds}
-    for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in args.methods]:
-        (record,) = json.loads((folder / "metrics.json").read_text())["recordings"].values()
-        row[method] = record["streams"][dataset.stream]
+    row = {"file": stem, "task": dataset.task, "commands": commands, "poyo_seconds": 0.0, "baseline_seconds": 0.0,
+           **{method: [] for method in ["POYO", *args.methods]}}
+    for seed in range(args.seeds):
+        run_dir, eval_dir, base_dir = (out / part / stem / f"seed{seed}" for part in ("run", "eval", "base"))
+        started = time.perf_counter()
+        run(["train", "--config", str(args.config), "--data", str(data), "--out", str(run_dir), "--seed", str(seed),
+             "--max-steps", str(args.max_steps), "--readout", dataset.stream, "--device", args.device], commands)
+        run(["evaluate", "--model", str(run_dir), "--data", str(data), "--out", str(eval_dir),
+             "--device", args.device], commands)
+        row["poyo_seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        run(["baselines", "--data", str(data), "--out", str(base_dir), "--methods", *args.methods,
+             "--readout", dataset.stream, "--seed", str(seed)], commands)
+        row["baseline_seconds"] += time.perf_counter() - started
+        for method, folder in [("POYO", eval_dir)] + [(m, base_dir / m) for m in args.methods]:
+            (record,) = json.loads((folder / "metrics.json").read_text())["recordings"].values()
+            row[method].append(record["streams"][dataset.stream])
     return row
 
 
 def table(rows: list[dict], methods: list[str]) -> str:
-    """Markdown: test R2 per file and method (best in bold), and the mean / median angular error
-    where the stream is an angle."""
+    """Markdown: test R2 per file and method, mean ± sd over seeds (best mean in bold), with the
+    mean / median angular error where the stream is an angle; then POYO minus the best baseline,
+    paired per seed (mean ± sd, how many seeds above 0)."""
     columns = ["POYO", *methods]
-    lines = ["| file | task | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    lines = ["| file | task | " + " | ".join(columns) + " | POYO - best baseline |",
+             "|---|---|" + "---:|" * (len(columns) + 1)]
     for row in rows:
-        best = max(row[c]["r2"] for c in columns)
+        r2 = {c: [m["r2"] for m in row[c]] for c in columns}
+        best = max(columns, key=lambda c: np.mean(r2[c]))
         cells = []
         for c in columns:
-            text = f"{row[c]['r2']:.3f}"
-            if "angular_error_deg" in row[c]:
-                error = row[c]["angular_error_deg"]
-                text += f" ({error['mean']:.1f} / {error['median']:.1f} deg)"
-            cells.append(f"**{text}**" if row[c]["r2"] == best else text)
+            text = mean_and_spread(r2[c])
+            if "angular_error_deg" in row[c][0]:
+                mean, median = (np.mean([m["angular_error_deg"][k] for m in row[c]]) for k in ("mean", "median"))
+                text += f" ({mean:.1f} / {median:.1f} deg)"
+            cells.append(f"**{text}**" if c == best else text)
+        rival = max(methods, key=lambda c: np.mean(r2[c]))
+        gain = np.subtract(r2["POYO"], r2[rival])
+        cells.append(f"{mean_and_spread(list(gain))} vs {rival} ({int((gain > 0).sum())}/{gain.size} above 0)")
         lines.append(f"| {row['file']} | {row['task']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -116,6 +132,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp one)")
     parser.add_argument("--config", type=Path, default=RUN_PRESETS / "cpu-small.yaml", help="POYO run file")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of POYO and the MLP/GRU (default 3)")
     args = parser.parse_args()
     if not args.real.is_dir():
         print(f"skipped: no real-data folder at {args.real} (pass --real DIR)")
@@ -124,15 +141,15 @@ def main() -> None:
     chosen = [d for d in DATASETS if not args.files or d.file in args.files]
     rows = [benchmark(d, args.real, out, args) for d in chosen]
     methods = args.methods
-    print("\nTest R2 per file (head direction: mean / median angular error in brackets); monkey spike")
-    print("times are rebuilt from 50-100 ms bins, so finer timing is an artefact of the conversion.\n")
+    print(f"\nTest R2 per file, mean ± sd over {args.seeds} seed(s) (head direction: mean / median angular error")
+    print("in brackets); monkey spike times are rebuilt from 50-100 ms bins, so finer timing is an artefact.\n")
     print(table(rows, methods))
     print("\n| file | POYO train+evaluate s | baselines s |\n|---|---:|---:|")
     for row in rows:
         print(f"| {row['file']} | {row['poyo_seconds']:.0f} | {row['baseline_seconds']:.0f} |")
     print(
         f"\nreproduce: python benchmarks/real_data.py --max-steps {args.max_steps} --methods {' '.join(args.methods)} "
-        f"--config {args.config} --device {args.device}"
+        f"--config {args.config} --device {args.device} --seeds {args.seeds}"
     )
     for row in rows:
         print(f"\n{row['file']}:\n  " + "\n  ".join(row["commands"]))

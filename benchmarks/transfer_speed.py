@@ -34,7 +34,7 @@ DEFAULT_EXPERIMENT = Path("/tmp/neuropoyo-transfer")
 
 def default_case() -> tuple[Path, Path]:
     pretrain, held_out, _ = simulated_recordings(DEFAULT_EXPERIMENT / "data")
-    model = DEFAULT_EXPERIMENT / "pretrained"
+    model = DEFAULT_EXPERIMENT / "seed0" / "pretrained"
     if not (model / MODEL_DIR).is_dir():
         config, note = default_config(len(pretrain))  # as `neuropoyo experiment transfer` pretrains
         print(f"pretraining into {model} ({note})", flush=True)

@@ -468,17 +468,17 @@ WIRING = {
     ),
     ("experiment", "transfer"): (
         ["experiment", "transfer", "--out", "x", "--data", "d", "--seen", "a", "--unseen", "b", "c",
-         "--sizes", "14", "all", "--methods", "mlp", "full", "--max-steps", "9"],
+         "--sizes", "14", "all", "--methods", "mlp", "full", "--max-steps", "9", "--seeds", "2"],
         "neuropoyo.experiments.transfer", "run_experiment", ("x",),
         {"data": ["d"], "seen": ["a"], "unseen": ["b", "c"], "pretrain": (), "sizes": [14, None],
-         "methods": ["mlp", "full"], "max_steps": 9, "reid_steps": 1000, "config": None, "log": print},
+         "methods": ["mlp", "full"], "max_steps": 9, "reid_steps": 1000, "seeds": 2, "config": None, "log": print},
     ),
     ("experiment", "scaling"): (
         ["experiment", "scaling", "--out", "x", "--depths", "1", "2", "--recordings", "3", "--max-steps", "7",
-         "--days", "1", "--quick"],
+         "--days", "1", "--quick", "--seeds", "4"],
         "neuropoyo.experiments.scaling", "run_experiment", ("x",),
         {"data": None, "depths": [1, 2], "widths": None, "recordings": [3], "max_steps": 7, "days": 1,
-         "animals": None, "quick": True, "log": print},
+         "animals": None, "quick": True, "seeds": 4, "log": print},
     ),
 }
 

@@ -39,7 +39,7 @@ def ids(paths):
 
 
 def test_the_grid_runs_resumes_and_writes_its_files(data, tmp_path, monkeypatch):
-    plan = ScalingPlan(config=CONFIG, depths=(1, 2), recordings=(1, 2))
+    plan = ScalingPlan(config=CONFIG, depths=(1, 2), recordings=(1, 2), seeds=(3,))
     results = experiment.run_scaling(tmp_path, plan, data, log=lambda _: None)
     rid = ids(data)
     rows = results["rows"]
@@ -52,7 +52,10 @@ def test_the_grid_runs_resumes_and_writes_its_files(data, tmp_path, monkeypatch)
     assert rows[2] == {**singles[rid[0]], "kind": "multi", "single_session_r2": singles[rid[0]]["r2"]}  # reused
     for row in rows[2:]:
         assert list(row["r2_per_recording"]) == rid[: row["recordings"]]
+    run = json.loads((tmp_path / "runs" / "seed3" / "depth2_dim32" / "2_recordings" / "run.json").read_text())
+    assert run["config"]["training"]["seed"] == 3
     for row in rows:
+        assert row["seed"] == 3
         assert row["r2"] == pytest.approx(np.mean(list(row["r2_per_recording"].values())))
         assert row["steps"] == 3 and [step for step, _, _ in row["curve"]] == [1, 2, 3]
         tokens = [t for _, t, _ in row["curve"]]
@@ -67,7 +70,7 @@ def test_the_grid_runs_resumes_and_writes_its_files(data, tmp_path, monkeypatch)
     ]
     assert table[0][f"r2_{rid[1]}"] == "" and float(table[3][f"r2_{rid[1]}"]) == rows[3]["r2_per_recording"][rid[1]]
     assert (tmp_path / "scaling.png").stat().st_size > 0
-    assert "| depth2_dim32 | " in (tmp_path / "table.md").read_text()
+    assert "| depth2_dim32 | " in (tmp_path / "table.md").read_text() and "Test R2, seed 3." in (tmp_path / "table.md").read_text()
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished fit was run again")
@@ -75,7 +78,7 @@ def test_the_grid_runs_resumes_and_writes_its_files(data, tmp_path, monkeypatch)
     monkeypatch.setattr(experiment, "train", refuse)
     again = experiment.run_scaling(tmp_path, plan, data, log=lambda _: None)
     assert again == json.loads((tmp_path / "scaling.json").read_text()) == results
-    longer = ScalingPlan(config=CONFIG, depths=(1, 2), recordings=(1, 2), steps=4)
+    longer = ScalingPlan(config=CONFIG, depths=(1, 2), recordings=(1, 2), steps=4, seeds=(3,))
     with pytest.raises(ConfigError, match=r"single/.*\.json was fitted with another run file, number of steps"):
         experiment.run_scaling(tmp_path, longer, data, log=lambda _: None)
     with pytest.raises(ConfigError, match="set of recordings"):
@@ -83,12 +86,12 @@ def test_the_grid_runs_resumes_and_writes_its_files(data, tmp_path, monkeypatch)
 
 
 def test_parameter_counts_are_the_models_own(data, tmp_path):
-    plan = ScalingPlan(config=CONFIG, depths=(0, 2), widths=(16, 32), recordings=(2,))
+    plan = ScalingPlan(config=CONFIG, depths=(0, 2), widths=(16, 32), recordings=(2,), seeds=(0,))
     rows = experiment.run_scaling(tmp_path, plan, data, log=lambda _: None)["rows"]
     multi = [r for r in rows if r["kind"] == "multi"]
     assert [(r["dim"], r["depth"]) for r in multi] == [(16, 0), (16, 2), (32, 0), (32, 2)]
     for row in multi:
-        model = load_model(tmp_path / "runs" / row["model"] / "2_recordings").model
+        model = load_model(tmp_path / "runs" / "seed0" / row["model"] / "2_recordings").model
         assert (model.config.dim, model.config.depth) == (row["dim"], row["depth"])
         named = dict(model.named_parameters())
         assert row["params"] == sum(p.numel() for p in named.values())
@@ -134,7 +137,9 @@ def test_bad_options_are_clear_errors(data, tmp_path, capsys):
         ScalingPlan(config=CONFIG, recordings=(0, 2))
     with pytest.raises(ConfigError, match="widths >= 1"):
         ScalingPlan(config=CONFIG, widths=())
-    plan = ScalingPlan(config=CONFIG, depths=(1,), recordings=(1, 5))
+    with pytest.raises(ConfigError, match="seeds must be distinct integers >= 0"):
+        ScalingPlan(config=CONFIG, seeds=())
+    plan = ScalingPlan(config=CONFIG, depths=(1,), recordings=(1, 5), seeds=(0,))
     with pytest.raises(ConfigError, match="up to 5 recordings but the data hold 3"):
         experiment.run_scaling(tmp_path, plan, data, log=lambda _: None)
     assert not (tmp_path / "runs").exists()  # refused before any fit
@@ -146,3 +151,21 @@ def test_bad_options_are_clear_errors(data, tmp_path, capsys):
     assert "the data hold 3" in capsys.readouterr().err
     assert main(["experiment", "scaling", "--out", out, "--data", str(data[0].parent), "--animals", "2"]) == 2
     assert "drop them with --data" in capsys.readouterr().err
+
+
+def test_the_table_gives_the_spread_over_seeds_and_paired_differences():
+    def row(kind, seed, r2, recordings, single=None):
+        per = {"a": r2} if recordings == 1 else {"a": r2 - 0.05, "b": r2 + 0.05}
+        fields = {"kind": kind, "seed": seed, "model": "depth1_dim32", "depth": 1, "dim": 32, "params": 1000,
+                  "non_embedding_params": 600, "recordings": recordings, "steps": 3, "tokens": 500, "r2": r2,
+                  "r2_per_recording": per, "curve": [[3, 500, r2]]}
+        return fields if single is None else {**fields, "single_session_r2": single}
+
+    rows = [row("single", 0, 0.5, 1), row("multi", 0, 0.7, 2, single=0.6),
+            row("single", 1, 0.7, 1), row("multi", 1, 0.6, 2, single=0.7)]
+    table = experiment.format_table(rows, ["a", "b"])
+    assert "Test R2, mean ± sd over 2 seeds." in table
+    # multi 0.7, 0.6; single-session averages 0.6, 0.7; paired gains +0.1 and -0.1
+    assert "| depth1_dim32 | 1,000 (600) | 2 | 3 | 500 | 0.6500 ± 0.0707 | 0.6500 ± 0.0707 | +0.0000 ± 0.1414 (1/2 above 0) |" in table
+    assert "| a | 0.6000 ± 0.1414 | 0.6000 ± 0.0707 |" in table  # per recording: 0.65 and 0.55
+    assert experiment.plot_scaling(rows) is not None

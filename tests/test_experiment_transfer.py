@@ -12,6 +12,7 @@ from neuropoyo.data.directory import write_dataset
 from neuropoyo.data.store import open_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.experiments import transfer as experiment
+from neuropoyo.experiments.spread import mean_and_spread, sample_sd
 from neuropoyo.experiments.transfer import (
     TransferPlan,
     choose_recordings,
@@ -61,14 +62,17 @@ def test_held_out_recordings_must_match_their_group(data):
 def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, monkeypatch):
     rid = ids(data)
     pretrain, held = choose_recordings(data, seen=[rid[1]], unseen=[rid[2]], pretrain=[rid[0]])
-    plan = TransferPlan(config=CONFIG, pretrain_steps=5, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4))
+    plan = TransferPlan(
+        config=CONFIG, pretrain_steps=5, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4), seeds=(4,)
+    )
     results = experiment.run_transfer(tmp_path, plan, held_out=held, pretrain=pretrain, reidentify=pretrain[0], log=lambda _: None)
-    pretraining = json.loads((tmp_path / "pretrained" / "run.json").read_text())
+    pretraining = json.loads((tmp_path / "seed4" / "pretrained" / "run.json").read_text())
     assert pretraining["total_steps"] == 5 and pretraining["config"]["training"]["max_steps"] == 5
-    scratch = json.loads((tmp_path / "runs" / rid[2] / "all" / "scratch" / "run.json").read_text())
-    assert scratch["total_steps"] == 3  # POYO from scratch keeps the run file's steps
+    assert pretraining["config"]["training"]["seed"] == 4
+    scratch = json.loads((tmp_path / "seed4" / "runs" / rid[2] / "all" / "scratch" / "run.json").read_text())
+    assert scratch["total_steps"] == 3 and scratch["config"]["training"]["seed"] == 4  # the run file's steps
     rows = results["rows"]
-    assert len(rows) == 2 * 2 * 5  # recordings x sizes x methods
+    assert len(rows) == 2 * 2 * 5 and {r["seed"] for r in rows} == {4}  # recordings x sizes x methods
     assert {r["trials"] for r in rows if r["size"] == "3trials"} == {3}
     assert {r["trials"] for r in rows if r["size"] == "all"} == {experiment.training_trials(held["seen"][0])}
     for row in rows:
@@ -82,7 +86,8 @@ def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, 
     assert all(-1 <= cosine <= 1 and 0 <= accuracy <= 1 for _, cosine, accuracy in reid["curve"])
     table = (tmp_path / "table.md").read_text()
     assert "| method | same animal, other day | new animal |" in table
-    assert "first 3 training trials" in table and "POYO pretrained + unit identification" in table
+    assert "first 3 training trials (3 trials per recording; seed 4)" in table
+    assert "| POYO pretrained + unit identification - MLP (from scratch) |" in table  # paired, one pair each
     for name in ("transfer.png", "reidentification.png", "results.json"):
         assert (tmp_path / name).stat().st_size > 0
 
@@ -116,13 +121,21 @@ def test_cli_runs_a_given_model_on_named_recordings(data, tmp_path, capsys):
     code = main([
         "experiment", "transfer", "--data", str(data[0].parent), "--seen", rid[1], "--unseen", rid[3],
         "--pretrain", rid[0], "--model", str(tmp_path / "pre"), "--sizes", "2", "--max-steps", "2",
-        "--methods", "unit-id", "mlp", "--reid-steps", "0", "--out", str(tmp_path / "x"),
+        "--methods", "unit-id", "mlp", "--reid-steps", "0", "--seeds", "2", "--out", str(tmp_path / "x"),
     ])
     assert code == 0
-    rows = json.loads((tmp_path / "x" / "results.json").read_text())["rows"]
-    assert sorted((r["recording"], r["method"]) for r in rows) == sorted(
-        (r, m) for r in (rid[1], rid[3]) for m in ("unit-id", "mlp")
+    results = json.loads((tmp_path / "x" / "results.json").read_text())
+    rows = results["rows"]
+    assert sorted((r["recording"], r["method"], r["seed"]) for r in rows) == sorted(
+        (r, m, s) for r in (rid[1], rid[3]) for m in ("unit-id", "mlp") for s in (0, 1)
     )
+    assert results["seeds"] == [0, 1] and len(set(results["models"].values())) == 1  # the given model, twice
+    r2 = {(r["recording"], r["method"], r["seed"]): r["r2"] for r in rows}
+    for method in ("unit-id", "mlp"):  # the seed reaches the fit: new unit rows, the MLP's weights
+        assert r2[rid[1], method, 0] != r2[rid[1], method, 1]
+    table = (tmp_path / "x" / "table.md").read_text()
+    assert "(2 trials per recording; mean ± sd over 2 seeds)" in table
+    assert "(2/2 above 0)" in table or "(1/2 above 0)" in table or "(0/2 above 0)" in table
     assert main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--seen", rid[1]]) == 2
     assert "choose among given recordings; give them with --data" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
@@ -143,12 +156,35 @@ def test_an_interrupted_pretraining_resumes_on_the_rerun(data, tmp_path):
             raise KeyboardInterrupt
 
     out = tmp_path / "x"
+    pretrained = out / "seed0" / "pretrained"
     with pytest.raises(Interrupted, match="step 3 of 6 saved"):
-        train(config, data[:1], out / "pretrained", progress=False, after_step=stop_at_3)
+        train(config, data[:1], pretrained, progress=False, after_step=stop_at_3)
     said = []
-    plan = TransferPlan(config=config, sizes=(2,), methods=("mlp",), reid_steps=0)
+    plan = TransferPlan(config=config, sizes=(2,), methods=("mlp",), reid_steps=0, seeds=(0,))
     experiment.run_transfer(out, plan, held_out={"seen": data[1:2]}, pretrain=data[:1], log=said.append)
-    assert "resuming on 1 recordings into " + str(out / "pretrained") in said
-    assert load_trainer_state(out / "pretrained" / "checkpoint")["step"] == 6
-    steps = [line.split(",")[0] for line in (out / "pretrained" / "metrics.csv").read_text().splitlines()[1:]]
+    assert f"resuming on 1 recordings into {pretrained} (seed 0)" in said
+    assert load_trainer_state(pretrained / "checkpoint")["step"] == 6
+    steps = [line.split(",")[0] for line in (pretrained / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == [str(k) for k in range(6)]  # steps 0-2 from the first call, 3-5 from the rerun
+
+
+def test_tables_give_the_spread_over_seeds_and_paired_differences():
+    def row(method, seed, rid, r2, group="unseen"):
+        return {"group": group, "recording": rid, "trials": 20, "size": "20trials", "method": method, "seed": seed,
+                "r2": r2, "curve": []}
+
+    # unit-id beats the MLP by 0.1, 0.2, 0.3 on three of four (seed, recording) pairs, loses by 0.2 on one
+    rows = [row("unit-id", 0, "a", 0.6), row("unit-id", 0, "b", 0.8), row("unit-id", 1, "a", 0.5), row("unit-id", 1, "b", 0.7),
+            row("mlp", 0, "a", 0.5), row("mlp", 0, "b", 0.6), row("mlp", 1, "a", 0.7), row("mlp", 1, "b", 0.4)]
+    d = experiment.paired_differences(rows, "20trials", "unseen", "unit-id", "mlp")
+    assert d.tolist() == pytest.approx([0.1, 0.2, -0.2, 0.3])  # ordered by (seed, recording)
+    table = experiment.format_tables(rows)
+    # unit-id: seed means 0.7 and 0.6 -> 0.65 ± 0.0707; the MLP: 0.55 and 0.55 -> 0.55 ± 0
+    assert "| POYO pretrained + unit identification | 0.6500 ± 0.0707 |" in table
+    assert "| MLP (from scratch) | 0.5500 ± 0.0000 |" in table
+    assert "mean ± sd over 2 seeds" in table
+    assert "| POYO pretrained + unit identification - MLP (from scratch) | 0.1000 ± 0.2160 (3/4 above 0) |" in table
+    assert "GRU" not in table  # no GRU rows, no GRU comparison
+    assert mean_and_spread([0.25]) == "0.2500" and sample_sd([0.25]) == 0.0
+    with pytest.raises(ConfigError, match="seeds must be distinct integers >= 0"):
+        TransferPlan(seeds=(1, 1))

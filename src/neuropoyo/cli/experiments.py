@@ -24,7 +24,8 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     transfer.run_experiment(
         args.out, data=args.data, seen=args.seen, unseen=args.unseen, pretrain=args.pretrain, model=args.model,
         reidentify=args.reidentify, config=args.config, pretrain_steps=args.pretrain_steps, sizes=args.sizes,
-        methods=args.methods, max_steps=args.max_steps, reid_steps=args.reid_steps, device=args.device, log=print,
+        methods=args.methods, max_steps=args.max_steps, reid_steps=args.reid_steps, seeds=args.seeds,
+        device=args.device, log=print,
     )
     print(f"table in {Path(args.out) / 'table.md'}; figures and results.json in {args.out}")
 
@@ -34,7 +35,7 @@ def cmd_scaling(args: argparse.Namespace) -> None:
 
     scaling.run_experiment(
         args.out, data=args.data, config=args.config, depths=args.depths, widths=args.widths,
-        recordings=args.recordings, max_steps=args.max_steps, animals=args.animals, days=args.days,
+        recordings=args.recordings, max_steps=args.max_steps, seeds=args.seeds, animals=args.animals, days=args.days,
         trials=args.trials, quick=args.quick, device=args.device, log=print,
     )
     print(f"table in {Path(args.out) / 'table.md'}; scaling.csv, scaling.json and scaling.png in {args.out}")
@@ -50,8 +51,8 @@ def _add_transfer(experiments) -> None:
         "transfer", help="transfer to held-out recordings and animals (Table 2, Figure 4, Table 5)",
         description="Pretrain on some recordings (or take --model), hold out recordings of a seen "
         "animal and of an unseen one, and for each training-set size fit POYO from scratch, the MLP "
-        "and GRU, unit identification and full finetuning. Without --data it simulates 3 animals x 2 "
-        "days. A rerun into the same --out skips finished fits.",
+        "and GRU, unit identification and full finetuning, once per seed. Without --data it simulates "
+        "3 animals x 2 days. A rerun into the same --out skips finished fits.",
     )
     transfer.add_argument("--out", required=True, help="folder of the results, table and figures")
     transfer.add_argument("--data", nargs="+", help="recording files or folders (default: simulated)")
@@ -77,6 +78,11 @@ def _add_transfer(experiments) -> None:
     )
     _add_max_steps(transfer, "unit-identification and finetuning steps (default 600)", 600)
     transfer.add_argument("--reid-steps", type=NON_NEGATIVE, default=1000, help="re-identification steps (0: skip; default 1000)")
+    transfer.add_argument(
+        "--seeds", type=COUNT, default=3, metavar="N",
+        help="seeds 0..N-1: each pretrains a model (unless --model) and repeats every fit; tables give "
+        "mean ± sd over seeds and paired differences (default 3)",
+    )
     add_device(transfer)
     transfer.set_defaults(func=cmd_transfer)
 
@@ -86,8 +92,8 @@ def _add_scaling(experiments) -> None:
         "scaling", help="R2 against model size and training tokens, multi- vs single-session (Figure 3)",
         description="Train POYO of several depths (and widths) on the first N recordings, and one "
         "single-session POYO per recording with the run file's model, all with the same run file and "
-        "steps; score each on the test splits of its recordings and plot test R2 against parameters "
-        "and training tokens, with the single-session average as reference. Without --data it "
+        "steps, once per seed; score each on the test splits of its recordings and plot test R2 against "
+        "parameters and training tokens, with the single-session average as reference. Without --data it "
         "simulates 3 animals x 2 days. A rerun into the same --out skips finished fits.",
     )
     scaling.add_argument("--out", required=True, help="folder of the results, table and figure")
@@ -99,6 +105,10 @@ def _add_scaling(experiments) -> None:
     add_list(scaling, "--widths", item=COUNT, commas=True, metavar="DIM", help="model widths (dim) (default: the run file's)")
     add_list(scaling, "--recordings", item=COUNT, commas=True, metavar="N", help="numbers of recordings to train on (default: 3 6)")
     _add_max_steps(scaling, "optimisation steps of every fit (default: 400 on simulated data, else the run file's)")
+    scaling.add_argument(
+        "--seeds", type=COUNT, metavar="N",
+        help="seeds 0..N-1: every fit once per seed; tables give mean ± sd over seeds (default 3; 1 with --quick)",
+    )
     scaling.add_argument("--animals", type=COUNT, help="simulated animals (default 3)")
     days = scaling.add_argument("--days", type=COUNT, help="simulated days (recordings) per animal (default 2)")
     add_renamed(scaling, "--sessions", days)

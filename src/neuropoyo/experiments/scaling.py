@@ -15,9 +15,13 @@ function of its run file and recordings (windows and augmentation are seeded), s
 again through the training pipeline and the real (unpadded) input tokens summed: spikes plus the
 START and END delimiters of every unit.
 
-Every finished fit is written to ``OUT/runs/<model>/<N>_recordings.json`` (single-session:
-``OUT/runs/single/<recording>.json``); a rerun into the same folder skips them. Results go to
-``scaling.csv``, ``scaling.json``, ``table.md`` and ``scaling.png``.
+Every fit is repeated for each seed (the run file's ``training.seed``: weights, windows,
+augmentation); a multi-session model is compared with the single-session models of the same seed,
+so the differences are paired per seed. Tables give the mean ± sd over seeds.
+
+Every finished fit is written to ``OUT/runs/seed<s>/<model>/<N>_recordings.json`` (single-session:
+``OUT/runs/seed<s>/single/<recording>.json``); a rerun into the same folder skips them. Results go
+to ``scaling.csv``, ``scaling.json``, ``table.md`` and ``scaling.png``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
 from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
+from neuropoyo.experiments.spread import mean_and_spread, sample_sd
 from neuropoyo.io import write_text_atomic
 from neuropoyo.pipeline import (
     RecordingSet,
@@ -55,11 +60,11 @@ from neuropoyo.training.recipe import default_config, resolve_config
 SIMULATED_STEPS = 400  # per fit on the default simulated data: the grid took 23 min on 2 shared cores
 # The grid and simulated data of `neuropoyo experiment scaling` without options, and with --quick
 # (a smoke test: 2 tiny recordings, 20 steps).
-DEFAULTS = {"depths": (1, 2, 4), "recordings": (3, 6), "animals": 3, "days": 2, "trials": 100}
-QUICK = {"depths": (1, 2), "recordings": (1, 2), "max_steps": 20, "animals": 2, "days": 1, "trials": 24}
+DEFAULTS = {"depths": (1, 2, 4), "recordings": (3, 6), "seeds": 3, "animals": 3, "days": 2, "trials": 100}
+QUICK = {"depths": (1, 2), "recordings": (1, 2), "seeds": 1, "max_steps": 20, "animals": 2, "days": 1, "trials": 24}
 CURVE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)  # of the steps, where the curve scores the model
 EMBEDDINGS = ("unit_embedding", "session_embedding", "other_embeddings")
-CSV_FIELDS = ("kind", "model", "depth", "dim", "params", "non_embedding_params", "recordings", "steps",
+CSV_FIELDS = ("kind", "seed", "model", "depth", "dim", "params", "non_embedding_params", "recordings", "steps",
               "tokens", "mean_r2", "single_session_mean_r2")
 
 
@@ -70,7 +75,7 @@ class ScalingPlan:
     config: the run file of every fit (None: the default CPU recipe for the largest number of
     recordings, applied to every fit so that the fits compare). depths: self-attention depths. widths: model dims (None: the
     run file's). recordings: the numbers N of recordings (the first N) each model trains on.
-    steps: optimisation steps of every fit (None: the run file's).
+    steps: optimisation steps of every fit (None: the run file's). seeds: every fit once per seed.
     """
 
     config: RunConfig | None = None
@@ -78,6 +83,7 @@ class ScalingPlan:
     widths: tuple[int, ...] | None = None
     recordings: tuple[int, ...] = (1, 2, 4, 8)
     steps: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "cpu"
 
     def __post_init__(self):
@@ -89,6 +95,8 @@ class ScalingPlan:
             raise ConfigError(f"experiment scaling: need one or more recording counts >= 1, got {list(self.recordings)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"experiment scaling: steps must be >= 1, got {self.steps}")
+        if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"experiment scaling: seeds must be distinct integers >= 0, got {list(self.seeds)}")
         if self.config is None:
             object.__setattr__(self, "config", default_config(max(self.recordings))[0])
 
@@ -212,6 +220,27 @@ def _day(recording_id: str) -> str:
     return next((part for part in recording_id.split("_") if part.startswith("day")), "")
 
 
+def _fit_seed(folder: Path, plan: ScalingPlan, paths: list[Path], ids: list[str], seed: int, log: Log) -> list[dict]:
+    """The grid's fits with ``seed`` in ``folder``: single-session rows, then multi-session rows
+    against the single-session average of the same seed on the same recordings."""
+    base = plan.base.with_training(seed=seed)
+    singles = {}
+    for rid, path in zip(ids[: max(plan.recordings)], paths):
+        singles[rid] = _fit_once(base, [path], folder / "single" / rid, plan.device, log, f"seed {seed} single-session {rid}")
+    rows = [{"kind": "single", "seed": seed, **record} for record in singles.values()]
+    for model in plan.models():
+        config = model.with_training(seed=seed)
+        for n in sorted(plan.recordings):
+            name = f"seed {seed} {model_name(config)} on {n} recordings"
+            if n == 1 and config == base:  # the single-session fit of the first recording
+                record = singles[ids[0]]
+            else:
+                record = _fit_once(config, paths[:n], folder / model_name(config) / f"{n}_recordings", plan.device, log, name)
+            reference = float(np.mean([singles[rid]["r2"] for rid in ids[:n]]))
+            rows.append({"kind": "multi", "seed": seed, **record, "single_session_r2": reference})
+    return rows
+
+
 @keeps_fits_on_interrupt
 def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, log: Log = print) -> dict:
     """Run the experiment on ``paths`` (in this order) into ``out``; returns (and writes to
@@ -221,22 +250,9 @@ def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, lo
     ids = [open_recording(p).recording_id for p in paths]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"experiment scaling: recording ids repeat in {ids}; give each recording once")
-    base = plan.base
-    singles = {}
-    for rid, path in zip(ids[: max(plan.recordings)], paths):
-        singles[rid] = _fit_once(base, [path], out / "runs" / "single" / rid, plan.device, log,
-                                 f"single-session {rid}")
-    rows = [{"kind": "single", **record} for record in singles.values()]
-    for config in plan.models():
-        for n in sorted(plan.recordings):
-            name = f"{model_name(config)} on {n} recordings"
-            if n == 1 and config == base:  # the single-session fit of the first recording
-                record = singles[ids[0]]
-            else:
-                folder = out / "runs" / model_name(config) / f"{n}_recordings"
-                record = _fit_once(config, paths[:n], folder, plan.device, log, name)
-            reference = float(np.mean([singles[rid]["r2"] for rid in ids[:n]]))
-            rows.append({"kind": "multi", **record, "single_session_r2": reference})
+    rows = []
+    for seed in plan.seeds:
+        rows += _fit_seed(out / "runs" / f"seed{seed}", plan, paths, ids, seed, log)
     results = {"recordings": ids[: max(plan.recordings)], "rows": rows}
     write_text_atomic(out / "scaling.json", json.dumps(results, indent=2))
     write_text_atomic(out / "scaling.csv", format_csv(rows, results["recordings"]))
@@ -250,16 +266,17 @@ def run_scaling(out: str | Path, plan: ScalingPlan, paths: Sequence[Path], *, lo
 def run_experiment(
     out: str | Path, *, data: Sequence[str | Path] | None = None, config: str | Path | RunConfig | None = None,
     depths: Sequence[int] | None = None, widths: Sequence[int] | None = None, recordings: Sequence[int] | None = None,
-    max_steps: int | None = None, animals: int | None = None, days: int | None = None, trials: int | None = None,
-    quick: bool = False, device: str = "cpu", log: Log = print,
+    max_steps: int | None = None, seeds: int | None = None, animals: int | None = None, days: int | None = None,
+    trials: int | None = None, quick: bool = False, device: str = "cpu", log: Log = print,
 ) -> dict:
     """The whole experiment, as ``neuropoyo experiment scaling`` runs it: returns :func:`run_scaling`'s results.
 
     data: recording files, folders or globs, used in this order; None simulates ``animals`` x
     ``days`` recordings of ``trials`` trials into ``out/data``. None elsewhere takes :data:`DEFAULTS`
     (:data:`QUICK` with ``quick``); max_steps: of every fit (default: :data:`SIMULATED_STEPS` on
-    simulated data, else the run file's). config: run file, preset name or RunConfig (None: the
-    default CPU recipe for the largest number of recordings).
+    simulated data, else the run file's). seeds: how many seeds (0, 1, ...) every fit runs with.
+    config: run file, preset name or RunConfig (None: the default CPU recipe for the largest
+    number of recordings).
     """
     sizing = {"animals": animals, "days": days, "trials": trials}
     given = [f"--{name}" for name, value in sizing.items() if value is not None]
@@ -267,12 +284,12 @@ def run_experiment(
         raise ConfigError(f"experiment scaling: {', '.join(given)} size the simulated data; drop them with --data")
     chosen = {**DEFAULTS, **(QUICK if quick else {})}
     grid = {name: value if value is not None else chosen[name]
-            for name, value in {"depths": depths, "recordings": recordings, **sizing}.items()}
+            for name, value in {"depths": depths, "recordings": recordings, "seeds": seeds, **sizing}.items()}
     if max_steps is None:
         max_steps = chosen.get("max_steps", SIMULATED_STEPS if data is None else None)
     plan = ScalingPlan(  # checked before any recording is simulated
         depths=tuple(grid["depths"]), widths=tuple(widths) if widths is not None else None,
-        recordings=tuple(grid["recordings"]), steps=max_steps, device=device,
+        recordings=tuple(grid["recordings"]), steps=max_steps, seeds=tuple(range(grid["seeds"])), device=device,
     )
     resolved, note = resolve_config(config, max(plan.recordings))
     if note:
@@ -299,29 +316,39 @@ def format_csv(rows: list[dict], recordings: Sequence[str]) -> str:
 
 
 def format_table(rows: list[dict], recordings: Sequence[str]) -> str:
-    """Markdown: every multi-session fit against the single-session average on its recordings, then
-    the largest fits per recording against the single-session model of that recording."""
-    lines = ["| model | params (non-embedding) | recordings | steps | tokens | test R2 | single-session avg | difference |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """Markdown: every multi-session model against the single-session average on its recordings,
+    then the largest models per recording against the single-session model of that recording.
+    Cells are mean ± sd over seeds; a difference is paired per seed (mean ± sd, how many above 0)."""
+    seeds = sorted({r["seed"] for r in rows})
     multi = [r for r in rows if r["kind"] == "multi"]
-    for r in multi:
-        lines.append(f"| {r['model']} | {r['params']:,} ({r['non_embedding_params']:,}) | {r['recordings']} | "
-                     f"{r['steps']} | {r['tokens']:,} | {r['r2']:.4f} | {r['single_session_r2']:.4f} | "
-                     f"{r['r2'] - r['single_session_r2']:+.4f} |")
-    singles = {next(iter(r["r2_per_recording"])): r for r in rows if r["kind"] == "single"}
-    largest = [r for r in multi if r["recordings"] == max(m["recordings"] for m in multi)]
-    header = " | ".join(f"{r['model']} on {r['recordings']}" for r in largest)
+    grid = list(dict.fromkeys((r["model"], r["recordings"]) for r in multi))
+    fits = {key: [r for r in multi if (r["model"], r["recordings"]) == key] for key in grid}
+    lines = [f"Test R2, {'mean ± sd over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'seed ' + str(seeds[0])}.", "",
+             "| model | params (non-embedding) | recordings | steps | tokens | test R2 | single-session avg | difference |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (model, n), mine in fits.items():
+        first, gain = mine[0], np.array([r["r2"] - r["single_session_r2"] for r in mine])
+        above = f" ({int((gain > 0).sum())}/{gain.size} above 0)" if gain.size > 1 else ""
+        lines.append(f"| {model} | {first['params']:,} ({first['non_embedding_params']:,}) | {n} | {first['steps']} | "
+                     f"{first['tokens']:,} | {mean_and_spread([r['r2'] for r in mine])} | "
+                     f"{mean_and_spread([r['single_session_r2'] for r in mine])} | "
+                     f"{'+' if gain.mean() >= 0 else ''}{mean_and_spread(list(gain))}{above} |")
+    largest = [key for key in grid if key[1] == max(n for _, n in grid)]
+    header = " | ".join(f"{model} on {n}" for model, n in largest)
     lines += ["", f"| recording | single-session | {header} |", "|---|---:|" + "---:|" * len(largest)]
     for rid in recordings:
-        cells = [f"{r['r2_per_recording'][rid]:.4f}" if rid in r["r2_per_recording"] else "" for r in largest]
-        lines.append(f"| {rid} | {singles[rid]['r2']:.4f} | " + " | ".join(cells) + " |")
+        single = [r["r2"] for r in rows if r["kind"] == "single" and rid in r["r2_per_recording"]]
+        cells = [mean_and_spread([r["r2_per_recording"][rid] for r in fits[key]]) if rid in fits[key][0]["r2_per_recording"]
+                 else "" for key in largest]
+        lines.append(f"| {rid} | {mean_and_spread(single)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot_scaling(rows: list[dict]):
     """Figure 3: mean test R2 against non-embedding parameters (left; one line per number of
-    recordings) and against training tokens seen (right; each fit's curve), each number of
-    recordings with its single-session average (dashed, same colour) on the same recordings."""
+    recordings, ± 1 sd over seeds) and against training tokens seen (right; each fit's curve),
+    each number of recordings with its single-session average (dashed, same colour; mean over
+    seeds) on the same recordings."""
     multi = [r for r in rows if r["kind"] == "multi"]
     counts = sorted({r["recordings"] for r in multi})
     depths = sorted({r["depth"] for r in multi})
@@ -330,14 +357,19 @@ def plot_scaling(rows: list[dict]):
     for i, n in enumerate(counts):
         colour, mine = f"C{i}", [r for r in multi if r["recordings"] == n]
         label = f"{n} recording{'s' if n > 1 else ''}"
-        points = sorted((r["non_embedding_params"], r["r2"]) for r in mine)
-        by_params.plot(*zip(*points), "o-", color=colour, label=label)
+        by_size: dict[int, list[float]] = {}
+        for r in mine:
+            by_size.setdefault(r["non_embedding_params"], []).append(r["r2"])
+        sizes = sorted(by_size)
+        by_params.errorbar(sizes, [np.mean(by_size[p]) for p in sizes], yerr=[sample_sd(by_size[p]) for p in sizes],
+                           fmt="o-", color=colour, capsize=3, label=label)
         for r in mine:
             curve = np.asarray(r["curve"], dtype=float)
             style = ["-", "--", ":", "-."][depths.index(r["depth"]) % 4]
             by_tokens.plot(curve[:, 1], curve[:, 2], marker=".", ls=style, color=colour, alpha=0.8)
+        reference = float(np.mean([r["single_session_r2"] for r in mine]))
         for axis in (by_params, by_tokens):
-            axis.axhline(mine[0]["single_session_r2"], color=colour, ls=(0, (2, 2)), lw=1)
+            axis.axhline(reference, color=colour, ls=(0, (2, 2)), lw=1)
     for depth in depths:
         by_tokens.plot([], [], color="grey", ls=["-", "--", ":", "-."][depths.index(depth) % 4], label=f"depth {depth}")
     by_params.plot([], [], color="grey", ls=(0, (2, 2)), lw=1, label="single-session average")

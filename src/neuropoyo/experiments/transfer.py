@@ -13,8 +13,14 @@ id, from random unit rows, and follows the learned rows against the pretrained o
 similarity and the share of units whose nearest pretrained row (cosine, over every unit of the
 model) is their own, per step.
 
-Every finished fit is written to ``OUT/runs/<recording>/<size>/<method>.json``; a rerun into the
-same folder skips them, so an interrupted experiment continues where it stopped.
+Every fit is repeated for each seed: seed s pretrains its own model (``OUT/seed<s>/pretrained``,
+unless a model is given) and seeds every fit from it, so the methods of one seed share their
+pretrained model, their splits and their training subsets: comparisons between methods are paired
+per (seed, recording). Tables give the mean and sd over seeds of each group's mean, and the paired
+differences that Table 2's ordering rests on.
+
+Every finished fit is written to ``OUT/seed<s>/runs/<recording>/<size>/<method>.json``; a rerun
+into the same folder skips them, so an interrupted experiment continues where it stopped.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
 from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
+from neuropoyo.experiments.spread import mean_and_spread, sample_sd
 from neuropoyo.io import write_text_atomic
 from neuropoyo.tokens.vocab import unit_keys
 from neuropoyo.trained import TrainedModel, load_model
@@ -63,6 +70,8 @@ LABELS = {
 GROUPS = {"seen": "same animal, other day", "unseen": "new animal"}
 UNNAMED_SUBJECTS = ("", "unknown")
 CURVE_STEPS = (10, 25, 50, 100, 200, 400, 600, 1000, 1500, 2000, 3000)
+# Paired comparisons reported (Table 2's ordering): (method, against)
+COMPARISONS = (("unit-id", "mlp"), ("unit-id", "gru"), ("unit-id", "scratch"), ("full", "scratch"))
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,8 @@ class TransferPlan:
     recipe for the number of pretraining recordings, chosen by :func:`run_transfer`). pretrain_steps:
     optimisation steps of pretraining (None: the run file's). sizes: training-set sizes in trials
     (None: the whole training split). finetune_steps: of unit identification and full finetuning
-    (full unfreezes at a third). reid_steps: of re-identification (0: skip).
+    (full unfreezes at a third). reid_steps: of re-identification (0: skip; on the first seed's
+    model). seeds: one pretraining and one of every fit per seed.
     """
 
     config: RunConfig | None = None
@@ -83,6 +93,7 @@ class TransferPlan:
     finetune_steps: int = 600
     reid_steps: int = 1000
     curve_steps: tuple[int, ...] = CURVE_STEPS
+    seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "cpu"
 
     def __post_init__(self):
@@ -95,12 +106,13 @@ class TransferPlan:
             raise ConfigError("experiment transfer: need finetune steps >= 1 and re-identification steps >= 0")
         if self.pretrain_steps is not None and self.pretrain_steps < 1:
             raise ConfigError(f"experiment transfer: pretrain steps must be >= 1, got {self.pretrain_steps}")
+        if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"experiment transfer: seeds must be distinct integers >= 0, got {list(self.seeds)}")
 
-    def pretraining_config(self) -> RunConfig:
-        """The run file of pretraining: ``config`` with ``pretrain_steps`` steps where given."""
-        if self.pretrain_steps is None:
-            return self.config
-        return self.config.with_training(max_steps=self.pretrain_steps)
+    def pretraining_config(self, seed: int) -> RunConfig:
+        """The run file of pretraining with ``seed``: ``config`` with ``pretrain_steps`` steps where given."""
+        config = self.config.with_training(seed=seed)
+        return config if self.pretrain_steps is None else config.with_training(max_steps=self.pretrain_steps)
 
 
 def size_label(size: int | None) -> str:
@@ -124,21 +136,26 @@ class _Curve:
             self.points.append([step, r2_on_test_split(trained, self.path)])
 
 
-def _fit_poyo(method: str, path: Path, size: int | None, pretrained: Path, run_dir: Path, plan: TransferPlan) -> dict:
+def _fit_poyo(
+    method: str, path: Path, size: int | None, pretrained: Path, run_dir: Path, plan: TransferPlan, seed: int
+) -> dict:
     curve = _Curve(path, plan.curve_steps)
     if method == "scratch":
         spans = few_shot_spans([path], trials=size)
-        train(plan.config, [path], run_dir, train_spans=spans, device=plan.device, progress=False, after_step=curve)
+        config = plan.config.with_training(seed=seed)
+        train(config, [path], run_dir, train_spans=spans, device=plan.device, progress=False, after_step=curve)
     else:
-        config = FinetuneConfig(mode=method, max_steps=plan.finetune_steps, trials=size)
+        config = FinetuneConfig(mode=method, max_steps=plan.finetune_steps, trials=size, seed=seed)
         finetune(pretrained, [path], run_dir, config, device=plan.device, progress=False, after_step=curve)
     return {"r2": r2_on_test_split(load_model(run_dir / MODEL_DIR), path), "curve": curve.points}
 
 
-def _fit_baseline(method: str, path: Path, size: int | None, pretrained: TrainedModel, run_dir: Path) -> dict:
+def _fit_baseline(
+    method: str, path: Path, size: int | None, pretrained: TrainedModel, run_dir: Path, seed: int
+) -> dict:
     summaries = run_baselines(
         [path], run_dir, methods=[method], stream=pretrained.model.readout_names[0],
-        evaluation=evaluation_config(pretrained), train_spans=few_shot_spans([path], trials=size),
+        evaluation=evaluation_config(pretrained), train_spans=few_shot_spans([path], trials=size), seed=seed,
     )
     return {"r2": summaries[method]["mean_r2"], "curve": []}
 
@@ -171,35 +188,14 @@ def run_transfer(
         config, note = default_config(len(pretrain))
         log(note)
         plan = dataclasses.replace(plan, config=config)
-    if model is None:
-        model = out / "pretrained"
-        if not (model / MODEL_DIR).is_dir():
-            resume = (model / CHECKPOINT_DIR).exists()  # an interrupted pretraining goes on where it stopped
-            log(f"{'resuming' if resume else 'pretraining'} on {len(pretrain)} recordings into {model}")
-            result = train(
-                plan.pretraining_config(), list(pretrain), model, resume=resume, device=plan.device, progress=False
-            )
-            log(f"pretraining: {result.steps} steps in {result.seconds:.0f} s")
-    pretrained = load_model(model)
-    rows = []
-    for group, paths in held_out.items():
-        for path in paths:
-            rid = open_recording(path).recording_id
-            for size in plan.sizes:
-                folder = out / "runs" / rid / size_label(size)
-                trials = training_trials(path) if size is None else size
-                for method in plan.methods:
-                    def compute(method=method, size=size, path=path, folder=folder):
-                        if method in ("mlp", "gru"):
-                            return _fit_baseline(method, path, size, pretrained, folder / method)
-                        return _fit_poyo(method, path, size, Path(model), folder / method, plan)
-
-                    result = cached_fit(folder / f"{method}.json", compute, log, f"{rid} {size_label(size)} {method}")
-                    rows.append({"group": group, "recording": rid, "trials": trials, "size": size_label(size),
-                                 "method": method, **result})
-    results = {"rows": rows, "model": str(Path(model).resolve())}
+    rows, models = [], {}
+    for seed in plan.seeds:
+        folder = out / f"seed{seed}"
+        models[seed] = Path(model) if model is not None else _pretrain(folder / "pretrained", pretrain, plan, seed, log)
+        rows += _fit_held_out(folder / "runs", models[seed], held_out, plan, seed, log)
+    results = {"rows": rows, "seeds": list(plan.seeds), "models": {str(s): str(m.resolve()) for s, m in models.items()}}
     if reidentify is not None and plan.reid_steps:
-        results["reidentification"] = reidentification(out / "reid", model, reidentify, plan, log)
+        results["reidentification"] = reidentification(out / "reid", models[plan.seeds[0]], reidentify, plan, log)
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     write_text_atomic(out / "table.md", format_tables(rows))
     figures = [save_png(plot_transfer(rows), out / "transfer.png")]
@@ -208,6 +204,42 @@ def run_transfer(
     log("\n" + format_tables(rows))
     log("figures: " + ", ".join(map(str, figures)))
     return results
+
+
+def _pretrain(folder: Path, pretrain: Sequence[Path], plan: TransferPlan, seed: int, log: Log) -> Path:
+    """The model pretrained with ``seed`` in ``folder`` (trained now unless done before)."""
+    if not (folder / MODEL_DIR).is_dir():
+        resume = (folder / CHECKPOINT_DIR).exists()  # an interrupted pretraining goes on where it stopped
+        log(f"{'resuming' if resume else 'pretraining'} on {len(pretrain)} recordings into {folder} (seed {seed})")
+        config = plan.pretraining_config(seed)
+        result = train(config, list(pretrain), folder, resume=resume, device=plan.device, progress=False)
+        log(f"pretraining: {result.steps} steps in {result.seconds:.0f} s")
+    return folder
+
+
+def _fit_held_out(
+    folder: Path, model: Path, held_out: dict[str, Sequence[Path]], plan: TransferPlan, seed: int, log: Log
+) -> list[dict]:
+    """Every (held-out recording, size, method) fit of one seed from ``model``: one row each."""
+    pretrained = load_model(model)
+    rows = []
+    for group, paths in held_out.items():
+        for path in paths:
+            rid = open_recording(path).recording_id
+            for size in plan.sizes:
+                cell = folder / rid / size_label(size)
+                trials = training_trials(path) if size is None else size
+                for method in plan.methods:
+                    def compute(method=method, size=size, path=path, cell=cell):
+                        if method in ("mlp", "gru"):
+                            return _fit_baseline(method, path, size, pretrained, cell / method, seed)
+                        return _fit_poyo(method, path, size, model, cell / method, plan, seed)
+
+                    what = f"seed {seed} {rid} {size_label(size)} {method}"
+                    result = cached_fit(cell / f"{method}.json", compute, log, what)
+                    rows.append({"group": group, "recording": rid, "trials": trials, "size": size_label(size),
+                                 "method": method, "seed": seed, **result})
+    return rows
 
 
 def renamed_copy(path: Path, folder: Path, suffix: str = "_reid") -> Path:
@@ -322,7 +354,7 @@ def run_experiment(
     pretrain: Sequence[str] = (), model: str | Path | None = None, reidentify: str | None = None,
     config: str | Path | RunConfig | None = None, pretrain_steps: int | None = None,
     sizes: Sequence[int | None] = (14, 35, None), methods: Sequence[str] = METHODS, max_steps: int = 600,
-    reid_steps: int = 1000, device: str = "cpu", log: Log = print,
+    reid_steps: int = 1000, seeds: int = 3, device: str = "cpu", log: Log = print,
 ) -> dict:
     """The whole experiment, as ``neuropoyo experiment transfer`` runs it: returns :func:`run_transfer`'s results.
 
@@ -331,6 +363,8 @@ def run_experiment(
     ``pretrain_steps`` says otherwise. seen / unseen / pretrain / reidentify: recording ids among
     ``data``. config: run file, preset name or RunConfig (None: the default CPU recipe for the
     number of pretraining recordings). max_steps: of unit identification and full finetuning.
+    seeds: how many seeds (0, 1, ...): each pretrains a model (unless ``model`` is given) and
+    repeats every fit.
     """
     out = Path(out)
     if data is None and (seen or unseen or pretrain or reidentify):
@@ -344,7 +378,7 @@ def run_experiment(
         pretrain_steps = SIMULATED_PRETRAIN_STEPS
     plan = TransferPlan(  # checked before any recording is simulated or read
         pretrain_steps=pretrain_steps, sizes=tuple(sizes), methods=tuple(methods), finetune_steps=max_steps,
-        reid_steps=reid_steps, device=device,
+        reid_steps=reid_steps, seeds=tuple(range(seeds)), device=device,
     )
     if data is None:
         pretrained_on, held_out, again = simulated_recordings(out / "data")
@@ -364,37 +398,60 @@ def run_experiment(
     return run_transfer(out, plan, held_out=held_out, pretrain=pretrained_on, model=model, reidentify=again, log=log)
 
 
-def _group_means(rows: list[dict], size: str) -> dict[tuple[str, str], float]:
-    cells: dict[tuple[str, str], list[float]] = {}
+def _seed_means(rows: list[dict], size: str) -> dict[tuple[str, str], dict[int, float]]:
+    """{(method, group): {seed: mean test R2 over the group's recordings}} at one size."""
+    cells: dict[tuple[str, str], dict[int, list[float]]] = {}
     for row in rows:
         if row["size"] == size:
-            cells.setdefault((row["method"], row["group"]), []).append(row["r2"])
-    return {key: float(np.mean(values)) for key, values in cells.items()}
+            cells.setdefault((row["method"], row["group"]), {}).setdefault(row["seed"], []).append(row["r2"])
+    return {key: {seed: float(np.mean(v)) for seed, v in by_seed.items()} for key, by_seed in cells.items()}
+
+
+def paired_differences(rows: list[dict], size: str, group: str, method: str, against: str) -> np.ndarray:
+    """R2 of ``method`` minus ``against``'s on the same (seed, recording), at one size and group."""
+    r2 = {(r["method"], r["seed"], r["recording"]): r["r2"] for r in rows if r["size"] == size and r["group"] == group}
+    pairs = sorted({(seed, rid) for m, seed, rid in r2 if m == method and (against, seed, rid) in r2})
+    return np.array([r2[method, seed, rid] - r2[against, seed, rid] for seed, rid in pairs])
 
 
 def format_tables(rows: list[dict]) -> str:
-    """One Table 2-shaped markdown table per training-set size: methods by held-out group, mean
-    test R2 over the group's recordings."""
+    """Per training-set size, two markdown tables in Table 2's shape: each method's test R2 by
+    held-out group (mean over the group's recordings; mean ± sd of that over seeds), and the
+    paired differences of :data:`COMPARISONS` (mean ± sd over (seed, recording) pairs, and how
+    many are above 0)."""
     groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    seeds = sorted({r["seed"] for r in rows})
+    header = ["|---|" + "---:|" * len(groups)]
     blocks = []
     for size in dict.fromkeys(r["size"] for r in rows):
-        means = _group_means(rows, size)
+        means = _seed_means(rows, size)
         trials = sorted({r["trials"] for r in rows if r["size"] == size})
         title = "all training trials" if size == "all" else f"first {size.removesuffix('trials')} training trials"
-        lines = [f"### {title} ({', '.join(map(str, trials))} trials per recording)", "",
-                 "| method | " + " | ".join(GROUPS[g] for g in groups) + " |",
-                 "|---|" + "---:|" * len(groups)]
+        spread = f"; mean ± sd over {len(seeds)} seeds" if len(seeds) > 1 else f"; seed {seeds[0]}"
+        lines = [f"### {title} ({', '.join(map(str, trials))} trials per recording{spread})", "",
+                 "| method | " + " | ".join(GROUPS[g] for g in groups) + " |", *header]
         for method in methods:
-            cells = [f"{means[(method, g)]:.4f}" if (method, g) in means else "" for g in groups]
+            cells = [mean_and_spread(list(means[method, g].values())) if (method, g) in means else "" for g in groups]
             lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+        compared = [(a, b) for a, b in COMPARISONS if a in methods and b in methods]
+        if compared:
+            lines += ["", "| paired difference in test R2 (per seed and recording) | "
+                      + " | ".join(GROUPS[g] for g in groups) + " |", *header]
+            for method, against in compared:
+                cells = []
+                for group in groups:
+                    d = paired_differences(rows, size, group, method, against)
+                    cells.append(f"{mean_and_spread(list(d))} ({int((d > 0).sum())}/{d.size} above 0)" if d.size else "")
+                lines.append(f"| {LABELS[method]} - {LABELS[against]} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
 
 def plot_transfer(rows: list[dict]):
-    """Figure 4: mean test R2 against training trials (top) and against optimisation steps on all
-    trials (bottom), one column per held-out group."""
+    """Figure 4: test R2 against training trials (top) and against optimisation steps on all
+    trials (bottom), one column per held-out group: the mean over seeds of each seed's mean over
+    the group's recordings, with ± 1 sd over seeds (bars, bands)."""
     groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
     figure = new_figure(5.0 * len(groups), 7.0)
     axes = figure.subplots(2, len(groups), squeeze=False)
@@ -403,16 +460,26 @@ def plot_transfer(rows: list[dict]):
         top, bottom = axes[0][column], axes[1][column]
         for method in (m for m in METHODS if any(r["method"] == m for r in mine)):
             colour = f"C{METHODS.index(method)}"  # the same in every panel
-            points = sorted((r["trials"], r["r2"]) for r in mine if r["method"] == method)
-            by_size: dict[int, list[float]] = {}
-            for trials, r2 in points:
-                by_size.setdefault(trials, []).append(r2)
-            sizes = sorted(by_size)
-            top.plot(sizes, [np.mean(by_size[n]) for n in sizes], "o-", color=colour, label=LABELS[method])
-            curves = [dict(map(tuple, r["curve"])) for r in mine if r["method"] == method and r["size"] == "all"]
-            steps = sorted(set.intersection(*(set(c) for c in curves))) if curves and curves[0] else []
+            ours = [r for r in mine if r["method"] == method]
+            by_trials: dict[int, dict[int, list[float]]] = {}
+            for r in ours:
+                by_trials.setdefault(r["trials"], {}).setdefault(r["seed"], []).append(r["r2"])
+            sizes = sorted(by_trials)
+            per_seed = [[np.mean(v) for v in by_trials[n].values()] for n in sizes]
+            top.errorbar(sizes, [np.mean(v) for v in per_seed], yerr=[sample_sd(v) for v in per_seed], fmt="o-",
+                         color=colour, capsize=3, label=LABELS[method])
+            curves: dict[int, list[dict]] = {}
+            for r in ours:
+                if r["size"] == "all" and r["curve"]:
+                    curves.setdefault(r["seed"], []).append(dict(map(tuple, r["curve"])))
+            everything = [c for seed_curves in curves.values() for c in seed_curves]
+            steps = sorted(set.intersection(*(set(c) for c in everything))) if everything else []
             if steps:
-                bottom.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], "o-", color=colour)
+                seed_means = np.array([[np.mean([c[s] for c in cs]) for s in steps] for cs in curves.values()])
+                mean = seed_means.mean(axis=0)
+                sd = np.array([sample_sd(column) for column in seed_means.T])
+                bottom.plot(steps, mean, "o-", color=colour)
+                bottom.fill_between(steps, mean - sd, mean + sd, color=colour, alpha=0.2)
         top.set(title=GROUPS[group], xlabel="training trials", ylabel="test R2")
         bottom.set(xlabel="optimisation steps (all trials)", ylabel="test R2", xscale="log")
         for axis in (top, bottom):
