@@ -185,6 +185,8 @@ def test_tables_give_the_spread_over_seeds_and_paired_differences():
     assert "mean ± sd over 2 seeds" in table
     assert "| POYO pretrained + unit identification - MLP (from scratch) | 0.1000 ± 0.2160 (3/4 above 0) |" in table
     assert "GRU" not in table  # no GRU rows, no GRU comparison
+    alone = experiment.format_tables(rows + [{**row("scratch", 0, "a", 0.9), "size": "all", "trials": 70}])
+    assert alone.endswith("| POYO single-session (from scratch) | 0.9000 |\n")  # only what was fitted at that size
     assert mean_and_spread([0.25]) == "0.2500" and sample_sd([0.25]) == 0.0
     with pytest.raises(ConfigError, match="seeds must be distinct integers >= 0"):
         TransferPlan(seeds=(1, 1))

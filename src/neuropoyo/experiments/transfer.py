@@ -431,10 +431,11 @@ def format_tables(rows: list[dict]) -> str:
         spread = f"; mean ± sd over {len(seeds)} seeds" if len(seeds) > 1 else f"; seed {seeds[0]}"
         lines = [f"### {title} ({', '.join(map(str, trials))} trials per recording{spread})", "",
                  "| method | " + " | ".join(GROUPS[g] for g in groups) + " |", *header]
-        for method in methods:
+        fitted = [m for m in methods if any(r["method"] == m and r["size"] == size for r in rows)]
+        for method in fitted:
             cells = [mean_and_spread(list(means[method, g].values())) if (method, g) in means else "" for g in groups]
             lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
-        compared = [(a, b) for a, b in COMPARISONS if a in methods and b in methods]
+        compared = [(a, b) for a, b in COMPARISONS if a in fitted and b in fitted]
         if compared:
             lines += ["", "| paired difference in test R2 (per seed and recording) | "
                       + " | ".join(GROUPS[g] for g in groups) + " |", *header]
