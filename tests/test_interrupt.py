@@ -142,9 +142,9 @@ def test_ctrl_c_during_an_experiment_keeps_its_finished_fits_for_the_rerun(data,
     out = tmp_path / "scaling"
     argv = [
         "experiment", "scaling", "--data", data, "--config", _run_file(tmp_path), "--depths", "1",
-        "--recordings", "1", "2", "--max-steps", "4", "--out", out,
+        "--recordings", "1", "2", "--max-steps", "4", "--seeds", "1", "--out", out,
     ]
-    first = out / "runs" / "single" / "tiny_0000.json"
+    first = out / "runs" / "seed0" / "single" / "tiny_0000.json"
     command = _Command(tmp_path, *argv)
     command.wait_until(first.is_file)
     code, line = command.stop(signal.SIGINT)
@@ -157,7 +157,7 @@ def test_ctrl_c_during_an_experiment_keeps_its_finished_fits_for_the_rerun(data,
         [sys.executable, "-m", "neuropoyo", *map(str, argv)], capture_output=True, text=True, timeout=WAIT_S
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"single-session tiny_0000: done before ({first})" in rerun.stdout
+    assert f"seed 0 single-session tiny_0000: done before ({first})" in rerun.stdout
     assert len(finished_fits(out)) == 3
 
 
