@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from neuropoyo.cli import main as neuropoyo
-from neuropoyo.experiments.spread import mean_and_spread
+from neuropoyo.experiments.spread import mean_and_spread, paired_cell
 from neuropoyo.training.config import RUN_PRESETS
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -118,7 +118,7 @@ def table(rows: list[dict], methods: list[str]) -> str:
             cells.append(f"**{text}**" if c == best else text)
         rival = max(methods, key=lambda c: np.mean(r2[c]))
         gain = np.subtract(r2["POYO"], r2[rival])
-        cells.append(f"{mean_and_spread(list(gain))} vs {rival} ({int((gain > 0).sum())}/{gain.size} above 0)")
+        cells.append(f"{paired_cell(gain)} vs {rival}")
         lines.append(f"| {row['file']} | {row['task']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

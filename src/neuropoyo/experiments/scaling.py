@@ -44,7 +44,7 @@ from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
 from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
-from neuropoyo.experiments.spread import mean_and_spread, sample_sd
+from neuropoyo.experiments.spread import mean_and_spread, paired_cell, sample_sd
 from neuropoyo.io import write_text_atomic
 from neuropoyo.pipeline import (
     RecordingSet,
@@ -328,11 +328,10 @@ def format_table(rows: list[dict], recordings: Sequence[str]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (model, n), mine in fits.items():
         first, gain = mine[0], np.array([r["r2"] - r["single_session_r2"] for r in mine])
-        above = f" ({int((gain > 0).sum())}/{gain.size} above 0)" if gain.size > 1 else ""
         lines.append(f"| {model} | {first['params']:,} ({first['non_embedding_params']:,}) | {n} | {first['steps']} | "
                      f"{first['tokens']:,} | {mean_and_spread([r['r2'] for r in mine])} | "
                      f"{mean_and_spread([r['single_session_r2'] for r in mine])} | "
-                     f"{'+' if gain.mean() >= 0 else ''}{mean_and_spread(list(gain))}{above} |")
+                     f"{'+' if gain.mean() >= 0 else ''}{paired_cell(gain) if gain.size > 1 else mean_and_spread(gain)} |")
     largest = [key for key in grid if key[1] == max(n for _, n in grid)]
     header = " | ".join(f"{model} on {n}" for model, n in largest)
     lines += ["", f"| recording | single-session | {header} |", "|---|---:|" + "---:|" * len(largest)]

@@ -50,7 +50,7 @@ from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
 from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
-from neuropoyo.experiments.spread import mean_and_spread, sample_sd
+from neuropoyo.experiments.spread import mean_and_spread, paired_cell, sample_sd
 from neuropoyo.io import write_text_atomic
 from neuropoyo.tokens.vocab import unit_keys
 from neuropoyo.trained import TrainedModel, load_model
@@ -443,7 +443,7 @@ def format_tables(rows: list[dict]) -> str:
                 cells = []
                 for group in groups:
                     d = paired_differences(rows, size, group, method, against)
-                    cells.append(f"{mean_and_spread(list(d))} ({int((d > 0).sum())}/{d.size} above 0)" if d.size else "")
+                    cells.append(paired_cell(d) if d.size else "")
                 lines.append(f"| {LABELS[method]} - {LABELS[against]} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

@@ -127,7 +127,7 @@ class StreamingDecoder:
             decoder_index = torch.tensor([[names.index(readout)]], device=self._device)
             self._query = model.output_queries(torch.tensor([[session_index]], device=self._device), decoder_index)
         # Pushing with NumPy (float32 on the CPU): the spikes' keys and values as (U, heads, pairs)
-        # complex tables, rotated by exp(i omega t) on their first len(omega) pairs.
+        # complex tables, each pair multiplied by its phase cos + i sin (:meth:`_phases`).
         self._omega = model.rotary.omega.cpu().numpy()  # (rotated pairs,) rad/s
         self._numpy_kv = None
         self._rotate_values = attention.rotate_value
@@ -163,7 +163,7 @@ class StreamingDecoder:
             "latent_phase": torch.zeros(self._latent_offsets.size, pairs, 2),
         }
         update = RecordingUpdate(
-            self.model, self.readout, start_kv=self._start_kv, end_kv=self._end_kv, query=self._query
+            self.model, self.readout, start_kv=self._start_kv, end_kv=self._end_kv, latents=self._latents, query=self._query
         ).eval()
         self._update = runtime_function(
             update,
@@ -259,13 +259,13 @@ class StreamingDecoder:
         self._make_room(times.size)
         rows = slice(self._hi, self._hi + times.size)
         if self._numpy_kv is not None:
-            turn = np.exp(1j * (self._relative(times)[:, None] * self._omega)).astype(np.complex64)[:, None]  # (S, 1, R)
+            turn = self._phases(times).view(np.complex64)[:, None, :, 0]  # (S, 1, head_dim / 2); unrotated pairs 1
             rotated = 2 if self._rotate_values else 1  # keys, and values with rotate_value
             buffer = self._buffer.numpy()
             for part, table in enumerate(self._numpy_kv):
                 pairs = table[units]  # (S, heads, head_dim / 2) complex
                 if part < rotated:
-                    pairs[..., : self._omega.size] *= turn
+                    pairs *= turn
                 buffer[part, rows] = pairs.view(np.float32).reshape(times.size, -1)
         else:
             with torch.inference_mode():

@@ -149,8 +149,8 @@ class StreamUpdate(nn.Module):
 class RecordingUpdate(nn.Module):
     """One update for one recording, as an inference runtime runs it for
     :class:`~neuropoyo.streaming.StreamingDecoder`: its units' delimiter keys and values (before
-    rotation), the latents and the output query are constants; the caller computes the rotation
-    phases (angles in float64).
+    rotation), the latent embeddings (1, N, dim) and the output query (1, 1, dim) are constants;
+    the caller computes the rotation phases (angles in float64).
 
     spike_keys, spike_values: (S, inner) the window's cached spikes, rotated; start_phase,
     end_phase: (1, head_dim / 2, 2) the window's start and end; latent_phase: (N, head_dim / 2, 2)
@@ -158,14 +158,20 @@ class RecordingUpdate(nn.Module):
     """
 
     def __init__(
-        self, model: POYO, readout: str, *, start_kv: tuple[Tensor, Tensor], end_kv: tuple[Tensor, Tensor], query: Tensor
+        self,
+        model: POYO,
+        readout: str,
+        *,
+        start_kv: tuple[Tensor, Tensor],
+        end_kv: tuple[Tensor, Tensor],
+        latents: Tensor,
+        query: Tensor,
     ):
         super().__init__()
         self.model, self.stack = model, LatentStack(model, readout)
         for name, value in (("start_keys", start_kv[0]), ("start_values", start_kv[1]), ("end_keys", end_kv[0]),
-                            ("end_values", end_kv[1]), ("query", query)):
+                            ("end_values", end_kv[1]), ("latents", latents), ("query", query)):
             self.register_buffer(name, value.detach().clone(), persistent=False)
-        self.register_buffer("latents", model.latent_emb(model.latent_index)[None].detach(), persistent=False)
 
     def forward(
         self, spike_keys: Tensor, spike_values: Tensor, start_phase: Tensor, end_phase: Tensor, latent_phase: Tensor
