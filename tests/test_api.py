@@ -147,10 +147,10 @@ def test_the_one_stream_there_is_is_decoded(recordings, tmp_path):
 
 def test_the_default_recipe_is_said_and_follows_the_number_of_recordings(recordings):
     said = []
-    few = api.run_config(recordings[:2], log=said.append)
-    many = api.run_config(simulated(animals=3, days=2, trials=4), log=said.append)
+    few = api.run_config(recordings[:1], log=said.append)
+    many = api.run_config(recordings[:2], log=said.append)
     assert few.training.lr == 1e-2 and many.training.lr == 4e-3
-    assert "cpu-small" in said[0] and "4e-3" in said[1] or "0.004" in said[1]
+    assert "cpu-small" in said[0] and "lr 0.004 instead of 0.01" in said[1]
 
 
 def test_write_recordings_refuses_two_recordings_with_one_id(recordings, tmp_path):
