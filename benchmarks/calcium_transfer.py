@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=900, help="pretraining and from-scratch steps")
     parser.add_argument("--uid-steps", type=int, default=600, help="unit-identification steps")
-    parser.add_argument("--pretrain-lr", type=float, default=4e-3, help="pretraining lr (the recipe's on 5+ recordings)")
+    parser.add_argument("--pretrain-lr", type=float, default=4e-3, help="pretraining lr (the recipe's on 2+ recordings)")
     parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     print(machine_line(), flush=True)

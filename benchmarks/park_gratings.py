@@ -94,7 +94,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
 }
 RECIPE = "recipe"  # what a user gets without --config; the others are for --search
 # recipe -> overrides of its single-session run file for the five files together: the shipped
-# recipe lowers lr to 4e-3 from 5 recordings on (neuropoyo.training.recipe)
+# recipe lowers lr to 4e-3 from 2 recordings on (neuropoyo.training.recipe)
 MULTI: dict[str, dict[str, dict]] = {name: {"training": {"lr": 4e-3}} for name in ("recipe", "c1", "c3")}
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import simulated, tiny_run_config
+from conftest import TINY_MODEL, simulated, tiny_run_config
 
 from neuropoyo.cli import main
 from neuropoyo.data.directory import write_dataset
@@ -16,8 +16,11 @@ from neuropoyo.experiments.spread import mean_and_spread, sample_sd
 from neuropoyo.experiments.transfer import (
     TransferPlan,
     choose_recordings,
+    encoder_view,
     identification_scores,
+    plot_reidentification,
 )
+from neuropoyo.model import POYO, POYOConfig
 
 CONFIG = tiny_run_config(max_steps=3)
 
@@ -42,6 +45,28 @@ def test_identification_scores_are_exact_on_known_rows():
     halfway = torch.stack([table[2] / 3 + table[1] / 2 * 0.5, table[0]])
     cosine, accuracy = identification_scores(halfway, true_rows, table)
     assert accuracy == 1.0 and cosine == pytest.approx((2 / 5**0.5 + 1) / 2)
+
+
+def test_the_encoder_sees_a_unit_whatever_the_offset_and_scale_of_its_row():
+    torch.manual_seed(0)
+    model = POYO(POYOConfig(**dict(TINY_MODEL, num_units=5)))
+    rows = torch.tensor([3, 1])
+    with torch.no_grad():  # rows of variance ~1, so LayerNorm's eps (1e-5) moves nothing
+        model.unit_emb.weight.normal_()
+        view = encoder_view(model, rows)  # a spike adds nothing to its unit's row: LayerNorm of the row
+        assert torch.allclose(view, model.encoder.attention.norm_context(model.unit_emb.weight[rows]))
+        model.unit_emb.weight[rows] = model.unit_emb.weight[rows] * torch.tensor([[3.0], [2.0]]) + torch.tensor([[2.0], [-1.0]])
+    assert torch.allclose(encoder_view(model, rows), view, atol=1e-4)
+    assert identification_scores(view, torch.tensor([3, 1]), encoder_view(model, torch.arange(5)))[1] == 1.0
+
+
+def test_the_reidentification_figure_draws_both_views_and_reads_results_without_the_second():
+    result = {"curve": [[1, 0.1, 0.0, 0.2, 0.1], [10, 0.5, 0.4, 0.6, 0.5]], "chance_accuracy": 0.01, "recording": "r", "units": 2}
+    labels = [line.get_label() for line in plot_reidentification(result).axes[0].lines]
+    assert sum("after LayerNorm" in label for label in labels) == 2 and sum("raw rows" in label for label in labels) == 2
+    older = dict(result, curve=[point[:3] for point in result["curve"]])  # step, cosine, accuracy
+    labels = [line.get_label() for line in plot_reidentification(older).axes[0].lines]
+    assert sum("raw rows" in label for label in labels) == 2 and not any("LayerNorm" in label for label in labels)
 
 
 def test_held_out_recordings_must_match_their_group(data):
@@ -83,7 +108,8 @@ def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, 
             assert [step for step, _ in row["curve"]] == [2]  # the run is 3 steps long
     reid = results["reidentification"]
     assert [p[0] for p in reid["curve"]] == [1, 10, 20] and reid["units"] > 0
-    assert all(-1 <= cosine <= 1 and 0 <= accuracy <= 1 for _, cosine, accuracy in reid["curve"])
+    assert all(len(point) == 5 for point in reid["curve"])  # step, then (cosine, 1-NN) raw and after LayerNorm
+    assert all(-1 <= cosine <= 1 and 0 <= accuracy <= 1 for point in reid["curve"] for cosine, accuracy in (point[1:3], point[3:]))
     table = (tmp_path / "table.md").read_text()
     assert "| method | same animal, other day | new animal |" in table
     assert "first 3 training trials (3 trials per recording; seed 4)" in table

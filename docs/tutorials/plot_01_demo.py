@@ -88,11 +88,11 @@ run("neuropoyo demo --quick --out demo")
 # - ``interval``: named sub-intervals such as ``reach``, used to weight the loss and to choose
 #   which samples are scored.
 #
-# **The recipe note.** ``config: runs/cpu-small, the default CPU recipe, for 4 recording(s)`` says
-# which settings train the model: ``runs/cpu-small`` is the CPU recipe, a small POYO (width 64,
-# two self-attention blocks) and its training settings (see :doc:`/reference/presets` and
-# :doc:`/explanation/training-recipe`). From 5 recordings on the recipe lowers its learning rate,
-# and the note says so.
+# **The recipe note.** ``config: runs/cpu-small, the default CPU recipe, for 4 recording(s), with
+# lr 0.004 instead of 0.01`` says which settings train the model: ``runs/cpu-small`` is the CPU
+# recipe, a small POYO (width 64, two self-attention blocks) and its training settings (see
+# :doc:`/reference/presets` and :doc:`/explanation/training-recipe`). From 2 recordings on the
+# recipe lowers its learning rate from 1e-2 to 4e-3, and the note says so.
 #
 # **Training.** The progress bar ends with the last loss (the mean squared error on z-scored hand
 # velocity, weighted five times inside ``reach`` intervals), the learning rate (constant, then

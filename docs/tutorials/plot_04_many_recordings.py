@@ -95,8 +95,8 @@ run("neuropoyo validate dataset.yaml")
 # ---------------------------
 #
 # The CPU recipe, shortened to 200 steps for this page (the recipe runs 900; drop ``--max-steps``
-# for it). The first line names the recipe; from 5 recordings on, the recipe also lowers its
-# learning rate, and that line says so. Each batch mixes windows of all four recordings, whatever
+# for it). The first line names the recipe; from 2 recordings on, the recipe also lowers its
+# learning rate to 4e-3, and that line says so. Each batch mixes windows of all four recordings, whatever
 # their task, stream and sampling rate.
 
 run("neuropoyo train --data dataset.yaml --out run --max-steps 200")

@@ -11,7 +11,8 @@ The POYO runs are also scored at ``curve_steps`` during training (R2 against opt
 Re-identification re-runs unit identification on a copy of a pretraining recording under a new
 id, from random unit rows, and follows the learned rows against the pretrained ones: mean cosine
 similarity and the share of units whose nearest pretrained row (cosine, over every unit of the
-model) is their own, per step.
+model) is their own, per step; both on the raw rows and on the rows as the encoder sees them, after
+its first cross-attention's LayerNorm (the paper's normalised embeddings, C.2).
 
 Every fit is repeated for each seed: seed s pretrains its own model (``OUT/seed<s>/pretrained``,
 unless a model is given) and seeds every fit from it, so the methods of one seed share their
@@ -52,6 +53,8 @@ from neuropoyo.evaluation.report import new_figure, save_png, summarize
 from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
 from neuropoyo.experiments.spread import mean_and_spread, paired_cell, sample_sd
 from neuropoyo.io import write_text_atomic
+from neuropoyo.model import POYO
+from neuropoyo.schema import SPIKE
 from neuropoyo.tokens.vocab import unit_keys
 from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig
@@ -261,6 +264,14 @@ def identification_scores(learned: torch.Tensor, true_rows: torch.Tensor, table:
     return float(cosine), float((nearest == true_rows).float().mean())
 
 
+def encoder_view(model: POYO, rows: torch.Tensor) -> torch.Tensor:
+    """(U,) unit indices -> (U, D): each unit as the encoder's first cross-attention sees one of its
+    spikes, the spike token's input embedding after the attention's LayerNorm (so invariant to a
+    row's offset and scale: the normalised embeddings of the paper's C.2)."""
+    with torch.no_grad():
+        return model.encoder.attention.norm_context(model.embed_inputs(rows, torch.full_like(rows, SPIKE)))
+
+
 def reidentification(folder: Path, model: Path, path: Path, plan: TransferPlan, log: Log) -> dict:
     """Unit identification of a renamed copy of pretraining recording ``path``, followed per step."""
     stored = folder / "result.json"
@@ -270,6 +281,7 @@ def reidentification(folder: Path, model: Path, path: Path, plan: TransferPlan, 
     pretrained = load_model(model)
     original = open_recording(path)
     table = pretrained.model.unit_emb.weight.detach().clone()
+    seen_table = encoder_view(pretrained.model, torch.arange(len(table)))
     true_rows = torch.from_numpy(pretrained.unit_vocab.index(unit_keys(original)))
     copy = renamed_copy(path, folder / "data")
     new_keys = unit_keys(open_recording(copy))
@@ -277,8 +289,11 @@ def reidentification(folder: Path, model: Path, path: Path, plan: TransferPlan, 
 
     def follow(step: int, trained: TrainedModel) -> None:
         if step == 1 or step % 10 == 0:
-            learned = trained.model.unit_emb.weight.detach()[trained.unit_vocab.index(new_keys)]
-            points.append([step, *identification_scores(learned.cpu(), true_rows, table)])
+            rows = torch.from_numpy(trained.unit_vocab.index(new_keys)).to(table.device)
+            learned = trained.model.unit_emb.weight.detach()[rows]
+            seen = encoder_view(trained.model, rows)
+            points.append([step, *identification_scores(learned.cpu(), true_rows, table),
+                           *identification_scores(seen.cpu(), true_rows, seen_table)])
 
     log(f"re-identification of {original.recording_id} ({len(new_keys)} units): {plan.reid_steps} steps")
     started = time.perf_counter()
@@ -290,10 +305,11 @@ def reidentification(folder: Path, model: Path, path: Path, plan: TransferPlan, 
         "recording": original.recording_id, "units": len(new_keys), "steps": plan.reid_steps,
         "seconds": round(time.perf_counter() - started, 1), "r2": r2, "original_r2": original_r2,
         "chance_accuracy": 1.0 / len(table),
-        "curve": points,  # [step, mean cosine similarity, 1-NN accuracy]
+        "curve": points,  # [step, mean cosine, 1-NN accuracy, both after the encoder's LayerNorm]
     }
     write_text_atomic(stored, json.dumps(result, indent=2))
-    log(f"re-identification: cosine {points[-1][1]:.3f}, 1-NN accuracy {points[-1][2]:.3f}, test R2 {r2:.4f} "
+    log(f"re-identification: cosine {points[-1][1]:.3f}, 1-NN accuracy {points[-1][2]:.3f} (after the "
+        f"encoder's LayerNorm: {points[-1][3]:.3f}, {points[-1][4]:.3f}), test R2 {r2:.4f} "
         f"(pretrained {original_r2:.4f}) in {result['seconds']:.0f} s")
     return result
 
@@ -491,12 +507,16 @@ def plot_transfer(rows: list[dict]):
 
 
 def plot_reidentification(result: dict):
-    """Table 5 / Figure 7: mean cosine similarity and 1-NN accuracy of re-identified units per step."""
+    """Table 5 / Figure 7: mean cosine similarity and 1-NN accuracy of re-identified units per step,
+    on the raw rows (dashed) and after the encoder's LayerNorm (solid; absent from results of
+    releases before it was measured)."""
     curve = np.asarray(result["curve"])
     figure = new_figure(6.0, 3.5)
     axis = figure.subplots()
-    axis.plot(curve[:, 0], curve[:, 1], label="mean cosine similarity to the pretrained row")
-    axis.plot(curve[:, 0], curve[:, 2], label="1-NN identification accuracy")
+    for offset, style, what in ((3, "-", "after LayerNorm"), (1, "--", "raw rows")):
+        if offset < curve.shape[1]:
+            axis.plot(curve[:, 0], curve[:, offset], style, color="C0", label=f"mean cosine to the pretrained row, {what}")
+            axis.plot(curve[:, 0], curve[:, offset + 1], style, color="C1", label=f"1-NN accuracy, {what}")
     axis.axhline(result["chance_accuracy"], color="grey", ls=":", label="chance accuracy")
     axis.set(xlabel="unit-identification step", ylim=(-0.2, 1.0),
              title=f"re-identifying {result['recording']} ({result['units']} units)")

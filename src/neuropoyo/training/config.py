@@ -67,7 +67,7 @@ class TrainConfig:
     """Optimisation settings; defaults are the single-session values of Table 4.
 
     batch_size: windows per optimisation step (over all ranks under torchrun).
-    lr: peak learning rate of LAMB (runs/cpu-small: 1e-2, lowered to 4e-3 from 5 recordings when
+    lr: peak learning rate of LAMB (runs/cpu-small: 1e-2, lowered to 4e-3 from 2 recordings when
         no run file is given).
     weight_decay: LAMB's weight decay.
     epochs: passes over the training windows; ignored when ``max_steps`` is set.
