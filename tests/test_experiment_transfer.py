@@ -21,6 +21,7 @@ from neuropoyo.experiments.transfer import (
     plot_reidentification,
 )
 from neuropoyo.model import POYO, POYOConfig
+from neuropoyo.training.finetune import FinetuneConfig
 
 CONFIG = tiny_run_config(max_steps=3)
 
@@ -88,7 +89,8 @@ def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, 
     rid = ids(data)
     pretrain, held = choose_recordings(data, seen=[rid[1]], unseen=[rid[2]], pretrain=[rid[0]])
     plan = TransferPlan(
-        config=CONFIG, pretrain_steps=5, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4), seeds=(4,)
+        config=CONFIG, pretrain_steps=5, sizes=(3, None), finetune_steps=4, reid_steps=20, curve_steps=(2, 4), seeds=(4,),
+        methods=("mlp", "scratch", "unit-id", "full"),  # the GRU takes the MLP's path (and most of the time)
     )
     results = experiment.run_transfer(tmp_path, plan, held_out=held, pretrain=pretrain, reidentify=pretrain[0], log=lambda _: None)
     pretraining = json.loads((tmp_path / "seed4" / "pretrained" / "run.json").read_text())
@@ -97,7 +99,7 @@ def test_the_grid_runs_resumes_and_writes_its_table_and_figures(data, tmp_path, 
     scratch = json.loads((tmp_path / "seed4" / "runs" / rid[2] / "all" / "scratch" / "run.json").read_text())
     assert scratch["total_steps"] == 3 and scratch["config"]["training"]["seed"] == 4  # the run file's steps
     rows = results["rows"]
-    assert len(rows) == 2 * 2 * 5 and {r["seed"] for r in rows} == {4}  # recordings x sizes x methods
+    assert len(rows) == 2 * 2 * 4 and {r["seed"] for r in rows} == {4}  # recordings x sizes x methods
     assert {r["trials"] for r in rows if r["size"] == "3trials"} == {3}
     assert {r["trials"] for r in rows if r["size"] == "all"} == {experiment.training_trials(held["seen"][0])}
     for row in rows:
@@ -216,3 +218,32 @@ def test_tables_give_the_spread_over_seeds_and_paired_differences():
     assert mean_and_spread([0.25]) == "0.2500" and sample_sd([0.25]) == 0.0
     with pytest.raises(ConfigError, match="seeds must be distinct integers >= 0"):
         TransferPlan(seeds=(1, 1))
+
+
+
+def test_full_finetuning_takes_the_given_unfreeze_step_and_rate_and_a_rerun_with_others_is_refused(data, tmp_path, capsys):
+    rid = ids(data)
+    from neuropoyo.training.loop import train
+
+    train(CONFIG, data[:1], tmp_path / "pre", progress=False)
+    argv = [
+        "experiment", "transfer", "--data", str(data[0].parent), "--seen", rid[1], "--pretrain", rid[0],
+        "--model", str(tmp_path / "pre"), "--sizes", "2", "--max-steps", "3", "--unfreeze-at", "0",
+        "--finetune-lr", "0.003", "--methods", "unit-id", "full", "--reid-steps", "0", "--seeds", "1",
+        "--out", str(tmp_path / "x"),
+    ]
+    assert main(argv) == 0
+    cell = tmp_path / "x" / "seed0" / "runs" / rid[1] / "2trials"
+    full = json.loads((cell / "full" / "run.json").read_text())["finetune"]
+    assert (full["mode"], full["unfreeze_at"], full["lr"], full["max_steps"]) == ("full", 0, 0.003, 3)
+    unit_id = json.loads((cell / "unit-id" / "run.json").read_text())["finetune"]
+    assert (unit_id["unfreeze_at"], unit_id["lr"]) == (None, FinetuneConfig().lr)
+    again = [*argv[:argv.index("--finetune-lr") + 1], "0.001", *argv[argv.index("--finetune-lr") + 2:]]
+    assert main(again) == 2  # the finished fits were made at another rate: not reused
+    assert "finetune_lr: 0.003 then, 0.001 now" in capsys.readouterr().err
+    assert json.loads((cell / "full" / "run.json").read_text())["finetune"]["lr"] == 0.003
+    code = main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--max-steps", "3", "--unfreeze-at", "3"])
+    assert code == 2 and "unfreeze at must be in [0, finetune steps = 3), got 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["experiment", "transfer", "--out", str(tmp_path / "y"), "--finetune-lr", "0"])
+    assert stop.value.code == 2 and "argument --finetune-lr" in capsys.readouterr().err

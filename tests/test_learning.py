@@ -13,7 +13,7 @@ from neuropoyo.evaluation.evaluate import evaluate
 from neuropoyo.training.config import PRESET_DIR, RunConfig
 from neuropoyo.training.loop import train
 
-STEPS = 300
+STEPS = 200
 
 
 def block_shuffled(stream: TimeSeries, block_s: float, rng: np.random.Generator) -> TimeSeries:

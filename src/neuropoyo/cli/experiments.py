@@ -8,6 +8,7 @@ from pathlib import Path
 from neuropoyo.cli.options import (
     COUNT,
     NON_NEGATIVE,
+    POSITIVE,
     add_device,
     add_list,
     add_renamed,
@@ -24,7 +25,8 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     transfer.run_experiment(
         args.out, data=args.data, seen=args.seen, unseen=args.unseen, pretrain=args.pretrain, model=args.model,
         reidentify=args.reidentify, config=args.config, pretrain_steps=args.pretrain_steps, sizes=args.sizes,
-        methods=args.methods, max_steps=args.max_steps, reid_steps=args.reid_steps, seeds=args.seeds,
+        methods=args.methods, max_steps=args.max_steps, unfreeze_at=args.unfreeze_at, finetune_lr=args.finetune_lr,
+        reid_steps=args.reid_steps, seeds=args.seeds,
         device=args.device, log=print,
     )
     print(f"table in {Path(args.out) / 'table.md'}; figures and results.json in {args.out}")
@@ -77,6 +79,14 @@ def _add_transfer(experiments) -> None:
         help=f"a subset of {' '.join(TRANSFER_METHODS)} (default: all)",
     )
     _add_max_steps(transfer, "unit-identification and finetuning steps (default 600)", 600)
+    transfer.add_argument(
+        "--unfreeze-at", type=NON_NEGATIVE,
+        help="full finetuning: the step that unfreezes the network (default: a third of the steps)",
+    )
+    transfer.add_argument(
+        "--finetune-lr", type=POSITIVE,
+        help="full finetuning: LAMB rate of the pretrained weights once unfrozen (default 1e-4)",
+    )
     transfer.add_argument("--reid-steps", type=NON_NEGATIVE, default=1000, help="re-identification steps (0: skip; default 1000)")
     transfer.add_argument(
         "--seeds", type=COUNT, default=3, metavar="N",

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from neuropoyo.errors import ConfigError
 from neuropoyo.interrupt import Interrupted, raise_lost, signal_of
 from neuropoyo.io import write_text_atomic
 
 Log = Callable[[str], None]
+SETTINGS = "settings.json"
 
 
 def cached_fit(path: Path, compute: Callable[[], dict], log: Log, what: str) -> dict:
@@ -28,6 +30,25 @@ def cached_fit(path: Path, compute: Callable[[], dict], log: Log, what: str) -> 
     write_text_atomic(path, json.dumps(result, indent=2))
     log(f"{what}: test R2 {result['r2']:.4f} in {result['seconds']:.0f} s")
     return result
+
+
+def same_settings(out: Path, settings: dict, command: str) -> None:
+    """Record the settings every fit in ``out`` shares (``out/settings.json``), or, when a run
+    before recorded others, raise ConfigError naming them: its finished fits would be reused."""
+    path = out / SETTINGS
+    settings = json.loads(json.dumps(settings))  # as stored: tuples become lists
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(settings, indent=2))
+        return
+    before = json.loads(path.read_text())
+    changed = sorted(key for key in settings.keys() | before.keys() if settings.get(key) != before.get(key))
+    if changed:
+        said = "; ".join(f"{key}: {before.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
+        raise ConfigError(
+            f"{command}: {out} holds fits made with other settings ({said}); its finished fits would be "
+            "reused as they are: give another --out, or the settings of that run"
+        )
 
 
 def finished_fits(out: str | Path) -> list[Path]:

@@ -50,7 +50,7 @@ from neuropoyo.data.store import open_recording, read_recording, write_recording
 from neuropoyo.errors import ConfigError
 from neuropoyo.evaluation.evaluate import evaluation_config, predict, recordings_for
 from neuropoyo.evaluation.report import new_figure, save_png, summarize
-from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt
+from neuropoyo.experiments.cache import Log, cached_fit, keeps_fits_on_interrupt, same_settings
 from neuropoyo.experiments.spread import mean_and_spread, paired_cell, sample_sd
 from neuropoyo.io import write_text_atomic
 from neuropoyo.model import POYO
@@ -84,8 +84,9 @@ class TransferPlan:
     config: the run file of pretraining and of the from-scratch POYO models (None: the default CPU
     recipe for the number of pretraining recordings, chosen by :func:`run_transfer`). pretrain_steps:
     optimisation steps of pretraining (None: the run file's). sizes: training-set sizes in trials
-    (None: the whole training split). finetune_steps: of unit identification and full finetuning
-    (full unfreezes at a third). reid_steps: of re-identification (0: skip; on the first seed's
+    (None: the whole training split). finetune_steps: of unit identification and full finetuning.
+    unfreeze_at, finetune_lr: full finetuning's step that unfreezes the network and the rate of the
+    pretrained weights (None: :class:`FinetuneConfig`'s, a third of the steps and 1e-4). reid_steps: of re-identification (0: skip; on the first seed's
     model). seeds: one pretraining and one of every fit per seed.
     """
 
@@ -94,6 +95,8 @@ class TransferPlan:
     sizes: tuple[int | None, ...] = (14, 35, None)
     methods: tuple[str, ...] = METHODS
     finetune_steps: int = 600
+    unfreeze_at: int | None = None
+    finetune_lr: float | None = None
     reid_steps: int = 1000
     curve_steps: tuple[int, ...] = CURVE_STEPS
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -107,10 +110,25 @@ class TransferPlan:
             raise ConfigError("experiment transfer: sizes must be trial counts >= 1 (or all)")
         if self.finetune_steps < 1 or self.reid_steps < 0:
             raise ConfigError("experiment transfer: need finetune steps >= 1 and re-identification steps >= 0")
+        if self.unfreeze_at is not None and not 0 <= self.unfreeze_at < self.finetune_steps:
+            raise ConfigError(
+                f"experiment transfer: unfreeze at must be in [0, finetune steps = {self.finetune_steps}), got {self.unfreeze_at}"
+            )
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            raise ConfigError(f"experiment transfer: the finetuning lr must be > 0, got {self.finetune_lr}")
         if self.pretrain_steps is not None and self.pretrain_steps < 1:
             raise ConfigError(f"experiment transfer: pretrain steps must be >= 1, got {self.pretrain_steps}")
         if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"experiment transfer: seeds must be distinct integers >= 0, got {list(self.seeds)}")
+
+    def fit_settings(self, model: Path | None) -> dict:
+        """What every fit of an experiment folder shares (sizes, methods and seeds may grow); model:
+        the given pretrained model, if any."""
+        return {
+            "config": self.config.to_dict(), "model": model and str(Path(model).resolve()),
+            "pretrain_steps": self.pretrain_steps, "finetune_steps": self.finetune_steps,
+            "unfreeze_at": self.unfreeze_at, "finetune_lr": self.finetune_lr,
+        }
 
     def pretraining_config(self, seed: int) -> RunConfig:
         """The run file of pretraining with ``seed``: ``config`` with ``pretrain_steps`` steps where given."""
@@ -148,7 +166,11 @@ def _fit_poyo(
         config = plan.config.with_training(seed=seed)
         train(config, [path], run_dir, train_spans=spans, device=plan.device, progress=False, after_step=curve)
     else:
-        config = FinetuneConfig(mode=method, max_steps=plan.finetune_steps, trials=size, seed=seed)
+        given = {"unfreeze_at": plan.unfreeze_at, "lr": plan.finetune_lr} if method == "full" else {}
+        config = FinetuneConfig(
+            mode=method, max_steps=plan.finetune_steps, trials=size, seed=seed,
+            **{name: value for name, value in given.items() if value is not None},
+        )
         finetune(pretrained, [path], run_dir, config, device=plan.device, progress=False, after_step=curve)
     return {"r2": r2_on_test_split(load_model(run_dir / MODEL_DIR), path), "curve": curve.points}
 
@@ -191,6 +213,7 @@ def run_transfer(
         config, note = default_config(len(pretrain))
         log(note)
         plan = dataclasses.replace(plan, config=config)
+    same_settings(out, plan.fit_settings(model), "experiment transfer")
     rows, models = [], {}
     for seed in plan.seeds:
         folder = out / f"seed{seed}"
@@ -370,7 +393,7 @@ def run_experiment(
     pretrain: Sequence[str] = (), model: str | Path | None = None, reidentify: str | None = None,
     config: str | Path | RunConfig | None = None, pretrain_steps: int | None = None,
     sizes: Sequence[int | None] = (14, 35, None), methods: Sequence[str] = METHODS, max_steps: int = 600,
-    reid_steps: int = 1000, seeds: int = 3, device: str = "cpu", log: Log = print,
+    unfreeze_at: int | None = None, finetune_lr: float | None = None, reid_steps: int = 1000, seeds: int = 3, device: str = "cpu", log: Log = print,
 ) -> dict:
     """The whole experiment, as ``neuropoyo experiment transfer`` runs it: returns :func:`run_transfer`'s results.
 
@@ -378,7 +401,8 @@ def run_experiment(
     (:func:`simulated_recordings`) and pretrains :data:`SIMULATED_PRETRAIN_STEPS` steps unless
     ``pretrain_steps`` says otherwise. seen / unseen / pretrain / reidentify: recording ids among
     ``data``. config: run file, preset name or RunConfig (None: the default CPU recipe for the
-    number of pretraining recordings). max_steps: of unit identification and full finetuning.
+    number of pretraining recordings). max_steps: of unit identification and full finetuning;
+    unfreeze_at, finetune_lr: of full finetuning (:class:`TransferPlan`).
     seeds: how many seeds (0, 1, ...): each pretrains a model (unless ``model`` is given) and
     repeats every fit.
     """
@@ -394,7 +418,7 @@ def run_experiment(
         pretrain_steps = SIMULATED_PRETRAIN_STEPS
     plan = TransferPlan(  # checked before any recording is simulated or read
         pretrain_steps=pretrain_steps, sizes=tuple(sizes), methods=tuple(methods), finetune_steps=max_steps,
-        reid_steps=reid_steps, seeds=tuple(range(seeds)), device=device,
+        unfreeze_at=unfreeze_at, finetune_lr=finetune_lr, reid_steps=reid_steps, seeds=tuple(range(seeds)), device=device,
     )
     if data is None:
         pretrained_on, held_out, again = simulated_recordings(out / "data")

@@ -9,6 +9,7 @@ decoder runs its update (:class:`~neuropoyo.streaming.graphs.RecordingUpdate`) t
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Mapping
 
 import numpy as np
@@ -85,6 +86,13 @@ def _openvino(proto: bytes, threads: int, precision: str) -> Callable[[dict[str,
     import openvino
 
     core = openvino.Core()
+    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if precision == "bf16" and "BF16" not in capabilities:
+        warnings.warn(
+            f"OpenVINO cannot compute in bfloat16 on this CPU (it offers {', '.join(capabilities)}): "
+            "decoding in float32 instead, as accurate and slower than asked (bfloat16 needs AVX512-BF16 or AMX)",
+            stacklevel=3,
+        )
     config = {
         "INFERENCE_NUM_THREADS": threads,
         "INFERENCE_PRECISION_HINT": precision,
