@@ -86,8 +86,9 @@ class TransferPlan:
     optimisation steps of pretraining (None: the run file's). sizes: training-set sizes in trials
     (None: the whole training split). finetune_steps: of unit identification and full finetuning.
     unfreeze_at, finetune_lr: full finetuning's step that unfreezes the network and the rate of the
-    pretrained weights (None: :class:`FinetuneConfig`'s, a third of the steps and 1e-4). reid_steps: of re-identification (0: skip; on the first seed's
-    model). seeds: one pretraining and one of every fit per seed.
+    pretrained weights (None: :class:`FinetuneConfig`'s, a third of the steps and 1e-4).
+    reid_steps: of re-identification (0: skip; on the first seed's model). seeds: one pretraining
+    and one of every fit per seed.
     """
 
     config: RunConfig | None = None
@@ -393,7 +394,8 @@ def run_experiment(
     pretrain: Sequence[str] = (), model: str | Path | None = None, reidentify: str | None = None,
     config: str | Path | RunConfig | None = None, pretrain_steps: int | None = None,
     sizes: Sequence[int | None] = (14, 35, None), methods: Sequence[str] = METHODS, max_steps: int = 600,
-    unfreeze_at: int | None = None, finetune_lr: float | None = None, reid_steps: int = 1000, seeds: int = 3, device: str = "cpu", log: Log = print,
+    unfreeze_at: int | None = None, finetune_lr: float | None = None, reid_steps: int = 1000, seeds: int = 3,
+    device: str = "cpu", log: Log = print,
 ) -> dict:
     """The whole experiment, as ``neuropoyo experiment transfer`` runs it: returns :func:`run_transfer`'s results.
 
@@ -418,7 +420,8 @@ def run_experiment(
         pretrain_steps = SIMULATED_PRETRAIN_STEPS
     plan = TransferPlan(  # checked before any recording is simulated or read
         pretrain_steps=pretrain_steps, sizes=tuple(sizes), methods=tuple(methods), finetune_steps=max_steps,
-        unfreeze_at=unfreeze_at, finetune_lr=finetune_lr, reid_steps=reid_steps, seeds=tuple(range(seeds)), device=device,
+        unfreeze_at=unfreeze_at, finetune_lr=finetune_lr, reid_steps=reid_steps, seeds=tuple(range(seeds)),
+        device=device,
     )
     if data is None:
         pretrained_on, held_out, again = simulated_recordings(out / "data")
