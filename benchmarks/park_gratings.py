@@ -88,6 +88,8 @@ def variant(context_s: float | None = None, *, steps: int = 300, batch: int = 16
 TRIAL_S = 3.0625  # a Park trial window: 49 frames of 1/16 s (1 s before onset, 2 s grating, after)
 VARIANTS: dict[str, dict[str, dict]] = {
     "recipe": {"training": {"validate_every": 100}},  # runs/cpu-small as shipped: 900 steps of 32 windows
+    # the shipped recipe, its best model chosen on direction alone (training.select_on)
+    "select": {"training": {"validate_every": 100, "select_on": [LABEL_STREAM]}},
     "c1": variant(batch=32),  # runs/cpu-small at 300 steps (its 900 steps of 32 windows: 100 epochs)
     "c3": variant(TRIAL_S),  # every window is one whole trial
     "c3_lr3e-3": variant(TRIAL_S, training={"lr": 3e-3}),
@@ -95,7 +97,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
 RECIPE = "recipe"  # what a user gets without --config; the others are for --search
 # recipe -> overrides of its single-session run file for the five files together: the shipped
 # recipe lowers lr to 4e-3 from 2 recordings on (neuropoyo.training.recipe)
-MULTI: dict[str, dict[str, dict]] = {name: {"training": {"lr": 4e-3}} for name in ("recipe", "c1", "c3")}
+MULTI: dict[str, dict[str, dict]] = {name: {"training": {"lr": 4e-3}} for name in ("recipe", "select", "c1", "c3")}
 
 
 def run_file(folder: Path, name: str, overrides: dict[str, dict]) -> Path:

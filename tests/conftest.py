@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,24 @@ from neuropoyo.data import (
     TimeSeries,
     Units,
 )
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker keeps to its own cores: torch and every process a
+    test starts take their threads from the cores they may run on (``distributed.cores``), and
+    workers sharing all the cores would each take them all (two 2-thread trainings on 2 cores ran
+    14x slower than one)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cores, count = sorted(os.sched_getaffinity(0)), int(count)
+    if len(cores) >= count:
+        import torch
+
+        index = int(worker.removeprefix("gw"))
+        mine = cores[index * len(cores) // count : (index + 1) * len(cores) // count]
+        os.sched_setaffinity(0, mine)
+        torch.set_num_threads(len(mine))
 
 
 def build_recording(seed: int = 0, *, duration: float = 20.0, n_units: int = 5) -> Recording:

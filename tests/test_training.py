@@ -579,6 +579,32 @@ def test_validation_is_logged_and_the_best_model_is_the_best_logged(sim_data, tm
     assert np.mean([r2_score(r.true, r.predicted) for r in results]) == pytest.approx(float(best["valid_r2"]), abs=1e-6)
 
 
+def test_select_on_chooses_the_best_model_by_the_named_readouts_alone(sim_data, tmp_path):
+    """Two readouts, training.select_on: [hand_pos]: the logged score, and the one the best model
+    is kept by, is hand_pos's valid R2 alone, not the mean with hand_vel's."""
+    run = tmp_path / "run"
+    config = _run_config(9, 9, WIDE, validate_every=3, select_on=["hand_pos"])
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, readouts={"hand_vel": 2, "hand_pos": 2}))
+    assert config.training.select_on == ("hand_pos",)
+    loop_module.train(config, [sim_data], run, progress=False)
+    best = max(_valid_rows(run), key=lambda r: float(r["valid_r2"]))
+    assert trained_module.model_selection(run)["step"] == int(best["step"]) + 1
+    trained = trained_module.load_model(run)
+    results = predict(trained, recordings_for(trained, find_recordings([sim_data])), split="valid", progress=False)
+    scores = {stream: [r2_score(r.true, r.predicted) for r in results if r.stream == stream] for stream in ("hand_pos", "hand_vel")}
+    assert np.mean(scores["hand_pos"]) == pytest.approx(float(best["valid_r2"]), abs=1e-6)
+    assert abs(np.mean(scores["hand_pos"] + scores["hand_vel"]) - float(best["valid_r2"])) > 1e-3
+
+
+def test_select_on_must_name_readouts_of_the_model(sim_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"training.select_on must be a list of readout names, got 3"):
+        TrainConfig(select_on=3)
+    assert TrainConfig(select_on="direction").select_on == ("direction",)
+    config = _run_config(1, 1, select_on=["hand_pos"])
+    with pytest.raises(ConfigError, match=r"training.select_on names \['hand_pos'\], which are not readouts of the model \(\['hand_vel'\]\)"):
+        loop_module.train(config, [sim_data], tmp_path / "run", progress=False)
+
+
 def test_validation_reads_only_the_valid_split_and_does_not_change_training(sim_data, tmp_path, monkeypatch):
     """Every window validation reads lies inside the valid split (which never meets the test
     split), and a run that validates trains the same weights as one that does not."""

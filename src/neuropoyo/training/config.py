@@ -76,6 +76,8 @@ class TrainConfig:
     checkpoint_every: steps between checkpoints (``checkpoint/``) that ``--resume`` continues from.
     log_every: steps between lines of ``metrics.csv`` and the progress display.
     num_workers: DataLoader worker processes that cut windows (0: in the training process).
+    select_on: the readouts whose validation scores choose the best model (their mean; empty: every
+        readout). E.g. ``[direction]`` when a run also decodes noisy streams whose R2 would decide.
     """
 
     batch_size: int = 128
@@ -93,6 +95,7 @@ class TrainConfig:
     max_nonfinite_steps: int = 5  # NaN/inf loss or gradients: steps skipped in a row before stopping
     validate_every: int = 500  # steps between validation scores (and the last step); 0: never
     on_collapse: str = "warn"  # predictions collapsed on validation: "warn", or "restart" from the best
+    select_on: tuple[str, ...] = ()
 
     def __post_init__(self):
         at_least = {"batch_size": 1, "epochs": 1, "checkpoint_every": 1, "log_every": 1, "num_workers": 0,
@@ -111,9 +114,13 @@ class TrainConfig:
             raise ConfigError(f"training.decay_fraction must be in [0, 1], got {self.decay_fraction}")
         if self.on_collapse not in ON_COLLAPSE:
             raise ConfigError(f"training.on_collapse must be one of {', '.join(ON_COLLAPSE)}; got {self.on_collapse!r}")
+        names = [self.select_on] if isinstance(self.select_on, str) else self.select_on
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"training.select_on must be a list of readout names, got {self.select_on!r}")
+        object.__setattr__(self, "select_on", tuple(names))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "select_on": list(self.select_on)}  # as run.json stores it
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "training config") -> "TrainConfig":

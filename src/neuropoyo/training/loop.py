@@ -196,11 +196,13 @@ def _setup(config: RunConfig, dataset: Dataset, run_dir: Path, resume: bool, dev
         dataset, readouts=config.model.readouts, normalize=config.loss.normalize, train_spans=train_spans
     )
     classes = {**stream_classes([f.path for f in recordings.files], list(recordings.readouts)), **config.model.classes}
-    unknown = sorted(set(config.loss.task_weights) - set(config.model.readouts))
-    if unknown:
-        raise ConfigError(
-            f"loss.task_weights names {unknown}, which are not readouts of the model ({list(config.model.readouts)})"
-        )
+    named = {"loss.task_weights": config.loss.task_weights, "training.select_on": config.training.select_on}
+    for field, names in named.items():
+        unknown = sorted(set(names) - set(config.model.readouts))
+        if unknown:
+            raise ConfigError(
+                f"{field} names {unknown}, which are not readouts of the model ({list(config.model.readouts)})"
+            )
     model_config = dataclasses.replace(
         config.model,
         num_units=len(recordings.unit_vocab),
@@ -480,7 +482,7 @@ def _validation_row(
     watch, trained, recordings, step, total_steps, run_dir, tc, lr, optimizer, device, ranks
 ) -> dict:
     """Score the model on the valid split and let ``watch`` act on it; the metrics.csv fields."""
-    valid = validate(trained, recordings, step, device, ranks=ranks)
+    valid = validate(trained, recordings, step, device, streams=tc.select_on, ranks=ranks)
     if valid is None:  # no valid samples in the evaluation intervals
         return {}
     with held_signals():  # the best model on disk and the watch's record of it change together

@@ -49,9 +49,10 @@ class NoValidationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Validation:
-    """One validation score. r2: mean over (recording, stream) of the R2 on the valid split; a
-    label stream (classification) scores its chance-corrected balanced accuracy
-    (balanced - chance) / (1 - chance) instead, on the same scale (0: chance, 1: perfect).
+    """One validation score. r2: mean over (recording, stream) of the R2 on the valid split (only
+    the streams of ``training.select_on`` when it names some); a label stream (classification)
+    scores its chance-corrected balanced accuracy (balanced - chance) / (1 - chance) instead, on
+    the same scale (0: chance, 1: perfect).
     spread: the smallest ratio, over streams and dimensions, of the predictions' standard deviation
     across samples to the targets'; flattest: its "recording/stream"."""
 
@@ -62,10 +63,12 @@ class Validation:
 
 
 def validate(
-    trained: TrainedModel, recordings: RecordingSet, step: int, device: torch.device, *, ranks: Ranks = SINGLE
+    trained: TrainedModel, recordings: RecordingSet, step: int, device: torch.device, *,
+    streams: tuple[str, ...] = (), ranks: Ranks = SINGLE,
 ) -> Validation | None:
     """Score ``trained`` on the valid split of ``recordings`` (None when it has no samples),
-    leaving torch's random state as it found it; the model is left in eval mode. In a distributed
+    leaving torch's random state as it found it; the model is left in eval mode. The score is the
+    mean over ``streams`` (empty: every stream); the spread watches every stream. In a distributed
     run the ranks share the windows and all get the same score."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -82,9 +85,12 @@ def validate(
         if varied.any():
             spreads[f"{r.recording_id}/{r.stream}"] = float(np.min(r.predicted.std(axis=0)[varied] / true_std[varied]))
     flattest = min(spreads, key=spreads.get) if spreads else ""
+    scored = [r for r in results if not streams or r.stream in streams]
+    if not scored:
+        return None
     return Validation(
         step=step,
-        r2=float(np.mean([_score(r) for r in results])),
+        r2=float(np.mean([_score(r) for r in scored])),
         spread=spreads.get(flattest, math.inf),
         flattest=flattest,
     )
