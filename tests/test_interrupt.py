@@ -43,6 +43,13 @@ def _run_file(folder, **training):
     return path
 
 
+def _default_sigint() -> None:
+    """In the child before it starts: SIGINT as a terminal leaves it. When the suite itself runs
+    with SIGINT ignored (a background job of a non-interactive shell: `bash .ci/run &`), a child
+    inherits that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Command:
     """`python -m neuropoyo ARGV` in a child process leading its own process group, its output in
     files (a pipe nobody reads could fill and stall it)."""
@@ -51,7 +58,8 @@ class _Command:
         self.out, self.err = folder / "stdout.txt", folder / "stderr.txt"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "neuropoyo", *map(str, argv)], stdout=out, stderr=err, start_new_session=True
+                [sys.executable, "-m", "neuropoyo", *map(str, argv)], stdout=out, stderr=err, start_new_session=True,
+                preexec_fn=_default_sigint,
             )
 
     def wait_until(self, ready) -> None:
