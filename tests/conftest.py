@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import zlib
 
 import numpy as np
@@ -34,6 +35,22 @@ def pytest_configure(config):
         mine = cores[index * len(cores) // count : (index + 1) * len(cores) // count]
         os.sched_setaffinity(0, mine)
         torch.set_num_threads(len(mine))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_folders_under_pytests_own(tmp_path_factory):
+    """Folders the library makes with ``tempfile`` (``Decoder.fit`` without ``out``, the
+    tutorials) and those of the processes tests start land in pytest's temporary folder, which
+    pytest prunes, not in the system's."""
+    folder = str(tmp_path_factory.mktemp("tempfile"))
+    before = os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    yield
+    tempfile.tempdir = None
+    if before is None:
+        os.environ.pop("TMPDIR")
+    else:
+        os.environ["TMPDIR"] = before
 
 
 @pytest.fixture(autouse=True)

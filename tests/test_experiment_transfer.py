@@ -221,6 +221,23 @@ def test_tables_give_the_spread_over_seeds_and_paired_differences():
 
 
 
+def test_a_folder_records_full_finetunings_settings_as_they_apply(tmp_path):
+    """Defaults are stored filled in, so a folder made when they were others is refused, not resumed."""
+    from neuropoyo.experiments.cache import same_settings
+
+    settings = TransferPlan(config=CONFIG, finetune_steps=9).fit_settings(None)
+    default = FinetuneConfig(mode="full", max_steps=9)
+    assert (settings["unfreeze_at"], settings["finetune_lr"]) == (default.unfreeze_at, default.lr) == (0, 4e-3)
+    given = TransferPlan(config=CONFIG, finetune_steps=9, unfreeze_at=3, finetune_lr=1e-4).fit_settings(None)
+    assert (given["unfreeze_at"], given["finetune_lr"]) == (3, 1e-4)
+    assert settings["finetune_steps"] == {"unit-id": 9, "full": 9}
+    steps = TransferPlan(config=CONFIG).fit_settings(None)["finetune_steps"]
+    assert steps == {"unit-id": FinetuneConfig().max_steps, "full": FinetuneConfig(mode="full").max_steps} == {"unit-id": 600, "full": 900}
+    same_settings(tmp_path, {**settings, "unfreeze_at": None, "finetune_lr": None}, "experiment transfer")
+    with pytest.raises(ConfigError, match=r"finetune_lr: None then, 0.004 now; unfreeze_at: None then, 0 now"):
+        same_settings(tmp_path, settings, "experiment transfer")
+
+
 def test_full_finetuning_takes_the_given_unfreeze_step_and_rate_and_a_rerun_with_others_is_refused(data, tmp_path, capsys):
     rid = ids(data)
     from neuropoyo.training.loop import train

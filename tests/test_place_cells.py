@@ -205,6 +205,11 @@ def test_training_without_position_in_its_valid_split_warns_and_keeps_no_best_mo
         assert _validation_period(TrainConfig(), RecordingSet([path], readouts={"position": 1}), SINGLE) == 0
     (path,) = api.write_recordings([assign_splits(place_cell_session())], tmp_path / "run")
     assert _validation_period(TrainConfig(), RecordingSet([path], readouts={"position": 1}), SINGLE) == 500
+    # the best model chosen on a stream no valid split holds: said, not silently no best model
+    both = RecordingSet([path], readouts={"position": 1, "velocity": 1})
+    assert _validation_period(TrainConfig(), both, SINGLE) == 500
+    with pytest.warns(NoValidationWarning, match=r"of the streams of training.select_on \['velocity'\].*name other readouts"):
+        assert _validation_period(TrainConfig(select_on=["velocity"]), both, SINGLE) == 0
 
 
 def test_train_without_the_default_readout_names_the_flag_and_the_config_key(tmp_path, capsys):

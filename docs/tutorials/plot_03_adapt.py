@@ -86,7 +86,7 @@ run("neuropoyo train --data data/sim_monkey0_day0_co.h5 data/sim_monkey1_day0_co
 # its validation and test splits stay whole, so the scores below are on the same test trials
 # whatever the number of trials used. ``--max-steps 60`` shortens the default 600 steps.
 #
-# ``--mode full`` would then unfreeze every weight (gradual unfreezing, see ``neuropoyo finetune
+# ``--mode full`` would train every weight as well, from the first step (see ``neuropoyo finetune
 # --help`` and :doc:`/reference/cli`).
 
 run("neuropoyo finetune --model pretrained --data data/sim_monkey2_day0_co.h5 --out adapted --mode unit-id --trials 20 --max-steps 60")

@@ -78,14 +78,14 @@ def _add_transfer(experiments) -> None:
         transfer, "--methods", commas=True, default=TRANSFER_METHODS, metavar="METHOD",
         help=f"a subset of {' '.join(TRANSFER_METHODS)} (default: all)",
     )
-    _add_max_steps(transfer, "unit-identification and finetuning steps (default 600)", 600)
+    _add_max_steps(transfer, "unit-identification and full finetuning steps (default 600 and 900)")
     transfer.add_argument(
         "--unfreeze-at", type=NON_NEGATIVE,
-        help="full finetuning: the step that unfreezes the network (default: a third of the steps)",
+        help="full finetuning: the step that unfreezes the network (default 0: at once)",
     )
     transfer.add_argument(
         "--finetune-lr", type=POSITIVE,
-        help="full finetuning: LAMB rate of the pretrained weights once unfrozen (default 1e-4)",
+        help="full finetuning: LAMB rate of the pretrained weights once unfrozen (default 4e-3)",
     )
     transfer.add_argument("--reid-steps", type=NON_NEGATIVE, default=1000, help="re-identification steps (0: skip; default 1000)")
     transfer.add_argument(

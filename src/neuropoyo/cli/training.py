@@ -92,10 +92,10 @@ def _add_finetune(commands) -> None:
     few = tuner.add_mutually_exclusive_group()
     few.add_argument("--trials", type=COUNT, help="use only the first N training trials of each recording")
     few.add_argument("--minutes", type=POSITIVE, help="use only the first M minutes of training data")
-    tuner.add_argument("--max-steps", type=COUNT, help="optimisation steps (default 600)")
-    tuner.add_argument("--unfreeze-at", type=NON_NEGATIVE, help="full mode: step that unfreezes the network (default: a third of the steps)")
+    tuner.add_argument("--max-steps", type=COUNT, help="optimisation steps (default 600; 900 in full mode)")
+    tuner.add_argument("--unfreeze-at", type=NON_NEGATIVE, help="full mode: step that unfreezes the network (default 0: at once)")
     tuner.add_argument("--embedding-lr", type=POSITIVE, help="LAMB rate of the new rows and heads (default 0.02)")
-    tuner.add_argument("--lr", type=POSITIVE, help="LAMB rate of the pretrained weights once unfrozen (default 1e-4)")
+    tuner.add_argument("--lr", type=POSITIVE, help="LAMB rate of the pretrained weights once unfrozen (default 4e-3)")
     tuner.add_argument("--batch-size", type=COUNT, help="windows per step (default 32)")
     add_list(
         tuner, "--readout", metavar="STREAM",

@@ -58,6 +58,7 @@ from neuropoyo.schema import SPIKE
 from neuropoyo.tokens.vocab import unit_keys
 from neuropoyo.trained import TrainedModel, load_model
 from neuropoyo.training.config import RunConfig
+from neuropoyo.training.finetune import MODES as FINETUNE_MODES
 from neuropoyo.training.finetune import FinetuneConfig, finetune
 from neuropoyo.training.loop import CHECKPOINT_DIR, MODEL_DIR, train
 from neuropoyo.training.recipe import default_config, resolve_config
@@ -84,9 +85,10 @@ class TransferPlan:
     config: the run file of pretraining and of the from-scratch POYO models (None: the default CPU
     recipe for the number of pretraining recordings, chosen by :func:`run_transfer`). pretrain_steps:
     optimisation steps of pretraining (None: the run file's). sizes: training-set sizes in trials
-    (None: the whole training split). finetune_steps: of unit identification and full finetuning.
+    (None: the whole training split). finetune_steps: of unit identification and full finetuning
+    (None: :class:`FinetuneConfig`'s per mode, 600 and 900).
     unfreeze_at, finetune_lr: full finetuning's step that unfreezes the network and the rate of the
-    pretrained weights (None: :class:`FinetuneConfig`'s, a third of the steps and 1e-4).
+    pretrained weights (None: :class:`FinetuneConfig`'s, 0 and 4e-3).
     reid_steps: of re-identification (0: skip; on the first seed's model). seeds: one pretraining
     and one of every fit per seed.
     """
@@ -95,7 +97,7 @@ class TransferPlan:
     pretrain_steps: int | None = None
     sizes: tuple[int | None, ...] = (14, 35, None)
     methods: tuple[str, ...] = METHODS
-    finetune_steps: int = 600
+    finetune_steps: int | None = None
     unfreeze_at: int | None = None
     finetune_lr: float | None = None
     reid_steps: int = 1000
@@ -109,11 +111,11 @@ class TransferPlan:
             raise ConfigError(f"experiment transfer: unknown methods {unknown}; choose from {', '.join(METHODS)}")
         if not self.sizes or any(n is not None and n < 1 for n in self.sizes):
             raise ConfigError("experiment transfer: sizes must be trial counts >= 1 (or all)")
-        if self.finetune_steps < 1 or self.reid_steps < 0:
+        if (self.finetune_steps is not None and self.finetune_steps < 1) or self.reid_steps < 0:
             raise ConfigError("experiment transfer: need finetune steps >= 1 and re-identification steps >= 0")
-        if self.unfreeze_at is not None and not 0 <= self.unfreeze_at < self.finetune_steps:
+        if self.unfreeze_at is not None and not 0 <= self.unfreeze_at < self.steps("full"):
             raise ConfigError(
-                f"experiment transfer: unfreeze at must be in [0, finetune steps = {self.finetune_steps}), got {self.unfreeze_at}"
+                f"experiment transfer: unfreeze at must be in [0, finetune steps = {self.steps('full')}), got {self.unfreeze_at}"
             )
         if self.finetune_lr is not None and not self.finetune_lr > 0:
             raise ConfigError(f"experiment transfer: the finetuning lr must be > 0, got {self.finetune_lr}")
@@ -124,12 +126,24 @@ class TransferPlan:
 
     def fit_settings(self, model: Path | None) -> dict:
         """What every fit of an experiment folder shares (sizes, methods and seeds may grow); model:
-        the given pretrained model, if any."""
+        the given pretrained model, if any. Full finetuning's settings are stored as they apply
+        (defaults filled in), so a folder made under other defaults is not resumed."""
+        full = FinetuneConfig(mode="full", max_steps=self.finetune_steps, **self.full_finetuning())
         return {
             "config": self.config.to_dict(), "model": model and str(Path(model).resolve()),
-            "pretrain_steps": self.pretrain_steps, "finetune_steps": self.finetune_steps,
-            "unfreeze_at": self.unfreeze_at, "finetune_lr": self.finetune_lr,
+            "pretrain_steps": self.pretrain_steps,
+            "finetune_steps": {mode: self.steps(mode) for mode in FINETUNE_MODES},
+            "unfreeze_at": full.unfreeze_at, "finetune_lr": full.lr,
         }
+
+    def steps(self, mode: str) -> int:
+        """Optimisation steps of unit identification (``unit-id``) or full finetuning (``full``)."""
+        return FinetuneConfig(mode=mode, max_steps=self.finetune_steps).max_steps
+
+    def full_finetuning(self) -> dict:
+        """The :class:`FinetuneConfig` fields full finetuning is given (those set here)."""
+        given = {"unfreeze_at": self.unfreeze_at, "lr": self.finetune_lr}
+        return {name: value for name, value in given.items() if value is not None}
 
     def pretraining_config(self, seed: int) -> RunConfig:
         """The run file of pretraining with ``seed``: ``config`` with ``pretrain_steps`` steps where given."""
@@ -167,11 +181,8 @@ def _fit_poyo(
         config = plan.config.with_training(seed=seed)
         train(config, [path], run_dir, train_spans=spans, device=plan.device, progress=False, after_step=curve)
     else:
-        given = {"unfreeze_at": plan.unfreeze_at, "lr": plan.finetune_lr} if method == "full" else {}
-        config = FinetuneConfig(
-            mode=method, max_steps=plan.finetune_steps, trials=size, seed=seed,
-            **{name: value for name, value in given.items() if value is not None},
-        )
+        given = plan.full_finetuning() if method == "full" else {}
+        config = FinetuneConfig(mode=method, max_steps=plan.finetune_steps, trials=size, seed=seed, **given)
         finetune(pretrained, [path], run_dir, config, device=plan.device, progress=False, after_step=curve)
     return {"r2": r2_on_test_split(load_model(run_dir / MODEL_DIR), path), "curve": curve.points}
 
@@ -393,7 +404,7 @@ def run_experiment(
     out: str | Path, *, data: Sequence[str | Path] | None = None, seen: Sequence[str] = (), unseen: Sequence[str] = (),
     pretrain: Sequence[str] = (), model: str | Path | None = None, reidentify: str | None = None,
     config: str | Path | RunConfig | None = None, pretrain_steps: int | None = None,
-    sizes: Sequence[int | None] = (14, 35, None), methods: Sequence[str] = METHODS, max_steps: int = 600,
+    sizes: Sequence[int | None] = (14, 35, None), methods: Sequence[str] = METHODS, max_steps: int | None = None,
     unfreeze_at: int | None = None, finetune_lr: float | None = None, reid_steps: int = 1000, seeds: int = 3,
     device: str = "cpu", log: Log = print,
 ) -> dict:
@@ -403,7 +414,8 @@ def run_experiment(
     (:func:`simulated_recordings`) and pretrains :data:`SIMULATED_PRETRAIN_STEPS` steps unless
     ``pretrain_steps`` says otherwise. seen / unseen / pretrain / reidentify: recording ids among
     ``data``. config: run file, preset name or RunConfig (None: the default CPU recipe for the
-    number of pretraining recordings). max_steps: of unit identification and full finetuning;
+    number of pretraining recordings). max_steps: of unit identification and full finetuning
+    (None: 600 and 900);
     unfreeze_at, finetune_lr: of full finetuning (:class:`TransferPlan`).
     seeds: how many seeds (0, 1, ...): each pretrains a model (unless ``model`` is given) and
     repeats every fit.

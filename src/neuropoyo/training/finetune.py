@@ -5,8 +5,10 @@ random) and one for each new session (initialised at the mean of the model's tra
 and a readout head for a stream the model has none for:
 
 * ``unit-id``: everything else stays frozen; only those rows (and new heads) train;
-* ``full``: unit identification until step ``unfreeze_at``, then every weight trains (gradual
-  unfreezing, A.6: LAMB, lr 1e-4, weight decay 1e-4).
+* ``full``: unit identification until step ``unfreeze_at`` (default 0: at once), then every
+  weight trains (LAMB, lr 4e-3, weight decay 1e-4). The paper's A.6 unfreezes gradually at lr
+  1e-4; on real recordings that stayed below training from scratch, where this beat it
+  (``benchmarks/RESULTS.md``, "Full finetuning: its defaults").
 
 Rows of the model's old units and sessions never move (their gradients are masked out), so after
 unit identification the old sessions' predictions are bit-identical. ``trials`` / ``minutes`` keep
@@ -47,23 +49,26 @@ from neuropoyo.training.loop import (
 )
 
 MODES = ("unit-id", "full")
+STEPS = {"unit-id": 600, "full": 900}  # default max_steps per mode (full: the from-scratch recipe's)
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     """How a model is adapted (defaults: unit identification, sized for a CPU).
 
-    embedding_lr: LAMB learning rate of the new unit and session rows (and new heads);
-    lr: of every other weight once unfrozen (A.6: 1e-4). unfreeze_at: the step at which ``full``
-    mode unfreezes the network (0: at once; default a third of max_steps). trials / minutes:
-    few-shot size per new recording.
+    max_steps: optimisation steps (default 600 for unit-id, 900 for full, the steps of the
+    from-scratch recipe it competes with). embedding_lr: LAMB learning rate of the new unit and session rows (and new heads);
+    lr: of every other weight once unfrozen (the pretraining recipe's 4e-3; the paper's A.6: 1e-4).
+    unfreeze_at: the step at which ``full`` mode unfreezes the network (default 0: at once; the
+    paper's gradual unfreezing: e.g. max_steps // 3). trials / minutes: few-shot size per new
+    recording.
     """
 
     mode: str = "unit-id"
-    max_steps: int = 600
+    max_steps: int | None = None
     unfreeze_at: int | None = None
     embedding_lr: float = 2e-2
-    lr: float = 1e-4
+    lr: float = 4e-3
     weight_decay: float = 1e-4
     batch_size: int = 32
     trials: int | None = None
@@ -74,13 +79,15 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ConfigError(f"finetune: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.max_steps is None:
+            object.__setattr__(self, "max_steps", STEPS[self.mode])
         if self.max_steps < 1 or self.batch_size < 1 or self.num_workers < 0:
             raise ConfigError("finetune: need max_steps >= 1, batch_size >= 1 and num_workers >= 0")
         if self.mode == "unit-id" and self.unfreeze_at is not None:
             raise ConfigError("finetune: unfreeze_at applies to mode full only (unit-id never unfreezes)")
         if self.mode == "full":
             if self.unfreeze_at is None:
-                object.__setattr__(self, "unfreeze_at", self.max_steps // 3)
+                object.__setattr__(self, "unfreeze_at", 0)
             if not 0 <= self.unfreeze_at < self.max_steps:
                 raise ConfigError(
                     f"finetune: unfreeze_at must be in [0, max_steps = {self.max_steps}), got {self.unfreeze_at}"

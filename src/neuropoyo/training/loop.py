@@ -523,26 +523,31 @@ def _whole_batches(loader, count: int):
         yield item
 
 
-def _has_valid_samples(recordings: RecordingSet) -> bool:
-    """Whether some recording's valid split holds a sample of a stream it decodes."""
+def _has_valid_samples(recordings: RecordingSet, streams: tuple[str, ...] = ()) -> bool:
+    """Whether some recording's valid split holds a sample of a stream it decodes (of ``streams``
+    when given)."""
     return any(
         spans.merged().contains(stream.timestamps).any()
         for r, spans in enumerate(recordings.split_spans("valid"))
         if spans.total_duration() > 0
-        for stream in recordings.readout_streams(r).values()
+        for name, stream in recordings.readout_streams(r).items()
+        if not streams or name in streams
     )
 
 
 def _validation_period(tc: TrainConfig, recordings: RecordingSet, ranks: Ranks) -> int:
     """Steps between validations: ``validate_every``, or 0 (with a warning) when no valid split holds
-    a sample of the decoded streams."""
-    if tc.validate_every and not _has_valid_samples(recordings):
+    a sample of the decoded streams (of those of ``training.select_on`` when it names some)."""
+    if tc.validate_every and not _has_valid_samples(recordings, tc.select_on):
         if ranks.is_main:
+            which = f"the streams of training.select_on {list(tc.select_on)}" if tc.select_on else "the decoded streams"
             warnings.warn(
-                "training: no valid split holds a sample of the decoded streams, so no validation R2 "
+                f"training: no valid split holds a sample of {which}, so no validation R2 "
                 "is logged and no best model is kept (RUN/model is the last); assign splits where the "
                 "behavior exists (re-import with `neuropoyo prepare`, or neuropoyo.data.splits."
-                "assign_splits) or set training.validate_every: 0",
+                "assign_splits)"
+                + (", name other readouts in training.select_on" if tc.select_on else "")
+                + " or set training.validate_every: 0",
                 NoValidationWarning,
                 stacklevel=4,
             )
