@@ -56,9 +56,10 @@ STEPS = {"unit-id": 600, "full": 900}  # default max_steps per mode (full: the f
 class FinetuneConfig:
     """How a model is adapted (defaults: unit identification, sized for a CPU).
 
-    max_steps: optimisation steps (default 600 for unit-id, 900 for full, the steps of the
-    from-scratch recipe it competes with). embedding_lr: LAMB learning rate of the new unit and session rows (and new heads);
-    lr: of every other weight once unfrozen (the pretraining recipe's 4e-3; the paper's A.6: 1e-4).
+    max_steps: optimisation steps (default 600 for unit-id, 900 for full: the steps of the
+    from-scratch recipe it competes with). embedding_lr: LAMB learning rate of the new unit and
+    session rows (and new heads); lr: of every other weight once unfrozen (the pretraining
+    recipe's 4e-3; the paper's A.6: 1e-4).
     unfreeze_at: the step at which ``full`` mode unfreezes the network (default 0: at once; the
     paper's gradual unfreezing: e.g. max_steps // 3). trials / minutes: few-shot size per new
     recording.
