@@ -540,14 +540,15 @@ def _validation_period(tc: TrainConfig, recordings: RecordingSet, ranks: Ranks) 
     a sample of the decoded streams (of those of ``training.select_on`` when it names some)."""
     if tc.validate_every and not _has_valid_samples(recordings, tc.select_on):
         if ranks.is_main:
-            which = f"the streams of training.select_on {list(tc.select_on)}" if tc.select_on else "the decoded streams"
+            which, other = (
+                (f"the streams of training.select_on {list(tc.select_on)}", ", name other readouts in training.select_on")
+                if tc.select_on else ("the decoded streams", "")
+            )
             warnings.warn(
                 f"training: no valid split holds a sample of {which}, so no validation R2 "
                 "is logged and no best model is kept (RUN/model is the last); assign splits where the "
                 "behavior exists (re-import with `neuropoyo prepare`, or neuropoyo.data.splits."
-                "assign_splits)"
-                + (", name other readouts in training.select_on" if tc.select_on else "")
-                + " or set training.validate_every: 0",
+                f"assign_splits){other} or set training.validate_every: 0",
                 NoValidationWarning,
                 stacklevel=4,
             )
